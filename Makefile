@@ -1,0 +1,132 @@
+# ckptkit -- build, test, demo, bench, fuzz, install. GNU make.
+#
+#   make            build/libckptkit.a, build/libckptkit.so, build/ckptkit
+#   make check      unit tests, CLI tests, fuzz-corpus replay, interop tests
+#                   (real PyTorch), then the unit tests under ASan + UBSan
+#   make demo       convert a bundled checkpoint and show the result
+#   make bench      benchmarks against cp and the PyTorch way (BENCH_SIZE=1GiB)
+#   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
+#   make lint       cppcheck + clang-tidy
+#   make install    PREFIX=/usr/local DESTDIR=
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PYTHON  ?= /usr/bin/python3
+FUZZ_SECONDS ?= 60
+BENCH_SIZE ?= 1GiB
+
+SOVERSION := 0
+VERSION   := 0.1.0
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+BASE    := -std=c11 -D_GNU_SOURCE -g $(WARN)
+OPT     ?= -O2
+CFLAGS_LIB := $(BASE) $(OPT) -fPIC -fvisibility=hidden -Iinclude $(CFLAGS)
+CFLAGS_CLI := $(BASE) $(OPT) -Iinclude $(CFLAGS)
+LDLIBS  := -lz -lm
+
+B := build
+LIB_SRC := $(shell find src -name '*.c' | sort)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+CLI_SRC := $(sort $(wildcard tools/ckptkit/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(B)/obj/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
+
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_OBJ := $(LIB_SRC:%.c=$(B)/asan/%.o)
+
+.PHONY: all check unit cli interop asan fuzz-replay demo bench fuzz lint install clean deps \
+        check-deps
+
+all: $(B)/libckptkit.a $(B)/libckptkit.so $(B)/ckptkit
+
+$(B)/obj/%.o: %.c $(shell find include src -name '*.h')
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+$(B)/obj/tools/%.o: tools/%.c include/ckptkit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_CLI) -c $< -o $@
+
+$(B)/libckptkit.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libckptkit.so: $(LIB_OBJ) src/ckptkit.map
+	$(CC) -shared -Wl,-soname,libckptkit.so.$(SOVERSION) -Wl,--version-script=src/ckptkit.map \
+	    -o $(B)/libckptkit.so.$(VERSION) $(LIB_OBJ) $(LDLIBS)
+	ln -sf libckptkit.so.$(VERSION) $(B)/libckptkit.so.$(SOVERSION)
+	ln -sf libckptkit.so.$(VERSION) $@
+
+$(B)/ckptkit: $(CLI_OBJ) $(B)/libckptkit.a
+	$(CC) -o $@ $(CLI_OBJ) $(B)/libckptkit.a $(LDLIBS)
+
+# ---- tests -------------------------------------------------------------------
+
+$(B)/unit_tests: $(UNIT_SRC) $(B)/libckptkit.a $(shell find src tests/unit -name '*.h')
+	$(CC) $(BASE) -O1 -Iinclude -Isrc -o $@ $(UNIT_SRC) $(B)/libckptkit.a $(LDLIBS)
+
+$(B)/asan/%.o: %.c $(shell find include src -name '*.h')
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -O1 $(SAN) -Iinclude -c $< -o $@
+
+$(B)/unit_tests_asan: $(UNIT_SRC) $(ASAN_OBJ)
+	$(CC) $(BASE) -O1 $(SAN) -Iinclude -Isrc -o $@ $(UNIT_SRC) $(ASAN_OBJ) $(LDLIBS)
+
+$(B)/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -O1 $(SAN) -Iinclude -Isrc -o $@ $< tests/fuzz/replay.c $(ASAN_OBJ) $(LDLIBS)
+
+check-deps:
+	@scripts/install-deps.sh --check-or-install
+
+unit: $(B)/unit_tests
+	$(B)/unit_tests
+
+cli: all
+	tests/cli/run.sh $(B)/ckptkit
+
+asan: $(B)/unit_tests_asan
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(B)/unit_tests_asan
+
+fuzz-replay: $(FUZZ_NAMES:%=$(B)/fuzz/%)
+	tests/fuzz/replay.sh $(B)/fuzz $(FUZZ_NAMES)
+
+interop: all
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
+
+check: check-deps all unit cli fuzz-replay interop asan
+	@echo "make check: all suites passed"
+
+demo: all
+	@scripts/demo.sh $(B)/ckptkit
+
+bench: all
+	@$(PYTHON) bench/run.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
+
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+lint:
+	scripts/lint.sh
+
+# ---- install -------------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(B)/ckptkit $(DESTDIR)$(PREFIX)/bin/ckptkit
+	install -m 644 $(B)/libckptkit.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libckptkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libckptkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libckptkit.so.$(SOVERSION)
+	ln -sf libckptkit.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libckptkit.so
+	install -m 644 include/ckptkit.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 docs/ckptkit.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' ckptkit.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ckptkit.pc
+
+clean:
+	rm -rf $(B)

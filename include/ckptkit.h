@@ -1,0 +1,345 @@
+/*
+ * ckptkit.h -- the one public header of libckptkit, and its manual.
+ *
+ * ckptkit opens neural-network checkpoints (safetensors, PyTorch .pth/.pt/.bin
+ * in zip, legacy and tar form, Lightning .ckpt, raw .bin with a JSON manifest,
+ * Hugging Face sharded checkpoints), lists their tensors, reads tensor values,
+ * and converts between formats tensor by tensor in bounded memory.
+ *
+ * Nothing in an input file is ever executed: pickles are read by a restricted
+ * machine that builds an inert value tree, and unknown classes stay opaque.
+ *
+ * Conventions
+ *  - Every fallible call returns ck_status; CK_OK is 0. On failure the context
+ *    holds a one-line message (ck_errmsg) naming the file, the object (tensor,
+ *    zip member, pickle opcode at byte N), the rule broken and the numbers.
+ *  - Outputs are the last parameters and are written only on success.
+ *  - Every close/free function accepts NULL.
+ *  - Ownership is stated where a pointer is returned.
+ *  - The library never prints and never exits.
+ *
+ * Minimal use:
+ *
+ *     ck_ctx *ctx = ck_ctx_new();
+ *     ck_model *m;
+ *     if (ck_model_open(ctx, "model.safetensors", NULL, &m)) {
+ *         fprintf(stderr, "%s\n", ck_errmsg(ctx));
+ *     } else {
+ *         for (size_t i = 0; i < ck_model_tensor_count(m); i++) {
+ *             ck_tensor_info ti;
+ *             ck_model_tensor(m, i, &ti);
+ *             printf("%s %s\n", ti.name, ck_dtype_name(ti.dtype));
+ *         }
+ *         ck_model_close(m);
+ *     }
+ *     ck_ctx_free(ctx);
+ */
+#ifndef CKPTKIT_H
+#define CKPTKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CK_API __attribute__((visibility("default")))
+#else
+#define CK_API
+#endif
+
+#define CK_VERSION_MAJOR 0
+#define CK_VERSION_MINOR 1
+#define CK_VERSION_PATCH 0
+#define CK_VERSION_STRING "0.1.0"
+
+/* The library's version string ("0.1.0"). */
+CK_API const char *ck_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ck_status {
+    CK_OK = 0,
+    CK_EFORMAT,      /* the input breaks a rule of its format */
+    CK_EUNSUPPORTED, /* valid input that ckptkit cannot represent or write */
+    CK_EIO,          /* a system call failed (open, read, write, fsync, rename) */
+    CK_ENOMEM,       /* allocation failed or a memory limit was reached */
+    CK_ELIMIT,       /* a configured limit was exceeded (depth, memo, header size) */
+    CK_EEXIST,       /* refused write: OUT exists and force was not given */
+    CK_ESAMEFILE,    /* refused write: OUT is one of the inputs (links included) */
+    CK_EARG,         /* the caller passed invalid arguments */
+    CK_ENOTFOUND,    /* a named tensor or key does not exist */
+    CK_EINTR,        /* interrupted by a signal; nothing was left behind */
+    CK_EUNSAFE       /* scan: a dangerous reference was found */
+} ck_status;
+
+/* A short English name for a status ("bad format", "i/o error", ...). */
+CK_API const char *ck_status_name(ck_status st);
+
+/* ------------------------------------------------------------------------ */
+/* Data types                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The dtype table, one X-macro list. Columns: enum suffix, name as written in
+ * safetensors headers, bits per element, kind.
+ * Kinds: B bool, U unsigned int, I signed int, F float, C complex.
+ */
+#define CK_DTYPE_LIST(X)                                                                          \
+    X(BOOL, "BOOL", 8, 'B')                                                                       \
+    X(U8, "U8", 8, 'U')                                                                           \
+    X(I8, "I8", 8, 'I')                                                                           \
+    X(U16, "U16", 16, 'U')                                                                        \
+    X(I16, "I16", 16, 'I')                                                                        \
+    X(U32, "U32", 32, 'U')                                                                        \
+    X(I32, "I32", 32, 'I')                                                                        \
+    X(U64, "U64", 64, 'U')                                                                        \
+    X(I64, "I64", 64, 'I')                                                                        \
+    X(F16, "F16", 16, 'F')                                                                        \
+    X(BF16, "BF16", 16, 'F')                                                                      \
+    X(F32, "F32", 32, 'F')                                                                        \
+    X(F64, "F64", 64, 'F')                                                                        \
+    X(C64, "C64", 64, 'C')                                                                        \
+    X(C128, "C128", 128, 'C')                                                                     \
+    X(F8_E4M3, "F8_E4M3", 8, 'F')                                                                 \
+    X(F8_E5M2, "F8_E5M2", 8, 'F')                                                                 \
+    X(F8_E4M3FNUZ, "F8_E4M3FNUZ", 8, 'F')                                                         \
+    X(F8_E5M2FNUZ, "F8_E5M2FNUZ", 8, 'F')                                                         \
+    X(F8_E8M0, "F8_E8M0", 8, 'F')                                                                 \
+    X(F6_E2M3, "F6_E2M3", 6, 'F')                                                                 \
+    X(F6_E3M2, "F6_E3M2", 6, 'F')                                                                 \
+    X(F4, "F4", 4, 'F')
+
+typedef enum ck_dtype {
+#define CK_DTYPE_ENUM_(id, name, bits, kind) CK_DT_##id,
+    CK_DTYPE_LIST(CK_DTYPE_ENUM_)
+#undef CK_DTYPE_ENUM_
+        CK_DT_COUNT,
+    CK_DT_KEEP = -1 /* as an output dtype: keep the input's dtype */
+} ck_dtype;
+
+/* "F32", "BF16", ... (the safetensors spelling); "?" for an invalid value. */
+CK_API const char *ck_dtype_name(ck_dtype dt);
+/* Parses a dtype name, case-insensitive; also accepts torch spellings
+ * ("float16", "bfloat16", "half", "float", "f32", ...). Returns CK_OK or CK_EARG. */
+CK_API ck_status ck_dtype_parse(const char *name, ck_dtype *out);
+/* Bits per element (4 for F4, 6 for F6_*). 0 for an invalid value. */
+CK_API unsigned ck_dtype_bits(ck_dtype dt);
+/* 1 for floating-point dtypes (F*, BF16, F8*, F6*, F4), else 0. Complex is not floating. */
+CK_API int ck_dtype_is_float(ck_dtype dt);
+/* 1 if ckptkit can convert values of this dtype to and from F32. */
+CK_API int ck_dtype_can_cast(ck_dtype dt);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ck_ctx ck_ctx;
+
+/* A new context with default limits; NULL if out of memory. */
+CK_API ck_ctx *ck_ctx_new(void);
+CK_API void ck_ctx_free(ck_ctx *ctx);
+
+/* The last error message (one line, no trailing newline). Borrowed: valid
+ * until the next call that fails on this context. "" if there was none. */
+CK_API const char *ck_errmsg(const ck_ctx *ctx);
+/* The status of the last failure, or CK_OK. */
+CK_API ck_status ck_last_status(const ck_ctx *ctx);
+
+/* Warnings (e.g. "protocol 4 pickle", "CRC not computed") go to this callback;
+ * without one they are dropped. The message is borrowed for the call only. */
+typedef void (*ck_warn_fn)(void *user, const char *msg);
+CK_API void ck_ctx_set_warn(ck_ctx *ctx, ck_warn_fn fn, void *user);
+
+typedef enum ck_limit {
+    CK_LIMIT_HEADER_BYTES,  /* safetensors / JSON header size (default 100,000,000) */
+    CK_LIMIT_PICKLE_DEPTH,  /* nesting depth of pickled containers (default 1000) */
+    CK_LIMIT_PICKLE_MEMO,   /* memo entries (default 10,000,000) */
+    CK_LIMIT_PICKLE_STACK,  /* stack + mark entries (default 10,000,000) */
+    CK_LIMIT_MEMORY,        /* bytes the parsers may allocate (default 1 GiB + 64 x input) */
+    CK_LIMIT_INFLATE_BYTES, /* largest inflated zip member (default 4 GiB) */
+    CK_LIMIT_TENSORS,       /* tensors in one checkpoint (default 10,000,000) */
+    CK_LIMIT_COUNT
+} ck_limit;
+
+/* Sets a limit; 0 restores the default. */
+CK_API ck_status ck_ctx_set_limit(ck_ctx *ctx, ck_limit which, uint64_t value);
+CK_API uint64_t ck_ctx_get_limit(const ck_ctx *ctx, ck_limit which);
+
+/* Progress callback: done and total in bytes of tensor data. Return nonzero to
+ * cancel (the call then fails with CK_EINTR and leaves no output behind). */
+typedef int (*ck_progress_fn)(void *user, uint64_t done, uint64_t total);
+CK_API void ck_ctx_set_progress(ck_ctx *ctx, ck_progress_fn fn, void *user);
+
+/* Removes every temporary output file this process has open. Async-signal-safe:
+ * call it from a SIGINT/SIGTERM handler, then exit. */
+CK_API void ck_cleanup_on_signal(void);
+
+/* ------------------------------------------------------------------------ */
+/* Opening a checkpoint                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ck_model ck_model;
+
+typedef struct ck_open_opts {
+    const char *format;   /* force a reader ("safetensors", "torch", "raw"); NULL: detect */
+    const char *key;      /* dotted path of the sub-dict holding the state dict; NULL: by rule */
+    const char *manifest; /* JSON manifest for raw .bin input; NULL: OUT.json beside it if any */
+    int all;              /* expose every tensor of the object tree under its dotted path */
+    int verify_crc;       /* check CRC-32 of every zip member as it is read */
+} ck_open_opts;
+
+/* Opens PATH read-only (memory-mapped). The format is detected from content,
+ * never from the name. PATH may also be a sharded checkpoint: its
+ * *.index.json file or the folder holding it. OPTS may be NULL. */
+CK_API ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts,
+                               ck_model **out);
+CK_API void ck_model_close(ck_model *m);
+
+/* Reader name: "safetensors", "torch-zip", "torch-legacy", "torch-tar", "raw",
+ * "sharded:safetensors", ... Borrowed. */
+CK_API const char *ck_model_format(const ck_model *m);
+CK_API const char *ck_model_path(const ck_model *m);
+
+typedef struct ck_tensor_info {
+    const char *name;       /* borrowed: valid until ck_model_close */
+    ck_dtype dtype;         /* on-disk dtype */
+    int ndim;               /* 0 for a scalar */
+    const int64_t *shape;   /* ndim sizes, outermost first; borrowed */
+    const int64_t *strides; /* ndim strides in elements, or NULL when dense row-major */
+    uint64_t storage_offset; /* elements into the storage (torch), else 0 */
+    uint64_t numel;          /* product of shape */
+    uint64_t nbytes;         /* bytes of the dense value: numel x bits / 8 */
+    uint64_t storage_id;     /* tensors with equal nonzero ids share one storage */
+    uint64_t file_offset;    /* where the storage bytes start in the file, if known */
+} ck_tensor_info;
+
+CK_API size_t ck_model_tensor_count(const ck_model *m);
+/* Fills OUT for tensor I (0-based, file order). CK_EARG if I is out of range. */
+CK_API ck_status ck_model_tensor(const ck_model *m, size_t i, ck_tensor_info *out);
+/* Finds a tensor by name. CK_ENOTFOUND (no message) if absent. */
+CK_API ck_status ck_model_find(const ck_model *m, const char *name, size_t *index);
+
+/* Zero-copy view of tensor I's bytes: non-NULL only for a dense, little-endian
+ * tensor stored uncompressed in a mapped file. Borrowed until ck_model_close. */
+CK_API const void *ck_model_data(const ck_model *m, size_t i);
+
+/* Reads elements [first, first + count) of tensor I, in row-major order, as
+ * dtype AS (CK_DT_KEEP: on-disk dtype), into DST of DST_CAP bytes. Gathers
+ * strided views, swaps byte order, applies conj/neg flags and casts. Sub-byte
+ * dtypes (F4, F6) must be read whole, as kept. */
+CK_API ck_status ck_model_read(ck_model *m, size_t i, uint64_t first, uint64_t count, ck_dtype as,
+                               void *dst, size_t dst_cap);
+
+/* Metadata: string -> string pairs (safetensors __metadata__, Lightning
+ * scalars such as epoch and global_step). Borrowed until ck_model_close. */
+CK_API size_t ck_model_meta_count(const ck_model *m);
+CK_API ck_status ck_model_meta(const ck_model *m, size_t i, const char **key, const char **value);
+/* NULL if KEY is absent. */
+CK_API const char *ck_model_meta_get(const ck_model *m, const char *key);
+
+/* Non-tensor values of the checkpoint (epoch, hyper_parameters, opaque
+ * objects, ...) as one JSON document; tensors appear as {"tensor": ...}
+ * descriptors. "null" for formats that hold none. Borrowed. */
+CK_API const char *ck_model_values_json(const ck_model *m);
+
+/* ------------------------------------------------------------------------ */
+/* Converting                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ck_convert_opts {
+    const char *format;     /* "safetensors", "pth", "ckpt", "raw"; NULL: from OUT's extension */
+    ck_dtype dtype;         /* CK_DT_KEEP, or a floating dtype to cast floating tensors to */
+    const char *const *dtype_exclude; /* NULL-terminated globs: tensors never cast */
+    int force;              /* replace an existing OUT */
+    const char *const *metadata; /* NULL-terminated "KEY=VALUE" pairs added to the output */
+    const char *const *include;  /* NULL-terminated globs; NULL: every tensor */
+    const char *const *exclude;  /* NULL-terminated globs */
+    const char *const *rename;   /* NULL-terminated "OLD=NEW" prefix renames */
+    const char *strip_prefix;
+    const char *add_prefix;
+    int ema;                /* 1: --ema, -1: --no-ema, 0: as is */
+    int prune;              /* keep only the state dict (ckpt output) */
+    uint64_t shard_size;    /* bytes per shard; 0: one file */
+    int no_crc;             /* skip CRC-32 checks of input zip members */
+} ck_convert_opts;
+
+typedef struct ck_convert_stats {
+    uint64_t tensors;       /* tensors written */
+    uint64_t bytes;         /* tensor bytes written */
+    uint64_t cast_tensors;  /* tensors whose dtype changed */
+    uint64_t overflow;      /* finite values that became +-Inf when narrowing */
+    uint64_t underflow;     /* nonzero values that became zero when narrowing */
+    uint64_t shards;        /* files written (1 unless sharded) */
+} ck_convert_stats;
+
+/* Writes the tensors of IN to OUT through a temporary file beside OUT, renamed
+ * only when complete. Refuses an existing OUT without force (CK_EEXIST) and an
+ * OUT that is IN by device and inode (CK_ESAMEFILE). STATS may be NULL. */
+CK_API ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out,
+                            const ck_convert_opts *opts, ck_convert_stats *stats);
+
+/* Output format for a file name by its extension ("safetensors", "pth",
+ * "ckpt", "raw"), or NULL. */
+CK_API const char *ck_format_for_path(const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* Comparing                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ck_diff_kind {
+    CK_DIFF_ONLY_A,  /* tensor only in A */
+    CK_DIFF_ONLY_B,  /* tensor only in B */
+    CK_DIFF_DTYPE,   /* dtypes differ */
+    CK_DIFF_SHAPE,   /* shapes differ */
+    CK_DIFF_VALUES   /* same dtype and shape, bytes differ */
+} ck_diff_kind;
+
+typedef struct ck_diff_item {
+    ck_diff_kind kind;
+    const char *name;        /* borrowed for the callback */
+    size_t index_a, index_b; /* (size_t)-1 when absent */
+    uint64_t first_elem;     /* CK_DIFF_VALUES: first differing element */
+} ck_diff_item;
+
+/* Called once per difference; return nonzero to stop early. */
+typedef int (*ck_diff_fn)(void *user, const ck_diff_item *item);
+
+/* Compares names, dtypes, shapes and bytes (exact). *SAME is 1 if identical. */
+CK_API ck_status ck_verify(ck_ctx *ctx, ck_model *a, ck_model *b, ck_diff_fn fn, void *user,
+                           int *same);
+
+/* ------------------------------------------------------------------------ */
+/* Scanning                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ck_verdict {
+    CK_VERDICT_ALLOWED,  /* a global ckptkit recognises (tensor rebuild, storage, ...) */
+    CK_VERDICT_UNKNOWN,  /* not recognised, kept opaque, never executed */
+    CK_VERDICT_DANGEROUS /* can run code, touch files or the network when unpickled */
+} ck_verdict;
+
+typedef struct ck_scan_item {
+    const char *where;  /* zip member or stream part, e.g. "archive/data.pkl"; borrowed */
+    uint64_t offset;    /* byte offset of the opcode inside that pickle */
+    const char *module; /* borrowed */
+    const char *name;   /* borrowed */
+    ck_verdict verdict;
+} ck_scan_item;
+
+typedef void (*ck_scan_fn)(void *user, const ck_scan_item *item);
+
+/* Parses every pickle in PATH with the loader's own machine and reports each
+ * global. *WORST is the worst verdict seen. Fails (never "clean") when any
+ * pickle cannot be parsed completely. */
+CK_API ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user,
+                         ck_verdict *worst);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CKPTKIT_H */

@@ -1,0 +1,178 @@
+/*
+ * open.c -- ck_model_open: map the file, detect the format from content and
+ * run its reader; plus the read-only accessors of the public API.
+ *
+ * Memory bound: parsers allocate through the context, whose effective limit
+ * grows by 32 bytes per input byte on top of a 64 MiB base, capped by
+ * CK_LIMIT_MEMORY. A pickle can only build as many nodes as it has opcodes,
+ * so this bound holds for every reader.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "../convert/convert.h"
+
+#define MEM_BASE (64ull << 20)
+#define MEM_PER_INPUT_BYTE 32
+
+static void grow_mem_limit(ck_ctx *ctx, uint64_t input_len)
+{
+    uint64_t add, lim = ctx->limits[CK_LIMIT_MEMORY];
+    if (cki_mul_u64(&add, input_len, MEM_PER_INPUT_BYTE)) add = UINT64_MAX;
+    if (!ctx->mem_limit_effective) ctx->mem_limit_effective = MEM_BASE;
+    if (cki_add_u64(&ctx->mem_limit_effective, ctx->mem_limit_effective, add))
+        ctx->mem_limit_effective = UINT64_MAX;
+    if (ctx->mem_limit_effective > lim) ctx->mem_limit_effective = lim;
+}
+
+/* A message for content that no reader claims: say what it looks like. */
+static ck_status unknown_format(ck_ctx *ctx, const cki_source *src)
+{
+    const uint8_t *p = src->base;
+    uint64_t n = src->len;
+    char hex[3 * 8 + 1] = "";
+    if (n == 0) return cki_fail(ctx, CK_EFORMAT, "%s: empty file", src->path);
+    if (n >= 24 && memcmp(p, "version https://git-lfs", 23) == 0)
+        return cki_fail(ctx, CK_EFORMAT,
+                        "%s: this is a Git LFS pointer (%llu bytes of text), not the checkpoint: "
+                        "run 'git lfs pull' to fetch the real file",
+                        src->path, (unsigned long long)n);
+    {
+        size_t i = 0;
+        while (i < n && i < 64 && isspace(p[i])) i++;
+        if (n - i >= 5 && (p[i] == '<') &&
+            (strncasecmp((const char *)p + i, "<!doctype html", n - i < 14 ? n - i : 14) == 0 ||
+             strncasecmp((const char *)p + i, "<html", 5) == 0 ||
+             strncasecmp((const char *)p + i, "<?xml", 5) == 0 ||
+             strncasecmp((const char *)p + i, "<!doctype", 9) == 0))
+            return cki_fail(ctx, CK_EFORMAT,
+                            "%s: this is an HTML/XML page (%llu bytes), not a checkpoint: the "
+                            "download probably returned an error or login page",
+                            src->path, (unsigned long long)n);
+    }
+    for (uint64_t i = 0; i < n && i < 8; i++) sprintf(hex + 3 * i, "%02x ", p[i]);
+    if (*hex) hex[strlen(hex) - 1] = 0;
+    return cki_fail(ctx, CK_EFORMAT,
+                    "%s: not a checkpoint format ckptkit reads (%llu bytes, starting %s)",
+                    src->path, (unsigned long long)n, hex);
+}
+
+/* Opens one file and runs its reader into M (also used for each shard). */
+ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *opts)
+{
+    ck_ctx *ctx = m->ctx;
+    cki_source *src;
+    const cki_format *f;
+    ck_status st;
+
+    if ((st = cki_source_open(ctx, path, &src))) return st;
+    if ((st = cki_model_add_source(m, src))) return st;
+    grow_mem_limit(ctx, src->len);
+    if (opts && opts->manifest) {
+        f = cki_format_by_name("raw");
+    } else if (opts && opts->format) {
+        f = cki_format_by_name(opts->format);
+        if (!f || !(f->caps & CKI_CAP_READ))
+            return cki_fail(ctx, CK_EARG, "%s: no reader named '%s'", path, opts->format);
+    } else {
+        f = cki_format_detect(src);
+        if (!f) return unknown_format(ctx, src);
+    }
+    if (!f) return cki_fail(ctx, CK_EUNSUPPORTED, "%s: raw input is not available", path);
+    if (!strcmp(m->format_name, "?")) m->format_name = f->name;
+    return f->read(m, src, opts);
+}
+
+ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts, ck_model **out)
+{
+    ck_model *m;
+    ck_status st;
+    if (!ctx || !path || !out) return cki_fail(ctx, CK_EARG, "ck_model_open: missing argument");
+    cki_clear(ctx);
+    if ((st = cki_model_new(ctx, path, &m))) return st;
+    st = cki_open_file_into(m, path, opts);
+    if (st) {
+        ck_model_close(m);
+        return st;
+    }
+    *out = m;
+    return CK_OK;
+}
+
+const char *ck_model_format(const ck_model *m)
+{
+    return m->format_name;
+}
+
+const char *ck_model_path(const ck_model *m)
+{
+    return m->path;
+}
+
+size_t ck_model_tensor_count(const ck_model *m)
+{
+    return m ? m->count : 0;
+}
+
+ck_status ck_model_tensor(const ck_model *m, size_t i, ck_tensor_info *out)
+{
+    const cki_tensor *t;
+    if (!m || i >= m->count || !out) return CK_EARG;
+    t = &m->tensors[i];
+    out->name = t->name;
+    out->dtype = t->dtype;
+    out->ndim = t->ndim;
+    out->shape = t->shape;
+    out->strides = t->stride;
+    out->storage_offset = t->offset;
+    out->numel = t->numel;
+    out->nbytes = t->nbytes;
+    out->storage_id = t->storage ? t->storage->id : 0;
+    out->file_offset = t->storage ? t->storage->file_off : 0;
+    return CK_OK;
+}
+
+ck_status ck_model_find(const ck_model *m, const char *name, size_t *index)
+{
+    if (!m || !name) return CK_EARG;
+    return cki_map_get(&m->names, name, strlen(name), index) ? CK_ENOTFOUND : CK_OK;
+}
+
+const void *ck_model_data(const ck_model *m, size_t i)
+{
+    if (!m || i >= m->count) return NULL;
+    return cki_tensor_bytes(&m->tensors[i]);
+}
+
+ck_status ck_model_read(ck_model *m, size_t i, uint64_t first, uint64_t count, ck_dtype as,
+                        void *dst, size_t dst_cap)
+{
+    if (!m || i >= m->count) return cki_fail(m ? m->ctx : NULL, CK_EARG, "no tensor %zu", i);
+    return cki_tensor_read(m->ctx, &m->tensors[i], first, count, as, dst, dst_cap, NULL);
+}
+
+size_t ck_model_meta_count(const ck_model *m)
+{
+    return m ? m->meta_count : 0;
+}
+
+ck_status ck_model_meta(const ck_model *m, size_t i, const char **key, const char **value)
+{
+    if (!m || i >= m->meta_count) return CK_EARG;
+    *key = m->meta_keys[i];
+    *value = m->meta_vals[i];
+    return CK_OK;
+}
+
+const char *ck_model_meta_get(const ck_model *m, const char *key)
+{
+    for (size_t i = 0; m && i < m->meta_count; i++)
+        if (strcmp(m->meta_keys[i], key) == 0) return m->meta_vals[i];
+    return NULL;
+}
+
+const char *ck_model_values_json(const ck_model *m)
+{
+    return m && m->values_json ? m->values_json : "null";
+}

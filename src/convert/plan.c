@@ -1,0 +1,173 @@
+/*
+ * plan.c -- from an opened model and the convert options to the list of
+ * output tensors: selection (--include/--exclude globs), renaming
+ * (--strip-prefix, --rename OLD=NEW prefixes, --add-prefix, in that order),
+ * the dtype policy (floating tensors only; --dtype-exclude keeps chosen ones)
+ * and the metadata to carry (input metadata, then --metadata overrides).
+ * Two tensors that end up with one name are an error naming both.
+ */
+#include <stdio.h>
+
+#include "convert.h"
+
+static int any_glob(const char *const *globs, const char *name)
+{
+    for (size_t i = 0; globs && globs[i]; i++)
+        if (cki_glob_match(globs[i], name)) return 1;
+    return 0;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Applies the renaming options to NAME; result in the plan's arena. */
+static const char *rename_one(cki_plan *plan, const ck_convert_opts *o, const char *name)
+{
+    const char *n = name;
+    char *out;
+    size_t len;
+    if (o->strip_prefix && *o->strip_prefix && starts_with(n, o->strip_prefix))
+        n += strlen(o->strip_prefix);
+    for (size_t i = 0; o->rename && o->rename[i]; i++) {
+        const char *eq = strchr(o->rename[i], '=');
+        size_t ol = (size_t)(eq - o->rename[i]);
+        if (strncmp(n, o->rename[i], ol) == 0) {
+            const char *rest = n + ol;
+            const char *nw = eq + 1;
+            len = strlen(nw) + strlen(rest);
+            out = cki_arena_alloc(&plan->arena, len + 1);
+            if (!out) return NULL;
+            memcpy(out, nw, strlen(nw));
+            memcpy(out + strlen(nw), rest, strlen(rest) + 1);
+            n = out;
+            break; /* first matching rule wins */
+        }
+    }
+    if (o->add_prefix && *o->add_prefix) {
+        len = strlen(o->add_prefix) + strlen(n);
+        out = cki_arena_alloc(&plan->arena, len + 1);
+        if (!out) return NULL;
+        memcpy(out, o->add_prefix, strlen(o->add_prefix));
+        memcpy(out + strlen(o->add_prefix), n, strlen(n) + 1);
+        n = out;
+    }
+    return n;
+}
+
+static ck_status add_meta(ck_ctx *ctx, cki_plan *plan, size_t *cap, const char *k, size_t kl,
+                          const char *v)
+{
+    char *key;
+    for (size_t i = 0; i < plan->meta_count; i++) {
+        if (strlen(plan->meta_keys[i]) == kl && memcmp(plan->meta_keys[i], k, kl) == 0) {
+            plan->meta_vals[i] = v;
+            return CK_OK;
+        }
+    }
+    if (plan->meta_count == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        const char **nk = cki_realloc(ctx, plan->meta_keys, nc * sizeof *nk);
+        if (!nk) return CK_ENOMEM;
+        plan->meta_keys = nk;
+        const char **nv = cki_realloc(ctx, plan->meta_vals, nc * sizeof *nv);
+        if (!nv) return CK_ENOMEM;
+        plan->meta_vals = nv;
+        *cap = nc;
+    }
+    key = cki_arena_strndup(&plan->arena, k, kl);
+    if (!key) return CK_ENOMEM;
+    plan->meta_keys[plan->meta_count] = key;
+    plan->meta_vals[plan->meta_count] = v;
+    plan->meta_count++;
+    return CK_OK;
+}
+
+ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, cki_plan *plan)
+{
+    cki_map seen;
+    size_t meta_cap = 0;
+    ck_status st = CK_OK;
+    memset(plan, 0, sizeof *plan);
+    cki_arena_init(&plan->arena, ctx);
+    cki_map_init(&seen, ctx);
+    if (o->dtype != CK_DT_KEEP && !ck_dtype_can_cast(o->dtype)) {
+        st = cki_fail(ctx, CK_EARG, "cannot cast to %s", ck_dtype_name(o->dtype));
+        goto out;
+    }
+    for (size_t i = 0; o->rename && o->rename[i]; i++) {
+        if (!strchr(o->rename[i], '=')) {
+            st = cki_fail(ctx, CK_EARG, "--rename '%s': expected OLD=NEW", o->rename[i]);
+            goto out;
+        }
+    }
+    plan->tensors = cki_calloc(ctx, in->count ? in->count : 1, sizeof *plan->tensors);
+    if (!plan->tensors) { st = CK_ENOMEM; goto out; }
+    for (size_t i = 0; i < in->count; i++) {
+        const cki_tensor *t = &in->tensors[i];
+        cki_out_tensor *ot;
+        const char *name;
+        size_t prev;
+        int r;
+        if (o->include && o->include[0] && !any_glob(o->include, t->name)) continue;
+        if (any_glob(o->exclude, t->name)) continue;
+        name = rename_one(plan, o, t->name);
+        if (!name) { st = CK_ENOMEM; goto out; }
+        if (!*name) {
+            st = cki_fail(ctx, CK_EARG, "%s: tensor '%s' would get an empty name", in->path,
+                          t->name);
+            goto out;
+        }
+        r = cki_map_put(&seen, name, strlen(name), plan->count, &prev);
+        if (r < 0) { st = CK_ENOMEM; goto out; }
+        if (r == 1) {
+            st = cki_fail(ctx, CK_EARG, "%s: tensors '%s' and '%s' would both be named '%s'",
+                          in->path, plan->tensors[prev].src->name, t->name, name);
+            goto out;
+        }
+        ot = &plan->tensors[plan->count++];
+        ot->name = name;
+        ot->src = t;
+        ot->dtype = t->dtype;
+        if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(t->dtype) && t->dtype != o->dtype &&
+            !any_glob(o->dtype_exclude, t->name)) {
+            if (!ck_dtype_can_cast(t->dtype)) {
+                st = cki_fail(ctx, CK_EUNSUPPORTED, "%s: tensor '%s': cannot cast %s to %s",
+                              in->path, t->name, ck_dtype_name(t->dtype),
+                              ck_dtype_name(o->dtype));
+                goto out;
+            }
+            ot->dtype = o->dtype;
+        }
+        if (cki_dtype_nbytes(ot->dtype, t->numel, &ot->nbytes)) {
+            st = cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': size overflows", in->path, t->name);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < in->meta_count; i++)
+        if ((st = add_meta(ctx, plan, &meta_cap, in->meta_keys[i], strlen(in->meta_keys[i]),
+                           in->meta_vals[i])))
+            goto out;
+    for (size_t i = 0; o->metadata && o->metadata[i]; i++) {
+        const char *kv = o->metadata[i], *eq = strchr(kv, '=');
+        if (!eq || eq == kv) {
+            st = cki_fail(ctx, CK_EARG, "--metadata '%s': expected KEY=VALUE", kv);
+            goto out;
+        }
+        if ((st = add_meta(ctx, plan, &meta_cap, kv, (size_t)(eq - kv), eq + 1))) goto out;
+    }
+out:
+    cki_map_free(&seen);
+    if (st) cki_plan_free(ctx, plan);
+    return st;
+}
+
+void cki_plan_free(ck_ctx *ctx, cki_plan *plan)
+{
+    cki_free(ctx, plan->tensors);
+    cki_free(ctx, plan->meta_keys);
+    cki_free(ctx, plan->meta_vals);
+    cki_arena_free(&plan->arena);
+    memset(plan, 0, sizeof *plan);
+}

@@ -1,0 +1,69 @@
+/*
+ * fmt_registry.c -- the only file that lists format drivers, and the lookups
+ * by name, by output extension and by content.
+ */
+#include <strings.h>
+
+#include "format.h"
+
+extern const cki_format cki_fmt_safetensors;
+
+const cki_format *const cki_formats[] = {
+    &cki_fmt_safetensors,
+    NULL,
+};
+
+static const struct {
+    const char *alias;
+    const char *name;
+} aliases[] = {
+    {"st", "safetensors"}, {"pt", "torch"}, {"pth", "torch"}, {"bin", "torch"},
+    {"pytorch", "torch"},  {"lightning", "ckpt"},
+};
+
+const cki_format *cki_format_by_name(const char *name)
+{
+    if (!name) return NULL;
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (strcasecmp(name, aliases[i].alias) == 0) name = aliases[i].name;
+    for (size_t i = 0; cki_formats[i]; i++)
+        if (strcasecmp(cki_formats[i]->name, name) == 0) return cki_formats[i];
+    return NULL;
+}
+
+const cki_format *cki_format_by_path(const char *path)
+{
+    size_t pl = strlen(path);
+    for (size_t i = 0; cki_formats[i]; i++) {
+        const cki_format *f = cki_formats[i];
+        if (!(f->caps & CKI_CAP_WRITE) || !f->exts) continue;
+        for (size_t e = 0; f->exts[e]; e++) {
+            size_t el = strlen(f->exts[e]);
+            if (pl > el && strcasecmp(path + pl - el, f->exts[e]) == 0) return f;
+        }
+    }
+    return NULL;
+}
+
+const cki_format *cki_format_detect(const cki_source *src)
+{
+    const cki_format *best = NULL;
+    int best_score = 0;
+    for (size_t i = 0; cki_formats[i]; i++) {
+        const cki_format *f = cki_formats[i];
+        int s;
+        if (!(f->caps & CKI_CAP_READ) || !f->probe) continue;
+        s = f->probe(src);
+        if (s > best_score) {
+            best_score = s;
+            best = f;
+        }
+    }
+    return best;
+}
+
+const char *ck_format_for_path(const char *path)
+{
+    const cki_format *f = path ? cki_format_by_path(path) : NULL;
+    return f ? f->name : NULL;
+}

@@ -1,0 +1,83 @@
+/*
+ * format.h -- the format driver table. One file per format fills one
+ * cki_format; fmt_registry.c is the only file that lists them. Detection
+ * scores a bounded read of the content (probe), never the file name.
+ *
+ * Writers get a cki_write_job: the planned output tensors (name, source view,
+ * output dtype), metadata, and an open atomic sink. They lay the file out from
+ * names, shapes and dtypes, then pull each tensor's bytes through
+ * cki_emit_tensor, which streams in bounded chunks.
+ */
+#ifndef CKI_FORMAT_H
+#define CKI_FORMAT_H
+
+#include "../io/sink.h"
+#include "model.h"
+
+typedef struct cki_out_tensor {
+    const char *name;      /* output name */
+    const cki_tensor *src; /* values come from here */
+    ck_dtype dtype;        /* output dtype */
+    uint64_t nbytes;       /* output bytes (dense) */
+} cki_out_tensor;
+
+typedef struct cki_write_job cki_write_job;
+struct cki_write_job {
+    ck_ctx *ctx;
+    const char *path;           /* final output path */
+    cki_sink *sink;             /* open; the driver writes, the caller commits */
+    const cki_out_tensor *tensors;
+    size_t count;
+    const char *const *meta_keys; /* string metadata to write where the format can */
+    const char *const *meta_vals;
+    size_t meta_count;
+    const ck_model *src_model;  /* for non-tensor values */
+    int prune;                  /* ckpt: state dict only */
+    int force;
+    int verify_crc;             /* check input CRCs while copying */
+    cki_cast_stats *stats;      /* casts count overflow/underflow here */
+    uint8_t *scratch;           /* CKI_SCRATCH bytes for chunked copies */
+    uint64_t total_bytes;       /* sum of nbytes, for progress */
+    uint64_t done_bytes;
+    /* extra outputs (raw's OUT.json, shard indexes) opened through
+     * cki_job_open_side are committed or aborted with the main sink */
+    cki_sink *side[8];
+    size_t side_count;
+};
+
+#define CKI_SCRATCH (4u << 20)
+
+/* Streams OT's values into the job's sink (cast, gathered, swapped as
+ * needed). If CRC is not NULL, it is updated (zlib crc32) with the bytes
+ * written. Reports progress and honours cancellation. */
+ck_status cki_emit_tensor(cki_write_job *job, const cki_out_tensor *ot, uint32_t *crc);
+/* Opens another atomic output beside the main one (same --force rules). */
+ck_status cki_job_open_side(cki_write_job *job, const char *path, cki_sink **out);
+
+enum {
+    CKI_CAP_READ = 1,
+    CKI_CAP_WRITE = 2,
+    CKI_CAP_METADATA = 4, /* writer keeps string metadata */
+    CKI_CAP_SHARED = 8    /* writer keeps shared storages shared */
+};
+
+typedef struct cki_format {
+    const char *name;         /* "safetensors", "torch", "ckpt", "raw" */
+    const char *const *exts;  /* NULL-terminated, with dot: ".safetensors" */
+    unsigned caps;
+    /* 0: not this format; 100: certain. Reads at most the head and tail. */
+    int (*probe)(const cki_source *src);
+    ck_status (*read)(ck_model *m, const cki_source *src, const ck_open_opts *opts);
+    ck_status (*write)(cki_write_job *job);
+} cki_format;
+
+/* NULL-terminated list of drivers (fmt_registry.c). */
+extern const cki_format *const cki_formats[];
+/* By name or alias ("pt", "pth", "bin", "torch" -> torch). NULL if unknown. */
+const cki_format *cki_format_by_name(const char *name);
+/* By output file extension. NULL if unknown. */
+const cki_format *cki_format_by_path(const char *path);
+/* Best-scoring reader for SRC, or NULL. */
+const cki_format *cki_format_detect(const cki_source *src);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * sink.c -- atomic output (see sink.h). Writes are buffered in 1 MiB; the
+ * temporary file's name is kept in a fixed table that a signal handler can
+ * walk with only async-signal-safe calls (unlink).
+ */
+#include "sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sys.h"
+
+#define SINK_BUF (1u << 20)
+#define MAX_LIVE 256
+
+struct cki_sink {
+    ck_ctx *ctx;
+    char *path;
+    char *tmp;
+    int fd;
+    int slot;
+    uint64_t pos;     /* logical bytes written, buffer included */
+    unsigned char *buf;
+    size_t buf_len;
+};
+
+/* Temporary files alive in this process, for the signal handler. */
+static char live_tmp[MAX_LIVE][PATH_MAX];
+static volatile sig_atomic_t live_used[MAX_LIVE];
+
+void ck_cleanup_on_signal(void)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live_used[i]) unlink(live_tmp[i]);
+}
+
+static int live_add(const char *tmp)
+{
+    if (strlen(tmp) >= PATH_MAX) return -1;
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (!live_used[i]) {
+            memcpy(live_tmp[i], tmp, strlen(tmp) + 1);
+            live_used[i] = 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void live_del(int slot)
+{
+    if (slot >= 0 && slot < MAX_LIVE) live_used[slot] = 0;
+}
+
+static void sink_free(cki_sink *s)
+{
+    ck_ctx *ctx = s->ctx;
+    cki_free(ctx, s->buf);
+    cki_free(ctx, s->tmp);
+    cki_free(ctx, s->path);
+    cki_free(ctx, s);
+}
+
+ck_status cki_sink_open(ck_ctx *ctx, const char *path, int force, cki_source *const *inputs,
+                        size_t input_count, cki_sink **out)
+{
+    struct stat st;
+    cki_sink *s;
+    const char *base = cki_basename(path);
+    size_t dir_len = (size_t)(base - path);
+    mode_t mask;
+
+    if (!*base) return cki_fail(ctx, CK_EARG, "%s: output path names a folder", path);
+    if (stat(path, &st) == 0) {
+        for (size_t i = 0; i < input_count; i++) {
+            if (inputs[i] && inputs[i]->fd >= 0 && inputs[i]->dev == st.st_dev &&
+                inputs[i]->ino == st.st_ino)
+                return cki_fail(ctx, CK_ESAMEFILE,
+                                "%s: output is the input file %s (same device and inode); "
+                                "refusing to overwrite it",
+                                path, inputs[i]->path);
+        }
+        if (S_ISDIR(st.st_mode)) return cki_fail(ctx, CK_EARG, "%s: output is a folder", path);
+        if (!force)
+            return cki_fail(ctx, CK_EEXIST, "%s: output exists; use --force to replace it", path);
+    } else if (errno != ENOENT) {
+        return cki_fail(ctx, CK_EIO, "%s: cannot stat output: %s", path, strerror(errno));
+    }
+
+    s = cki_calloc(ctx, 1, sizeof *s);
+    if (!s) return CK_ENOMEM;
+    s->ctx = ctx;
+    s->fd = -1;
+    s->slot = -1;
+    s->path = cki_strdup(ctx, path);
+    s->tmp = cki_malloc(ctx, dir_len + strlen(base) + 32);
+    s->buf = cki_malloc(ctx, SINK_BUF);
+    if (!s->path || !s->tmp || !s->buf) {
+        sink_free(s);
+        return CK_ENOMEM;
+    }
+    memcpy(s->tmp, path, dir_len);
+    sprintf(s->tmp + dir_len, ".%s.ckptkit-XXXXXX", base);
+    if (cki_sys_alloc_should_fail()) { /* mkstemp has no hook of its own: share open's */
+        errno = EIO;
+        s->fd = -1;
+    } else {
+        s->fd = mkostemp(s->tmp, O_CLOEXEC);
+    }
+    if (s->fd < 0) {
+        ck_status st2 = cki_fail(ctx, CK_EIO, "%s: cannot create temporary file: %s", path,
+                                 strerror(errno));
+        sink_free(s);
+        return st2;
+    }
+    s->slot = live_add(s->tmp);
+    /* mkstemp makes 0600; give the output the usual 0666 & ~umask */
+    mask = umask(0);
+    umask(mask);
+    if (fchmod(s->fd, 0666 & ~mask) != 0) { /* not fatal: keeps 0600 */ }
+    *out = s;
+    return CK_OK;
+}
+
+static ck_status write_all(cki_sink *s, const unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = cki_sys_write(s->fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return cki_fail(s->ctx, CK_EIO, "%s: write failed: %s", s->path, strerror(errno));
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return CK_OK;
+}
+
+static ck_status flush(cki_sink *s)
+{
+    ck_status st;
+    if (!s->buf_len) return CK_OK;
+    st = write_all(s, s->buf, s->buf_len);
+    s->buf_len = 0;
+    return st;
+}
+
+ck_status cki_sink_write(cki_sink *s, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    ck_status st;
+    uint64_t np;
+    if (cki_add_u64(&np, s->pos, n))
+        return cki_fail(s->ctx, CK_EIO, "%s: output size overflows", s->path);
+    if (n >= SINK_BUF) {
+        if ((st = flush(s))) return st;
+        if ((st = write_all(s, b, n))) return st;
+        s->pos = np;
+        return CK_OK;
+    }
+    if (SINK_BUF - s->buf_len < n && (st = flush(s))) return st;
+    memcpy(s->buf + s->buf_len, b, n);
+    s->buf_len += n;
+    s->pos = np;
+    return CK_OK;
+}
+
+ck_status cki_sink_zeros(cki_sink *s, uint64_t n)
+{
+    static const unsigned char zero[4096];
+    while (n) {
+        size_t k = n > sizeof zero ? sizeof zero : (size_t)n;
+        ck_status st = cki_sink_write(s, zero, k);
+        if (st) return st;
+        n -= k;
+    }
+    return CK_OK;
+}
+
+ck_status cki_sink_pwrite(cki_sink *s, uint64_t off, const void *p, size_t n)
+{
+    ck_status st;
+    const unsigned char *b = p;
+    if (cki_out_of(off, n, s->pos))
+        return cki_fail(s->ctx, CK_EARG, "%s: patch past the bytes written", s->path);
+    if ((st = flush(s))) return st;
+    while (n) {
+        ssize_t w = cki_sys_pwrite(s->fd, b, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return cki_fail(s->ctx, CK_EIO, "%s: write failed: %s", s->path, strerror(errno));
+        }
+        b += w;
+        off += (uint64_t)w;
+        n -= (size_t)w;
+    }
+    return CK_OK;
+}
+
+ck_status cki_sink_copy(cki_sink *s, const cki_source *src, uint64_t off, uint64_t len)
+{
+    ck_status st;
+    if (cki_out_of(off, len, src->len))
+        return cki_fail(s->ctx, CK_EARG, "%s: copy range outside the input", src->path);
+    if (len >= (1u << 20) && src->fd >= 0) {
+        loff_t in_off = (loff_t)off;
+        uint64_t left = len;
+        if ((st = flush(s))) return st;
+        while (left) {
+            ssize_t w = copy_file_range(src->fd, &in_off, s->fd, NULL, left, 0);
+            if (w <= 0) break; /* EXDEV, ENOSYS, ...: fall back to plain writes */
+            left -= (uint64_t)w;
+            s->pos += (uint64_t)w;
+        }
+        off = (uint64_t)in_off;
+        len = left;
+        if (!len) return CK_OK;
+    }
+    while (len) {
+        size_t k = len > (64u << 20) ? (64u << 20) : (size_t)len;
+        if ((st = cki_sink_write(s, src->base + off, k))) return st;
+        cki_source_release(src, off, k);
+        off += k;
+        len -= k;
+    }
+    return CK_OK;
+}
+
+uint64_t cki_sink_pos(const cki_sink *s)
+{
+    return s->pos;
+}
+
+const char *cki_sink_path(const cki_sink *s)
+{
+    return s->path;
+}
+
+ck_status cki_sink_commit(cki_sink *s)
+{
+    ck_status st = flush(s);
+    if (!st && cki_sys_fsync(s->fd) != 0)
+        st = cki_fail(s->ctx, CK_EIO, "%s: fsync failed: %s", s->path, strerror(errno));
+    if (close(s->fd) != 0 && !st)
+        st = cki_fail(s->ctx, CK_EIO, "%s: close failed: %s", s->path, strerror(errno));
+    s->fd = -1;
+    if (!st && cki_sys_rename(s->tmp, s->path) != 0)
+        st = cki_fail(s->ctx, CK_EIO, "%s: rename from temporary file failed: %s", s->path,
+                      strerror(errno));
+    if (st) {
+        unlink(s->tmp);
+        live_del(s->slot);
+        sink_free(s);
+        return st;
+    }
+    live_del(s->slot);
+    {
+        /* make the rename durable */
+        const char *base = cki_basename(s->path);
+        size_t dl = (size_t)(base - s->path);
+        char *dir = cki_strndup(s->ctx, dl ? s->path : ".", dl ? dl : 1);
+        if (dir) {
+            int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0) {
+                fsync(dfd);
+                close(dfd);
+            }
+            cki_free(s->ctx, dir);
+        }
+    }
+    sink_free(s);
+    return CK_OK;
+}
+
+void cki_sink_abort(cki_sink *s)
+{
+    if (!s) return;
+    if (s->fd >= 0) close(s->fd);
+    unlink(s->tmp);
+    live_del(s->slot);
+    sink_free(s);
+}

@@ -1,0 +1,103 @@
+/*
+ * source.c -- memory-mapped read-only input (see source.h).
+ */
+#include "source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
+{
+    struct stat st;
+    cki_source *s;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return cki_fail(ctx, CK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return cki_fail(ctx, CK_EIO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return cki_fail(ctx, CK_EFORMAT, "%s: is a directory", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return cki_fail(ctx, CK_EFORMAT, "%s: not a regular file", path);
+    }
+    s = cki_calloc(ctx, 1, sizeof *s);
+    if (!s) { close(fd); return CK_ENOMEM; }
+    s->path = cki_strdup(ctx, path);
+    if (!s->path) { cki_free(ctx, s); close(fd); return CK_ENOMEM; }
+    s->fd = fd;
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    s->len = (uint64_t)st.st_size;
+    if (s->len) {
+        void *p = mmap(NULL, (size_t)s->len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            cki_source_close(ctx, s);
+            return cki_fail(ctx, CK_EIO, "%s: cannot map %llu bytes: %s", path,
+                            (unsigned long long)st.st_size, strerror(e));
+        }
+        s->base = p;
+    }
+    *out = s;
+    return CK_OK;
+}
+
+ck_status cki_source_from_memory(ck_ctx *ctx, const char *name, const void *p, uint64_t len,
+                                 cki_source **out)
+{
+    cki_source *s = cki_calloc(ctx, 1, sizeof *s);
+    if (!s) return CK_ENOMEM;
+    s->path = cki_strdup(ctx, name);
+    if (!s->path) { cki_free(ctx, s); return CK_ENOMEM; }
+    s->fd = -1;
+    s->base = len ? p : NULL;
+    s->len = len;
+    *out = s;
+    return CK_OK;
+}
+
+void cki_source_close(ck_ctx *ctx, cki_source *s)
+{
+    if (!s) return;
+    if (s->fd >= 0) {
+        if (s->base) munmap((void *)s->base, (size_t)s->len);
+        close(s->fd);
+    }
+    cki_free(ctx, s->path);
+    cki_free(ctx, s);
+}
+
+static void advise(const cki_source *s, uint64_t off, uint64_t len, int how)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t start, end;
+    if (!s || s->fd < 0 || !s->base || pg <= 0 || off >= s->len) return;
+    if (len > s->len - off) len = s->len - off;
+    start = off & ~((uint64_t)pg - 1);
+    end = off + len;
+    if (how == MADV_DONTNEED) {
+        /* only whole pages entirely inside the range */
+        start = (off + (uint64_t)pg - 1) & ~((uint64_t)pg - 1);
+        end &= ~((uint64_t)pg - 1);
+    }
+    if (end <= start) return;
+    madvise((void *)(s->base + start), (size_t)(end - start), how);
+}
+
+void cki_source_release(const cki_source *s, uint64_t off, uint64_t len)
+{
+    advise(s, off, len, MADV_DONTNEED);
+}
+
+void cki_source_will_need(const cki_source *s, uint64_t off, uint64_t len)
+{
+    advise(s, off, len, MADV_WILLNEED);
+}

@@ -1,0 +1,35 @@
+/*
+ * source.h -- a read-only input file, memory-mapped. Parsers get the whole
+ * file as one bounded byte range; nothing is ever written through it.
+ */
+#ifndef CKI_SOURCE_H
+#define CKI_SOURCE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/cki.h"
+
+typedef struct cki_source {
+    char *path;          /* as given; owned */
+    const uint8_t *base; /* NULL when len == 0 */
+    uint64_t len;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+} cki_source;
+
+/* Opens and maps PATH. Errors name the path ("model.pt: cannot open: ..."). */
+ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out);
+/* A source over bytes already in memory (not owned, not copied); for tests
+ * and fuzzing. */
+ck_status cki_source_from_memory(ck_ctx *ctx, const char *name, const void *p, uint64_t len,
+                                 cki_source **out);
+void cki_source_close(ck_ctx *ctx, cki_source *src);
+/* Tells the kernel the pages of [off, off+len) will not be needed again
+ * (streaming: keeps resident memory flat). Harmless to call on any range. */
+void cki_source_release(const cki_source *src, uint64_t off, uint64_t len);
+/* Hints that [off, off+len) will be read soon, in order. */
+void cki_source_will_need(const cki_source *src, uint64_t off, uint64_t len);
+
+#endif
