@@ -70,9 +70,9 @@ ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *
     if ((st = cki_model_add_source(m, src))) return st;
     grow_mem_limit(ctx, src->len);
     if (opts && opts->manifest) {
-        f = cki_format_by_name("raw");
+        f = cki_format_by_name("raw", CKI_CAP_READ);
     } else if (opts && opts->format) {
-        f = cki_format_by_name(opts->format);
+        f = cki_format_by_name(opts->format, CKI_CAP_READ);
         if (!f || !(f->caps & CKI_CAP_READ))
             return cki_fail(ctx, CK_EARG, "%s: no reader named '%s'", path, opts->format);
     } else {

@@ -85,7 +85,7 @@ ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out, const ck_conver
     }
     if (stats) memset(stats, 0, sizeof *stats);
     if (opts->format) {
-        f = cki_format_by_name(opts->format);
+        f = cki_format_by_name(opts->format, CKI_CAP_WRITE);
         if (!f || !(f->caps & CKI_CAP_WRITE))
             return cki_fail(ctx, CK_EARG, "%s: no writer for format '%s'", out, opts->format);
     } else {

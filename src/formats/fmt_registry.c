@@ -13,21 +13,32 @@ const cki_format *const cki_formats[] = {
     NULL,
 };
 
+/* Alternative names; an alias may name several drivers (one reads, one writes). */
 static const struct {
     const char *alias;
     const char *name;
 } aliases[] = {
-    {"st", "safetensors"}, {"pt", "torch"}, {"pth", "torch"}, {"bin", "torch"},
-    {"pytorch", "torch"},  {"lightning", "ckpt"},
+    {"st", "safetensors"}, {"pt", "torch"},      {"pth", "torch"}, {"bin", "torch"},
+    {"pytorch", "torch"},  {"torch", "pth"},     {"pt", "pth"},    {"bin", "pth"},
+    {"pytorch", "pth"},    {"lightning", "ckpt"},
 };
 
-const cki_format *cki_format_by_name(const char *name)
+static const cki_format *named(const char *name, unsigned caps)
 {
-    if (!name) return NULL;
-    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
-        if (strcasecmp(name, aliases[i].alias) == 0) name = aliases[i].name;
     for (size_t i = 0; cki_formats[i]; i++)
-        if (strcasecmp(cki_formats[i]->name, name) == 0) return cki_formats[i];
+        if (strcasecmp(cki_formats[i]->name, name) == 0 && (cki_formats[i]->caps & caps) == caps)
+            return cki_formats[i];
+    return NULL;
+}
+
+const cki_format *cki_format_by_name(const char *name, unsigned caps)
+{
+    const cki_format *f;
+    if (!name) return NULL;
+    if ((f = named(name, caps))) return f;
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (strcasecmp(name, aliases[i].alias) == 0 && (f = named(aliases[i].name, caps)))
+            return f;
     return NULL;
 }
 

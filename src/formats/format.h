@@ -73,8 +73,10 @@ typedef struct cki_format {
 
 /* NULL-terminated list of drivers (fmt_registry.c). */
 extern const cki_format *const cki_formats[];
-/* By name or alias ("pt", "pth", "bin", "torch" -> torch). NULL if unknown. */
-const cki_format *cki_format_by_name(const char *name);
+/* By name or alias, among drivers having all of CAPS: for reading "pt",
+ * "pth", "bin" mean the "torch" reader, for writing the "pth" writer.
+ * NULL if unknown. */
+const cki_format *cki_format_by_name(const char *name, unsigned caps);
 /* By output file extension. NULL if unknown. */
 const cki_format *cki_format_by_path(const char *path);
 /* Best-scoring reader for SRC, or NULL. */

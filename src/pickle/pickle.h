@@ -1,0 +1,111 @@
+/*
+ * pickle.h -- the restricted pickle machine and its inert value tree.
+ *
+ * The machine runs every opcode of protocols 0-5 but never imports or calls
+ * anything: GLOBAL/STACK_GLOBAL push global(module, name) nodes, REDUCE and
+ * NEWOBJ push call nodes, BUILD attaches a state to the node below, BINPERSID
+ * pushes persid nodes. What those nodes mean is decided afterwards by
+ * recognisers (torch rebuild functions, OrderedDict, ...); everything else
+ * stays an opaque node. The scanner walks the same parse, so what the loader
+ * reads is exactly what the scanner judged.
+ *
+ * All nodes live in the caller's arena. Strings point into the arena (copied
+ * and NUL-terminated), never into the input.
+ */
+#ifndef CKI_PICKLE_H
+#define CKI_PICKLE_H
+
+#include "../common/cki.h"
+
+typedef enum cki_pv_kind {
+    CKI_PV_NONE,
+    CKI_PV_BOOL,     /* u.i is 0 or 1 */
+    CKI_PV_INT,      /* fits int64: u.i */
+    CKI_PV_BIGINT,   /* u.s: little-endian two's complement bytes (LONG1/LONG4/LONG) */
+    CKI_PV_FLOAT,    /* u.f */
+    CKI_PV_STR,      /* u.s: UTF-8 text (unicode, or py2 str decoded) */
+    CKI_PV_BYTES,    /* u.s: bytes / bytearray */
+    CKI_PV_TUPLE,    /* items[0..n) */
+    CKI_PV_LIST,     /* items[0..n) */
+    CKI_PV_DICT,     /* items[0..2n): key, value, key, value, ... in insertion order */
+    CKI_PV_SET,      /* items[0..n) */
+    CKI_PV_FROZENSET,/* items[0..n) */
+    CKI_PV_GLOBAL,   /* u.g: module and name (Py2 names mapped: __builtin__ -> builtins) */
+    CKI_PV_REDUCE,   /* callable(args): items[0] callable, items[1] args (tuple); n = 2 */
+    CKI_PV_NEWOBJ,   /* cls.__new__(cls, *args, **kwargs): items[0] cls, [1] args, [2] kwargs
+                      * or absent (n = 2 or 3); also INST/OBJ */
+    CKI_PV_PERSID    /* persistent id: items[0] is the pid value; n = 1 */
+} cki_pv_kind;
+
+typedef struct cki_pv cki_pv;
+struct cki_pv {
+    cki_pv_kind kind;
+    uint32_t n;   /* item count (pairs for DICT) */
+    uint32_t cap; /* allocated item slots */
+    union {
+        int64_t i;
+        double f;
+        struct {
+            const char *p; /* NUL-terminated copy in the arena */
+            uint64_t len;
+        } s;
+        struct {
+            const char *module;
+            const char *name;
+        } g;
+    } u;
+    cki_pv **items;
+    cki_pv *state;  /* set by BUILD on this node (last BUILD wins; earlier ones chained
+                       through state_prev) */
+    cki_pv *state_prev;
+    uint64_t off;   /* byte offset (within the pickle stream) of the opcode that made it */
+};
+
+/* One global reference the machine met (GLOBAL, STACK_GLOBAL, INST, OBJ
+ * target). For STACK_GLOBAL whose operands are not plain strings, module and
+ * name are "?" and resolved is 0: scanners treat these as dangerous. */
+typedef struct cki_pickle_global {
+    const char *module;
+    const char *name;
+    uint64_t off;
+    int resolved;
+} cki_pickle_global;
+
+typedef struct cki_pickle {
+    cki_pv *root;       /* the value STOP popped */
+    uint64_t end;       /* offset just after STOP */
+    int protocol;       /* from PROTO, or 0 */
+    cki_pickle_global *globals; /* in arena */
+    size_t global_count;
+    uint64_t opcodes;   /* opcodes executed */
+} cki_pickle;
+
+/*
+ * Runs one pickle from P[0..LEN) up to and including its STOP. FILE and WHERE
+ * ("archive/data.pkl", "legacy stream pickle 4") name it in messages, e.g.
+ * "m.pt: archive/data.pkl: opcode 0x52 (REDUCE) at byte 812: stack is empty".
+ * BASE_OFF is added to reported offsets. Limits come from the context
+ * (CK_LIMIT_PICKLE_DEPTH/_MEMO/_STACK) and from LEN (no string, container or
+ * memo can be larger than the input allows). Out-of-band buffers and
+ * extension codes are refused. Bytes after STOP are left alone: the caller
+ * decides (legacy files chain pickles; scanners look for a second pickle).
+ */
+ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
+                         const char *file, const char *where, uint64_t base_off, cki_pickle *out);
+
+/* ---- queries used by recognisers ---------------------------------------- */
+
+/* 1 if V is GLOBAL module.name. */
+int cki_pv_is_global(const cki_pv *v, const char *module, const char *name);
+/* 1 if V is REDUCE or NEWOBJ whose callable is GLOBAL module.name. */
+int cki_pv_is_call_of(const cki_pv *v, const char *module, const char *name);
+/* The args tuple of a REDUCE/NEWOBJ node, or NULL. */
+const cki_pv *cki_pv_call_args(const cki_pv *v);
+/* Value for string KEY in DICT, or NULL. */
+const cki_pv *cki_pv_dict_get(const cki_pv *dict, const char *key);
+/* 1 if V is STR equal to S. */
+int cki_pv_is_str(const cki_pv *v, const char *s);
+/* Integer value of INT/BOOL (or BIGINT that fits); 0 on success, 1 otherwise. */
+int cki_pv_to_i64(const cki_pv *v, int64_t *out);
+
+#endif
