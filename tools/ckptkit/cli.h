@@ -1,0 +1,62 @@
+/*
+ * cli.h -- what the ckptkit subcommands share: exit codes, the context with
+ * warnings on stderr, the progress bar, signal cleanup and output helpers.
+ * The CLI uses only the public API (include/ckptkit.h).
+ */
+#ifndef CKPTKIT_CLI_H
+#define CKPTKIT_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ckptkit.h"
+
+enum { EXIT_DONE = 0, EXIT_BAD = 1, EXIT_USAGE = 2 };
+/* verify/diff/scan: 0 same/clean, 1 differ/unsafe, 2 usage or unreadable */
+enum { EXIT_SAME = 0, EXIT_DIFFER = 1, EXIT_ERROR = 2 };
+
+typedef struct cli_opts {
+    int quiet;    /* -q: no warnings, no summary */
+    int json;     /* --json */
+    int progress; /* a progress bar on stderr (only when it is a terminal) */
+} cli_opts;
+
+/* A context whose warnings print as "ckptkit: warning: ..." unless quiet. */
+ck_ctx *cli_ctx(const cli_opts *o);
+/* Prints "ckptkit: <message of ctx>" to stderr. Returns CODE. */
+int cli_fail(ck_ctx *ctx, int code);
+/* Prints "ckptkit: <formatted>" to stderr. Returns CODE. */
+int cli_errorf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "ckptkit: CMD: <formatted>\nTry 'ckptkit CMD --help'." and returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Installs SIGINT/SIGTERM handlers that remove temporary outputs, then exit 130/143. */
+void cli_signals(void);
+/* Turns the progress bar on for CTX when stderr is a terminal and not quiet. */
+void cli_progress_begin(ck_ctx *ctx, const cli_opts *o, const char *label);
+/* Clears the progress line. */
+void cli_progress_end(void);
+/* "1.5 MiB" style, into BUF. */
+const char *cli_bytes(uint64_t n, char *buf, size_t cap);
+/* Seconds since an arbitrary start (monotonic). */
+double cli_now(void);
+/* Writes S as a JSON string literal. */
+void cli_json_str(FILE *f, const char *s);
+/* Writes "[d0, d1, ...]". */
+void cli_json_shape(FILE *f, int ndim, const int64_t *shape);
+/* Parses "5GB", "500MiB", "1024" into bytes; 0 on success. */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* A growable NULL-terminated list of strings (repeatable options). */
+typedef struct cli_list {
+    const char **v;
+    size_t n, cap;
+} cli_list;
+void cli_list_add(cli_list *l, const char *s);
+void cli_list_free(cli_list *l);
+
+int cmd_info(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+#endif

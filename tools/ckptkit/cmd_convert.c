@@ -1,0 +1,159 @@
+/*
+ * cmd_convert.c -- `ckptkit convert IN OUT`: any readable format to any
+ * writable one, streaming tensor by tensor, with dtype policy, selection,
+ * renaming and metadata. OUT appears only when complete.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char help[] =
+    "usage: ckptkit convert IN OUT [OPTIONS]\n\n"
+    "Converts IN to OUT, tensor by tensor, in bounded memory. The output format\n"
+    "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
+    "OUT is written to a temporary file beside it and renamed when complete.\n\n"
+    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw\n"
+    "  --dtype D            keep | f32 | f16 | bf16 | f64 | f8_e4m3 | f8_e5m2: cast floating\n"
+    "                       tensors (ints and bools stay)\n"
+    "  --dtype-exclude GLOB never cast these tensors (repeatable)\n"
+    "  --force              replace an existing OUT\n"
+    "  --key PATH           dotted path of the state dict inside a PyTorch checkpoint\n"
+    "  --include GLOB       keep only matching tensors (repeatable)\n"
+    "  --exclude GLOB       drop matching tensors (repeatable)\n"
+    "  --strip-prefix P     remove P from the start of names (e.g. module.)\n"
+    "  --rename OLD=NEW     replace the name prefix OLD by NEW (repeatable)\n"
+    "  --add-prefix P       prepend P to every name\n"
+    "  --metadata K=V       add or override a metadata entry (repeatable)\n"
+    "  --manifest M         JSON manifest describing a raw .bin input\n"
+    "  --format F           skip detection and read IN as F\n"
+    "  --no-crc             do not check CRC-32 of input zip members while copying\n"
+    "  -q                   no warnings, no summary line\n";
+
+static int parse_dtype(const char *s, ck_dtype *out)
+{
+    if (!strcmp(s, "keep")) {
+        *out = CK_DT_KEEP;
+        return 0;
+    }
+    if (ck_dtype_parse(s, out) || !ck_dtype_is_float(*out)) return 1;
+    return 0;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
+           O_META, O_MANIFEST, O_FORMAT, O_NOCRC };
+    static const struct option lopts[] = {
+        {"to", required_argument, 0, O_TO},
+        {"dtype", required_argument, 0, O_DTYPE},
+        {"dtype-exclude", required_argument, 0, O_DTEX},
+        {"force", no_argument, 0, O_FORCE},
+        {"key", required_argument, 0, O_KEY},
+        {"include", required_argument, 0, O_INC},
+        {"exclude", required_argument, 0, O_EXC},
+        {"strip-prefix", required_argument, 0, O_STRIP},
+        {"rename", required_argument, 0, O_RENAME},
+        {"add-prefix", required_argument, 0, O_ADD},
+        {"metadata", required_argument, 0, O_META},
+        {"manifest", required_argument, 0, O_MANIFEST},
+        {"format", required_argument, 0, O_FORMAT},
+        {"no-crc", no_argument, 0, O_NOCRC},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    cli_opts o = {0, 0, 0};
+    ck_open_opts oo;
+    ck_convert_opts co;
+    ck_convert_stats stats;
+    cli_list dtex = {0}, inc = {0}, exc = {0}, ren = {0}, meta = {0};
+    ck_ctx *ctx;
+    ck_model *m = NULL;
+    int c, rc = EXIT_DONE;
+    double t0;
+
+    memset(&oo, 0, sizeof oo);
+    memset(&co, 0, sizeof co);
+    co.dtype = CK_DT_KEEP;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+        switch (c) {
+        case O_TO: co.format = optarg; break;
+        case O_DTYPE:
+            if (parse_dtype(optarg, &co.dtype))
+                return cli_usage_error("convert", "--dtype '%s': expected keep, f32, f16, bf16, "
+                                       "f64, f8_e4m3 or f8_e5m2", optarg);
+            break;
+        case O_DTEX: cli_list_add(&dtex, optarg); break;
+        case O_FORCE: co.force = 1; break;
+        case O_KEY: oo.key = optarg; break;
+        case O_INC: cli_list_add(&inc, optarg); break;
+        case O_EXC: cli_list_add(&exc, optarg); break;
+        case O_STRIP: co.strip_prefix = optarg; break;
+        case O_RENAME:
+            if (!strchr(optarg, '='))
+                return cli_usage_error("convert", "--rename '%s': expected OLD=NEW", optarg);
+            cli_list_add(&ren, optarg);
+            break;
+        case O_ADD: co.add_prefix = optarg; break;
+        case O_META:
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return cli_usage_error("convert", "--metadata '%s': expected KEY=VALUE", optarg);
+            cli_list_add(&meta, optarg);
+            break;
+        case O_MANIFEST: oo.manifest = optarg; break;
+        case O_FORMAT: oo.format = optarg; break;
+        case O_NOCRC: co.no_crc = 1; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': fputs(help, stdout); return EXIT_DONE;
+        default: return cli_usage_error("convert", "invalid option");
+        }
+    }
+    if (argc - optind != 2) return cli_usage_error("convert", "expected IN and OUT");
+    co.dtype_exclude = dtex.v;
+    co.include = inc.v;
+    co.exclude = exc.v;
+    co.rename = ren.v;
+    co.metadata = meta.v;
+    oo.verify_crc = !co.no_crc;
+    const char *in = argv[optind], *out = argv[optind + 1];
+    if (!co.format && !ck_format_for_path(out))
+        return cli_usage_error("convert", "cannot tell the output format of '%s' from its "
+                               "extension; use --to", out);
+
+    ctx = cli_ctx(&o);
+    t0 = cli_now();
+    if (ck_model_open(ctx, in, &oo, &m)) {
+        rc = cli_fail(ctx, EXIT_BAD);
+        goto done;
+    }
+    cli_progress_begin(ctx, &o, "converting");
+    if (ck_convert(ctx, m, out, &co, &stats)) {
+        rc = cli_fail(ctx, EXIT_BAD);
+        goto done;
+    }
+    cli_progress_end();
+    if (!o.quiet) {
+        char b[32];
+        fprintf(stderr, "ckptkit: wrote %s: %llu tensors, %s in %.2f s", out,
+                (unsigned long long)stats.tensors, cli_bytes(stats.bytes, b, sizeof b),
+                cli_now() - t0);
+        if (co.dtype != CK_DT_KEEP)
+            fprintf(stderr, "; %llu cast to %s, %llu values overflowed to inf, %llu underflowed "
+                    "to zero", (unsigned long long)stats.cast_tensors, ck_dtype_name(co.dtype),
+                    (unsigned long long)stats.overflow, (unsigned long long)stats.underflow);
+        fputc('\n', stderr);
+    }
+done:
+    cli_progress_end();
+    ck_model_close(m);
+    ck_ctx_free(ctx);
+    cli_list_free(&dtex);
+    cli_list_free(&inc);
+    cli_list_free(&exc);
+    cli_list_free(&ren);
+    cli_list_free(&meta);
+    return rc;
+}

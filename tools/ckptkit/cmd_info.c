@@ -1,0 +1,121 @@
+/*
+ * cmd_info.c -- `ckptkit info FILE [--json]`: format, tensor and parameter
+ * counts, bytes, a dtype histogram, metadata and non-tensor values. Touches
+ * headers only: no tensor byte is read.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char help[] =
+    "usage: ckptkit info FILE [--json] [--key PATH] [--all] [--manifest M] [--format F] [-q]\n\n"
+    "Shows what FILE holds: the detected format, tensor count, parameter count,\n"
+    "bytes of tensor data, a dtype histogram, metadata and (for PyTorch files)\n"
+    "the non-tensor values such as epoch and global_step. Reads headers only.\n\n"
+    "  --json          machine-readable output\n"
+    "  --key PATH      dotted path of the state dict inside a PyTorch checkpoint\n"
+    "  --all           count every tensor of the object tree, not only the state dict\n"
+    "  --manifest M    JSON manifest describing a raw .bin file\n"
+    "  --format F      skip detection and read FILE as F\n"
+    "  -q              no warnings\n";
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"json", no_argument, 0, 'j'},    {"key", required_argument, 0, 'k'},
+        {"all", no_argument, 0, 'a'},     {"manifest", required_argument, 0, 'm'},
+        {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
+        {"quiet", no_argument, 0, 'q'},   {0, 0, 0, 0},
+    };
+    cli_opts o = {0, 0, 0};
+    ck_open_opts oo;
+    ck_ctx *ctx;
+    ck_model *m;
+    uint64_t params = 0, bytes = 0, hist[CK_DT_COUNT] = {0};
+    int c;
+    memset(&oo, 0, sizeof oo);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': o.json = 1; break;
+        case 'k': oo.key = optarg; break;
+        case 'a': oo.all = 1; break;
+        case 'm': oo.manifest = optarg; break;
+        case 'f': oo.format = optarg; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': fputs(help, stdout); return EXIT_DONE;
+        default: return cli_usage_error("info", "invalid option");
+        }
+    }
+    if (argc - optind != 1) return cli_usage_error("info", "expected one FILE");
+    ctx = cli_ctx(&o);
+    if (ck_model_open(ctx, argv[optind], &oo, &m)) {
+        int r = cli_fail(ctx, EXIT_BAD);
+        ck_ctx_free(ctx);
+        return r;
+    }
+    size_t n = ck_model_tensor_count(m);
+    for (size_t i = 0; i < n; i++) {
+        ck_tensor_info ti;
+        ck_model_tensor(m, i, &ti);
+        params += ti.numel;
+        bytes += ti.nbytes;
+        if (ti.dtype >= 0 && ti.dtype < CK_DT_COUNT) hist[ti.dtype]++;
+    }
+    if (o.json) {
+        int first = 1;
+        printf("{\"file\": ");
+        cli_json_str(stdout, argv[optind]);
+        printf(", \"format\": ");
+        cli_json_str(stdout, ck_model_format(m));
+        printf(", \"tensors\": %zu, \"parameters\": %llu, \"bytes\": %llu, \"dtypes\": {", n,
+               (unsigned long long)params, (unsigned long long)bytes);
+        for (int d = 0; d < CK_DT_COUNT; d++) {
+            if (!hist[d]) continue;
+            printf("%s\"%s\": %llu", first ? "" : ", ", ck_dtype_name((ck_dtype)d),
+                   (unsigned long long)hist[d]);
+            first = 0;
+        }
+        printf("}, \"metadata\": {");
+        for (size_t i = 0; i < ck_model_meta_count(m); i++) {
+            const char *k, *v;
+            ck_model_meta(m, i, &k, &v);
+            printf("%s", i ? ", " : "");
+            cli_json_str(stdout, k);
+            printf(": ");
+            cli_json_str(stdout, v);
+        }
+        printf("}, \"values\": %s}\n", ck_model_values_json(m));
+    } else {
+        char b[32];
+        int first = 1;
+        printf("file:        %s\n", argv[optind]);
+        printf("format:      %s\n", ck_model_format(m));
+        printf("tensors:     %zu\n", n);
+        printf("parameters:  %llu\n", (unsigned long long)params);
+        printf("bytes:       %llu (%s)\n", (unsigned long long)bytes, cli_bytes(bytes, b, sizeof b));
+        printf("dtypes:      ");
+        for (int d = 0; d < CK_DT_COUNT; d++) {
+            if (!hist[d]) continue;
+            printf("%s%s x %llu", first ? "" : ", ", ck_dtype_name((ck_dtype)d),
+                   (unsigned long long)hist[d]);
+            first = 0;
+        }
+        printf("%s\n", first ? "(none)" : "");
+        if (ck_model_meta_count(m)) {
+            printf("metadata:\n");
+            for (size_t i = 0; i < ck_model_meta_count(m); i++) {
+                const char *k, *v;
+                ck_model_meta(m, i, &k, &v);
+                printf("  %s: %s\n", k, v);
+            }
+        }
+        if (strcmp(ck_model_values_json(m), "null") != 0)
+            printf("values:      %s\n", ck_model_values_json(m));
+    }
+    ck_model_close(m);
+    ck_ctx_free(ctx);
+    return EXIT_DONE;
+}

@@ -1,0 +1,52 @@
+/*
+ * main.c -- the ckptkit command: a table of subcommands, --help, --version.
+ * Each subcommand lives in cmd_<name>.c and returns its exit status.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"info", cmd_info, "summary of a checkpoint: format, tensors, parameters, dtypes, metadata"},
+    {"ls", cmd_ls, "list tensors with dtype and shape"},
+    {"convert", cmd_convert, "convert between formats and dtypes, streaming"},
+    {"verify", cmd_verify, "check two checkpoints hold the same tensors, bit for bit"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ckptkit COMMAND [OPTIONS] ...\n\n"
+               "Read, inspect and convert neural-network checkpoints (safetensors, PyTorch\n"
+               ".pth/.pt/.bin, Lightning .ckpt, raw .bin) without executing anything in them.\n\n"
+               "Commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s  %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'ckptkit COMMAND --help' for a command's options; 'man ckptkit' for more.\n"
+               "Exit status: 0 done/same/clean, 1 bad input/differ/unsafe, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return EXIT_DONE;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("ckptkit %s\n", ck_version());
+        return EXIT_DONE;
+    }
+    cli_signals();
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "ckptkit: unknown command '%s'\nTry 'ckptkit --help'.\n", argv[1]);
+    return EXIT_USAGE;
+}
