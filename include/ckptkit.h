@@ -339,6 +339,122 @@ typedef void (*ck_scan_fn)(void *user, const ck_scan_item *item);
 CK_API ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user,
                          ck_verdict *worst);
 
+/* ------------------------------------------------------------------------ */
+/* Testing                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* For tests only: reads CKPTKIT_FAULT (e.g. "write:3,fsync:1"; operations
+ * write, fsync, rename, open, alloc) and makes the Nth such call of this
+ * process fail, so that tests can check a failed write leaves nothing behind.
+ * Does nothing when the variable is unset. The ckptkit command calls it. */
+CK_API void ck_debug_faults_from_env(void);
+
+/* ------------------------------------------------------------------------ */
+/* Comparing values with tolerances (diff)                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * ck_diff compares two checkpoints by value. Tensors are matched by name;
+ * a tensor present in both with the same shape is read from both in chunks,
+ * converted to double (whatever the two dtypes are: bool, ints, every float
+ * type ckptkit can cast), and compared element by element:
+ *
+ *   an element matches when a == b (+0 == -0, Inf == Inf of the same sign),
+ *   when both are NaN, or when both are finite and |a - b| <= atol + rtol * |b|
+ *   (numpy.isclose's rule). NaN against a number, and Inf against anything
+ *   else, never match.
+ *
+ * Per tensor it reports max |a - b| and mean |a - b| over the elements where
+ * neither side is NaN (0 for an empty tensor; Inf when an Inf meets another
+ * value), and the cosine similarity over the elements where both sides are
+ * finite (1 when both are all zero there, 0 when only one is). I64/U64 pairs
+ * of the same dtype are compared exactly as integers, not through doubles.
+ * Tensors of other dtypes that cannot be read as doubles (complex, F4, F6)
+ * are compared byte for byte when both dtypes are equal (have_stats = 0).
+ *
+ * The checkpoints are the same when no tensor is only in A or only in B,
+ * every shape matches, every element matches, and -- unless a tolerance is
+ * given (rtol or atol > 0) -- every dtype matches. With a tolerance the
+ * comparison is by value, so an F32 model and its F16 cast can be "the same"
+ * within atol.
+ */
+typedef struct ck_diff_opts {
+    double rtol; /* relative tolerance, >= 0 (0: exact) */
+    double atol; /* absolute tolerance, >= 0 (0: exact) */
+} ck_diff_opts;
+
+typedef struct ck_diff_tensor {
+    const char *name;                 /* borrowed for the callback */
+    size_t index_a, index_b;          /* (size_t)-1 when absent from that side */
+    ck_dtype dtype_a, dtype_b;        /* CK_DT_KEEP when absent */
+    int ndim_a, ndim_b;               /* -1 when absent */
+    const int64_t *shape_a, *shape_b; /* borrowed; NULL when absent */
+    int compared;       /* 1: present in both with equal shapes, values compared */
+    int have_stats;     /* 1: max_abs, mean_abs and cosine were computed */
+    uint64_t numel;     /* elements compared */
+    uint64_t mismatched; /* elements that do not match (NaN cases included) */
+    uint64_t nan_mismatched; /* elements that are NaN on exactly one side */
+    double max_abs;     /* see above; NaN when !have_stats */
+    double mean_abs;
+    double cosine;
+    int equal;          /* compared and every element matches */
+} ck_diff_tensor;
+
+/* Called once per tensor of A (in A's order), then once per tensor only in B
+ * (in B's order). Return nonzero to stop early (ck_diff then returns CK_OK
+ * with the result so far). */
+typedef int (*ck_diff_tensor_fn)(void *user, const ck_diff_tensor *t);
+
+typedef struct ck_diff_result {
+    uint64_t only_a, only_b;  /* tensors in one checkpoint only */
+    uint64_t dtype_changed;   /* in both, dtypes differ */
+    uint64_t shape_changed;   /* in both, shapes differ (values not compared) */
+    uint64_t values_differ;   /* compared, some element does not match */
+    uint64_t equal;           /* compared, every element matches */
+    uint64_t elements;        /* elements compared */
+    uint64_t bytes;           /* bytes read from A and B */
+    int same;                 /* the checkpoints are the same (rule above) */
+} ck_diff_result;
+
+/* Compares A and B as described above. OPTS may be NULL (exact). FN may be
+ * NULL. Progress (bytes read from both) goes to the context's callback. */
+CK_API ck_status ck_diff(ck_ctx *ctx, ck_model *a, ck_model *b, const ck_diff_opts *opts,
+                         ck_diff_tensor_fn fn, void *user, ck_diff_result *result);
+
+/* ------------------------------------------------------------------------ */
+/* Exporting tensors to NumPy .npy or raw bytes                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ck_export_opts {
+    const char *format; /* "npy" (default) or "raw" (the values' bytes, little-endian) */
+    ck_dtype dtype;     /* CK_DT_KEEP, or a floating dtype: floating tensors are cast to it
+                           (ints and bools keep theirs, as in ck_convert) */
+    int force;          /* replace existing output files */
+} ck_export_opts;
+
+/*
+ * Writes the tensors named NAMES[0..COUNT) of M. With one name, OUT is the
+ * output file. With several, OUT is a folder (created when absent) that gets
+ * one file per tensor: the name with every '/' replaced by '_' (and "." or
+ * ".." spelled "_" / "__"), plus ".npy" or ".bin"; two names giving one file
+ * name are an error.
+ *
+ * .npy files are format version 1.0 (2.0 when the header passes 65535 bytes):
+ * "\x93NUMPY", version, header length, then the dict
+ * {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with
+ * spaces and a newline so the data starts at a multiple of 64, then the values
+ * in row-major order, little-endian. BF16, F8, F6 and F4 have no NumPy dtype:
+ * such tensors are refused unless cast (dtype = CK_DT_F32, for example).
+ *
+ * Every file goes through a temporary file and is renamed into place only
+ * when all of them are complete; on failure none is left behind (nor a
+ * folder this call created). An unknown name is CK_ENOTFOUND, before anything
+ * is written. OPTS may be NULL (npy, dtypes kept, no force). STATS may be NULL;
+ * its shards field counts files written.
+ */
+CK_API ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t count,
+                           const char *out, const ck_export_opts *opts, ck_convert_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,7 @@
 /*
  * open.c -- ck_model_open: map the file, detect the format from content and
- * run its reader; plus the read-only accessors of the public API.
+ * run its reader (an *.index.json file or a folder goes to the sharded reader,
+ * src/convert/sharded_read.c); plus the read-only accessors of the public API.
  *
  * Memory bound: parsers allocate through the context, whose effective limit
  * grows by 32 bytes per input byte on top of a 64 MiB base, capped by
@@ -91,7 +92,8 @@ ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts,
     if (!ctx || !path || !out) return cki_fail(ctx, CK_EARG, "ck_model_open: missing argument");
     cki_clear(ctx);
     if ((st = cki_model_new(ctx, path, &m))) return st;
-    st = cki_open_file_into(m, path, opts);
+    if (cki_is_sharded_path(path)) st = cki_sharded_open(m, path, opts);
+    else st = cki_open_file_into(m, path, opts);
     if (st) {
         ck_model_close(m);
         return st;

@@ -17,7 +17,9 @@ void *cki_malloc(ck_ctx *ctx, size_t n)
     size_t total;
     unsigned char *p;
     if (cki_add_size(&total, n, PREFIX)) goto nomem;
-    if (ctx && ctx->mem_limit_effective && ctx->mem_used + total > ctx->mem_limit_effective) {
+    if (ctx && ctx->mem_limit_effective &&
+        (ctx->mem_used > ctx->mem_limit_effective ||
+         total > ctx->mem_limit_effective - ctx->mem_used)) {
         cki_fail(ctx, CK_ENOMEM,
                  "memory limit reached: %llu bytes in use, %zu more asked, limit %llu",
                  (unsigned long long)ctx->mem_used, n,

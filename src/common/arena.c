@@ -40,8 +40,13 @@ void *cki_arena_alloc(cki_arena *a, size_t n)
         return NULL;
     }
     if (!a->head || a->size - a->used < need) {
-        size_t sz = need > BLOCK_MIN ? need : BLOCK_MIN;
-        cki_arena_blk *b = cki_malloc(a->ctx, sizeof *b + sz);
+        size_t sz = need > BLOCK_MIN ? need : BLOCK_MIN, total;
+        cki_arena_blk *b;
+        if (cki_add_size(&total, sizeof *b, sz)) {
+            cki_fail(a->ctx, CK_ENOMEM, "arena allocation of %zu bytes overflows", n);
+            return NULL;
+        }
+        b = cki_malloc(a->ctx, total);
         if (!b) return NULL;
         b->next = a->head;
         b->size = sz;

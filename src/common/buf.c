@@ -117,6 +117,7 @@ char *cki_buf_take(cki_buf *b)
     char *p;
     if (b->failed) return NULL;
     if (!b->p && cki_buf_reserve(b, 0)) return NULL;
+    b->p[b->len] = 0; /* an empty buffer has had no append to terminate it */
     p = b->p;
     b->p = NULL;
     b->len = b->cap = 0;

@@ -28,4 +28,37 @@ ck_status cki_write_plan(ck_ctx *ctx, ck_model *in, const cki_format *f, const c
                          const ck_convert_opts *opts, const cki_plan *plan,
                          ck_convert_stats *stats);
 
+/* ---- EMA (ema.c) ----------------------------------------------------------- */
+
+/* 1 if M holds Stable Diffusion EMA weights: a tensor named "model_ema.*" other
+ * than model_ema.decay and model_ema.num_updates. */
+int cki_ema_present(const ck_model *m);
+/* Fills SRC[0..in->count): for each input tensor, the tensor whose values it
+ * is written with, or NULL when it is dropped. MODE 0: every tensor as is;
+ * -1 (--no-ema): "model_ema.*" dropped; 1 (--ema): "model.<rest>" takes the
+ * values of "model_ema.<rest without dots>" and "model_ema.*" is dropped.
+ * Fails on --ema without EMA weights, on twins of another shape, and on two
+ * tensors claiming one twin. */
+ck_status cki_ema_resolve(ck_ctx *ctx, const ck_model *in, int mode, const cki_tensor **src);
+
+/* ---- sharding (write.c, sharded_read.c) --------------------------------------- */
+
+/* Splits PLAN into shards of at most MAX_SIZE output bytes (FORMATS.md 6):
+ * SHARD_OF[i] is tensor i's 0-based shard, *SHARD_COUNT the number of shards
+ * (1 for an empty plan), *TOTAL_SIZE the index's total_size. KEEP_SHARED: a
+ * tensor sharing a storage with an earlier one joins its shard. */
+ck_status cki_shard_assign(ck_ctx *ctx, const cki_plan *plan, uint64_t max_size, int keep_shared,
+                           size_t *shard_of, size_t *shard_count, uint64_t *total_size);
+
+/* 1 if PATH is to be opened as a sharded checkpoint: its name ends in
+ * ".index.json", or it is a folder (which must then hold exactly one
+ * *.index.json; cki_sharded_open says so when it does not). */
+int cki_is_sharded_path(const char *path);
+/* Reads the index at PATH (file or folder, see above) and opens every shard
+ * into M, which then holds all their tensors. Validates the index: shard
+ * names are plain file names in the index's folder, every shard exists, no
+ * tensor is in two shards, every weight_map entry is in the shard it names
+ * (rules in sharded_read.c). */
+ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *opts);
+
 #endif

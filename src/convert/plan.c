@@ -1,9 +1,16 @@
 /*
  * plan.c -- from an opened model and the convert options to the list of
- * output tensors: selection (--include/--exclude globs), renaming
- * (--strip-prefix, --rename OLD=NEW prefixes, --add-prefix, in that order),
- * the dtype policy (floating tensors only; --dtype-exclude keeps chosen ones)
- * and the metadata to carry (input metadata, then --metadata overrides).
+ * output tensors, in this order:
+ *  1. EMA (--ema / --no-ema, ema.c): which input tensors are dropped and whose
+ *     values each kept tensor is written with;
+ *  2. selection (--include/--exclude globs on the input names);
+ *  3. renaming (--strip-prefix, --rename OLD=NEW prefixes -- the first match
+ *     wins --, --add-prefix, in that order);
+ *  4. the dtype policy: only floating tensors are cast (ints, bools and
+ *     complex never), --dtype-exclude globs (input names) keep chosen ones;
+ *  5. the metadata to carry: input metadata (with --prune, minus Lightning's
+ *     training counters epoch, global_step, pytorch-lightning_version), then
+ *     --metadata KEY=VALUE overrides.
  * Two tensors that end up with one name are an error naming both.
  */
 #include <stdio.h>
@@ -14,6 +21,16 @@ static int any_glob(const char *const *globs, const char *name)
 {
     for (size_t i = 0; globs && globs[i]; i++)
         if (cki_glob_match(globs[i], name)) return 1;
+    return 0;
+}
+
+/* Lightning training counters the readers expose as metadata; --prune drops them. */
+static int is_training_state(const char *key)
+{
+    static const char *const keys[] = {"epoch", "global_step", "pytorch-lightning_version",
+                                       "legacy_pytorch-lightning_version"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(key, keys[i])) return 1;
     return 0;
 }
 
@@ -87,6 +104,8 @@ static ck_status add_meta(ck_ctx *ctx, cki_plan *plan, size_t *cap, const char *
 ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, cki_plan *plan)
 {
     cki_map seen;
+    const cki_tensor **values = NULL; /* per input tensor: its value source, NULL: dropped */
+    const char **in_names = NULL;     /* per output tensor: its input name, for messages */
     size_t meta_cap = 0;
     ck_status st = CK_OK;
     memset(plan, 0, sizeof *plan);
@@ -103,13 +122,17 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
         }
     }
     plan->tensors = cki_calloc(ctx, in->count ? in->count : 1, sizeof *plan->tensors);
-    if (!plan->tensors) { st = CK_ENOMEM; goto out; }
+    values = cki_calloc(ctx, in->count ? in->count : 1, sizeof *values);
+    in_names = cki_calloc(ctx, in->count ? in->count : 1, sizeof *in_names);
+    if (!plan->tensors || !values || !in_names) { st = CK_ENOMEM; goto out; }
+    if ((st = cki_ema_resolve(ctx, in, o->ema, values))) goto out;
     for (size_t i = 0; i < in->count; i++) {
-        const cki_tensor *t = &in->tensors[i];
+        const cki_tensor *t = &in->tensors[i], *v = values[i];
         cki_out_tensor *ot;
         const char *name;
         size_t prev;
         int r;
+        if (!v) continue; /* dropped by --ema / --no-ema */
         if (o->include && o->include[0] && !any_glob(o->include, t->name)) continue;
         if (any_glob(o->exclude, t->name)) continue;
         name = rename_one(plan, o, t->name);
@@ -123,32 +146,36 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
         if (r < 0) { st = CK_ENOMEM; goto out; }
         if (r == 1) {
             st = cki_fail(ctx, CK_EARG, "%s: tensors '%s' and '%s' would both be named '%s'",
-                          in->path, plan->tensors[prev].src->name, t->name, name);
+                          in->path, in_names[prev], t->name, name);
             goto out;
         }
+        in_names[plan->count] = t->name;
         ot = &plan->tensors[plan->count++];
         ot->name = name;
-        ot->src = t;
-        ot->dtype = t->dtype;
-        if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(t->dtype) && t->dtype != o->dtype &&
+        ot->src = v;
+        ot->dtype = v->dtype;
+        /* only floating tensors are cast: ints, bools and complex keep their dtype */
+        if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(v->dtype) && v->dtype != o->dtype &&
             !any_glob(o->dtype_exclude, t->name)) {
-            if (!ck_dtype_can_cast(t->dtype)) {
+            if (!ck_dtype_can_cast(v->dtype)) {
                 st = cki_fail(ctx, CK_EUNSUPPORTED, "%s: tensor '%s': cannot cast %s to %s",
-                              in->path, t->name, ck_dtype_name(t->dtype),
+                              in->path, t->name, ck_dtype_name(v->dtype),
                               ck_dtype_name(o->dtype));
                 goto out;
             }
             ot->dtype = o->dtype;
         }
-        if (cki_dtype_nbytes(ot->dtype, t->numel, &ot->nbytes)) {
+        if (cki_dtype_nbytes(ot->dtype, v->numel, &ot->nbytes)) {
             st = cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': size overflows", in->path, t->name);
             goto out;
         }
     }
-    for (size_t i = 0; i < in->meta_count; i++)
+    for (size_t i = 0; i < in->meta_count; i++) {
+        if (o->prune && is_training_state(in->meta_keys[i])) continue;
         if ((st = add_meta(ctx, plan, &meta_cap, in->meta_keys[i], strlen(in->meta_keys[i]),
                            in->meta_vals[i])))
             goto out;
+    }
     for (size_t i = 0; o->metadata && o->metadata[i]; i++) {
         const char *kv = o->metadata[i], *eq = strchr(kv, '=');
         if (!eq || eq == kv) {
@@ -159,6 +186,8 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
     }
 out:
     cki_map_free(&seen);
+    cki_free(ctx, values);
+    cki_free(ctx, in_names);
     if (st) cki_plan_free(ctx, plan);
     return st;
 }

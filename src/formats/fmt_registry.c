@@ -7,9 +7,17 @@
 #include "format.h"
 
 extern const cki_format cki_fmt_safetensors;
+extern const cki_format cki_fmt_raw;
+extern const cki_format cki_fmt_pth;
+extern const cki_format cki_fmt_ckpt;
+extern const cki_format cki_fmt_torch;
 
 const cki_format *const cki_formats[] = {
     &cki_fmt_safetensors,
+    &cki_fmt_raw,
+    &cki_fmt_pth,
+    &cki_fmt_ckpt,
+    &cki_fmt_torch,
     NULL,
 };
 

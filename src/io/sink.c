@@ -1,5 +1,6 @@
 /*
- * sink.c -- atomic output (see sink.h). Writes are buffered in 1 MiB; the
+ * sink.c -- atomic output (see sink.h). Writes are buffered in 1 MiB, and
+ * writeback is started every 32 MiB behind the cursor (see kick); the
  * temporary file's name is kept in a fixed table that a signal handler can
  * walk with only async-signal-safe calls (unlink).
  */
@@ -17,6 +18,7 @@
 #include "sys.h"
 
 #define SINK_BUF (1u << 20)
+#define KICK (32u << 20)
 #define MAX_LIVE 256
 
 struct cki_sink {
@@ -26,27 +28,35 @@ struct cki_sink {
     int fd;
     int slot;
     uint64_t pos;     /* logical bytes written, buffer included */
+    uint64_t kicked;  /* writeback started on [0, kicked) */
     unsigned char *buf;
     size_t buf_len;
 };
 
-/* Temporary files alive in this process, for the signal handler. */
+/* Temporary files alive in this process, for the signal handler. A slot is
+ * claimed (compare-and-swap, so threads never share one) and its name filled
+ * BEFORE the file is created, with mkostemp working on the slot's own copy of
+ * the template: whenever the file exists, its name is in the table, so a
+ * signal arriving at any point finds it. */
 static char live_tmp[MAX_LIVE][PATH_MAX];
 static volatile sig_atomic_t live_used[MAX_LIVE];
 
 void ck_cleanup_on_signal(void)
 {
     for (int i = 0; i < MAX_LIVE; i++)
-        if (live_used[i]) unlink(live_tmp[i]);
+        if (live_used[i] == 2) unlink(live_tmp[i]);
 }
 
-static int live_add(const char *tmp)
+/* Claims a slot holding TMPL (state 1: being filled, ignored by the handler). */
+static int live_claim(const char *tmpl)
 {
-    if (strlen(tmp) >= PATH_MAX) return -1;
+    size_t n = strlen(tmpl);
+    if (n >= PATH_MAX) return -1;
     for (int i = 0; i < MAX_LIVE; i++) {
-        if (!live_used[i]) {
-            memcpy(live_tmp[i], tmp, strlen(tmp) + 1);
-            live_used[i] = 1;
+        if (__sync_bool_compare_and_swap(&live_used[i], 0, 1)) {
+            memcpy(live_tmp[i], tmpl, n + 1);
+            __sync_synchronize();
+            live_used[i] = 2;
             return i;
         }
     }
@@ -107,19 +117,20 @@ ck_status cki_sink_open(ck_ctx *ctx, const char *path, int force, cki_source *co
     }
     memcpy(s->tmp, path, dir_len);
     sprintf(s->tmp + dir_len, ".%s.ckptkit-XXXXXX", base);
-    if (cki_sys_alloc_should_fail()) { /* mkstemp has no hook of its own: share open's */
-        errno = EIO;
-        s->fd = -1;
-    } else {
-        s->fd = mkostemp(s->tmp, O_CLOEXEC);
+    s->slot = live_claim(s->tmp);
+    if (s->slot >= 0) { /* create through the slot, see live_claim */
+        s->fd = cki_sys_mkostemp(live_tmp[s->slot], O_CLOEXEC);
+        memcpy(s->tmp, live_tmp[s->slot], strlen(s->tmp) + 1);
+    } else {            /* path too long or table full: no signal cleanup */
+        s->fd = cki_sys_mkostemp(s->tmp, O_CLOEXEC);
     }
     if (s->fd < 0) {
         ck_status st2 = cki_fail(ctx, CK_EIO, "%s: cannot create temporary file: %s", path,
                                  strerror(errno));
+        live_del(s->slot);
         sink_free(s);
         return st2;
     }
-    s->slot = live_add(s->tmp);
     /* mkstemp makes 0600; give the output the usual 0666 & ~umask */
     mask = umask(0);
     umask(mask);
@@ -142,12 +153,25 @@ static ck_status write_all(cki_sink *s, const unsigned char *p, size_t n)
     return CK_OK;
 }
 
+/* Once KICK bytes have reached the file since the last time, start their
+ * writeback (sync_file_range does not wait for it): the disk writes while
+ * the next bytes are read and converted, so the fsync at commit finds little
+ * left to do, and dirty pages stay few. Advisory: errors surface at fsync. */
+static void kick(cki_sink *s)
+{
+    uint64_t at = s->pos - s->buf_len;
+    if (at - s->kicked < KICK) return;
+    sync_file_range(s->fd, (off_t)s->kicked, (off_t)(at - s->kicked), SYNC_FILE_RANGE_WRITE);
+    s->kicked = at;
+}
+
 static ck_status flush(cki_sink *s)
 {
     ck_status st;
     if (!s->buf_len) return CK_OK;
     st = write_all(s, s->buf, s->buf_len);
     s->buf_len = 0;
+    if (!st) kick(s);
     return st;
 }
 
@@ -162,6 +186,7 @@ ck_status cki_sink_write(cki_sink *s, const void *p, size_t n)
         if ((st = flush(s))) return st;
         if ((st = write_all(s, b, n))) return st;
         s->pos = np;
+        kick(s);
         return CK_OK;
     }
     if (SINK_BUF - s->buf_len < n && (st = flush(s))) return st;
@@ -209,14 +234,21 @@ ck_status cki_sink_copy(cki_sink *s, const cki_source *src, uint64_t off, uint64
     if (cki_out_of(off, len, src->len))
         return cki_fail(s->ctx, CK_EARG, "%s: copy range outside the input", src->path);
     if (len >= (1u << 20) && src->fd >= 0) {
-        loff_t in_off = (loff_t)off;
+        int64_t in_off = (int64_t)off;
         uint64_t left = len;
         if ((st = flush(s))) return st;
         while (left) {
-            ssize_t w = copy_file_range(src->fd, &in_off, s->fd, NULL, left, 0);
-            if (w <= 0) break; /* EXDEV, ENOSYS, ...: fall back to plain writes */
+            size_t want = left > (1ull << 30) ? (size_t)1 << 30 : (size_t)left;
+            ssize_t w = cki_sys_copy_file_range(src->fd, &in_off, s->fd, want);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == ENOSPC || errno == EFBIG || errno == EIO ||
+                          errno == EDQUOT))
+                return cki_fail(s->ctx, CK_EIO, "%s: write failed: %s", s->path,
+                                strerror(errno));
+            if (w <= 0) break; /* EXDEV, ENOSYS, EINVAL, ...: fall back to plain writes */
             left -= (uint64_t)w;
             s->pos += (uint64_t)w;
+            kick(s);
         }
         off = (uint64_t)in_off;
         len = left;
@@ -240,6 +272,14 @@ uint64_t cki_sink_pos(const cki_sink *s)
 const char *cki_sink_path(const cki_sink *s)
 {
     return s->path;
+}
+
+ck_status cki_sink_sync(cki_sink *s)
+{
+    ck_status st = flush(s);
+    if (!st && cki_sys_fsync(s->fd) != 0)
+        st = cki_fail(s->ctx, CK_EIO, "%s: fsync failed: %s", s->path, strerror(errno));
+    return st;
 }
 
 ck_status cki_sink_commit(cki_sink *s)

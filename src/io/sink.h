@@ -28,6 +28,9 @@ ck_status cki_sink_copy(cki_sink *s, const cki_source *src, uint64_t off, uint64
 /* Bytes written so far (the next write's offset). */
 uint64_t cki_sink_pos(const cki_sink *s);
 const char *cki_sink_path(const cki_sink *s);
+/* Flushes the buffer and fsyncs the temporary file (no rename): lets a caller
+ * with several outputs meet every write error before it renames any. */
+ck_status cki_sink_sync(cki_sink *s);
 /* Flush, fsync, rename over OUT, fsync the folder; frees S whatever happens
  * (on failure the temporary file is removed). */
 ck_status cki_sink_commit(cki_sink *s);

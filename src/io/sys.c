@@ -1,7 +1,13 @@
 /*
- * sys.c -- the system-call table with fault hooks (see sys.h).
+ * sys.c -- the system-call table with fault hooks (see sys.h). Each hook is a
+ * call counter per operation; when the counter reaches the armed N the call
+ * fails once with a plausible errno and the real system call is not made.
+ * ck_debug_faults_from_env is the public door to the same table for the CLI
+ * tests (the CLI may use only the public API).
  */
 #include "sys.h"
+
+#include "ckptkit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +83,27 @@ int cki_sys_open(const char *path, int flags, int mode)
 {
     if (hit(CKI_SYS_OPEN)) { errno = EIO; return -1; }
     return open(path, flags, mode);
+}
+
+int cki_sys_mkostemp(char *tmpl, int flags)
+{
+    if (hit(CKI_SYS_OPEN)) { errno = EIO; return -1; }
+    return mkostemp(tmpl, flags);
+}
+
+ssize_t cki_sys_copy_file_range(int in, int64_t *in_off, int out, size_t n)
+{
+    loff_t off = (loff_t)*in_off;
+    ssize_t w;
+    if (hit(CKI_SYS_WRITE)) { errno = ENOSPC; return -1; }
+    w = copy_file_range(in, &off, out, NULL, n, 0);
+    *in_off = (int64_t)off;
+    return w;
+}
+
+void ck_debug_faults_from_env(void)
+{
+    cki_sys_from_env();
 }
 
 int cki_sys_alloc_should_fail(void)

@@ -8,6 +8,7 @@
 #define CKI_SYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef enum cki_sys_op {
@@ -32,6 +33,11 @@ ssize_t cki_sys_pwrite(int fd, const void *p, size_t n, off_t off);
 int cki_sys_fsync(int fd);
 int cki_sys_rename(const char *from, const char *to);
 int cki_sys_open(const char *path, int flags, int mode);
+/* mkostemp(TMPL, FLAGS); counts as an open for the hooks. */
+int cki_sys_mkostemp(char *tmpl, int flags);
+/* copy_file_range(IN, &IN_OFF, OUT, NULL, N, 0); counts as a write for the
+ * hooks (a failing call sets errno to ENOSPC). */
+ssize_t cki_sys_copy_file_range(int in, int64_t *in_off, int out, size_t n);
 /* Nonzero if the allocation hook says this allocation must fail. */
 int cki_sys_alloc_should_fail(void);
 

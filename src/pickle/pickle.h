@@ -59,7 +59,52 @@ struct cki_pv {
                        through state_prev) */
     cki_pv *state_prev;
     uint64_t off;   /* byte offset (within the pickle stream) of the opcode that made it */
+
+    /* ---- added for items given to objects that are not plain containers ----
+     * SETITEM/SETITEMS whose target is a REDUCE, NEWOBJ, GLOBAL or PERSID node
+     * (an OrderedDict(), an AttributeDict, a dict subclass...) go to EXTRA: a
+     * DICT node created on the first such opcode (its off is that opcode's),
+     * key, value pairs in order. APPEND/APPENDS (and ADDITEMS) on such a
+     * target go to EXTRA_LIST, a LIST node. Both may be set on one node; both
+     * are NULL until used. Targets that are tuples, strings, numbers, sets
+     * (for SETITEM/APPEND) or dicts (for APPEND) are refused as malformed. */
+    cki_pv *extra;
+    cki_pv *extra_list;
+    /* Set when the machine reaches STOP: 1 + the largest height among the
+     * node's children (0 for a node without children), following the back
+     * edges of cycles no further. The root's height is at most
+     * CK_LIMIT_PICKLE_DEPTH. 0 on nodes the root does not reach. */
+    uint32_t height;
 };
+
+/*
+ * Reading the tree (notes added with the machine):
+ *  - It is a graph, not a tree: the memo hands out pointers, so one node can
+ *    sit in many places (DUP, GET), and a container can contain itself
+ *    (EMPTY_LIST, PUT 0, GET 0, APPEND). Every walker keeps a visited set or
+ *    an on-path set, and expands a shared node once.
+ *  - Children of a node, in the order cki_pv_child gives them: items, state,
+ *    state_prev, extra, extra_list.
+ *  - A node BUILT more than once: ->state is the last state; ->state_prev is
+ *    a holder node (kind CKI_PV_NONE, n = 0) whose ->state is the previous
+ *    state and whose ->state_prev continues the chain, newest first. State
+ *    nodes themselves are never modified, so a shared state stays intact.
+ *  - DICT keeps every pair in order, duplicates included (a later pair wins
+ *    in Python; cki_pv_dict_get returns the last match).
+ *  - STR holds UTF-8. BINUNICODE & co. are decoded like Python's
+ *    'surrogatepass', so a lone surrogate (U+D800..U+DFFF) stays as its
+ *    3-byte form. Python 2 str (STRING, BINSTRING, SHORT_BINSTRING) becomes
+ *    STR when it is valid UTF-8 and BYTES otherwise; u.s holds the exact
+ *    bytes either way, so a recogniser wanting raw bytes accepts both kinds.
+ *  - BIGINT bytes are minimal two's complement (no redundant sign bytes) and
+ *    never fit int64 (those become INT). LONG1/LONG4 of 0 bytes is INT 0.
+ *  - BYTES comes from BINBYTES*, SHORT_BINBYTES and BYTEARRAY8 alike.
+ *  - INST pushes NEWOBJ(GLOBAL, TUPLE(args)); OBJ pushes NEWOBJ(cls,
+ *    TUPLE(args)). PERSID (text) pushes PERSID(STR).
+ *  - On failure cki_pickle_run still fills out->globals and
+ *    out->global_count with the globals met before the failing opcode (so a
+ *    scanner can name them), and sets out->root to NULL.
+ */
 
 /* One global reference the machine met (GLOBAL, STACK_GLOBAL, INST, OBJ
  * target). For STACK_GLOBAL whose operands are not plain strings, module and
@@ -107,5 +152,15 @@ const cki_pv *cki_pv_dict_get(const cki_pv *dict, const char *key);
 int cki_pv_is_str(const cki_pv *v, const char *s);
 /* Integer value of INT/BOOL (or BIGINT that fits); 0 on success, 1 otherwise. */
 int cki_pv_to_i64(const cki_pv *v, int64_t *out);
+
+/* ---- added with the machine ---------------------------------------------- */
+
+/* Number of nodes V points to (items, then state, state_prev, extra,
+ * extra_list; absent ones are not counted), and the I-th of them. For
+ * generic walks; remember the graph can be cyclic. */
+size_t cki_pv_child_count(const cki_pv *v);
+const cki_pv *cki_pv_child(const cki_pv *v, size_t i);
+/* Short lowercase name of a kind ("dict", "reduce", ...), for messages. */
+const char *cki_pv_kind_name(cki_pv_kind kind);
 
 #endif

@@ -4,6 +4,7 @@
  */
 #include <strings.h>
 
+#include "cast.h"
 #include "tensor.h"
 
 static const cki_dtype_info table[CK_DT_COUNT] = {
@@ -97,7 +98,5 @@ ck_status ck_dtype_parse(const char *name, ck_dtype *out)
 
 int ck_dtype_can_cast(ck_dtype dt)
 {
-    const cki_dtype_info *i = cki_dtype_info_of(dt);
-    if (!i) return 0;
-    return i->kind == 'F' && i->bits >= 8;
+    return cki_cast_supported(dt, CK_DT_F32) && cki_cast_supported(CK_DT_F32, dt);
 }

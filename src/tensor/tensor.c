@@ -4,8 +4,9 @@
  * cki_tensor_read gathers elements of a (possibly strided) view in row-major
  * order in blocks: innermost runs with unit stride are memcpy'd, others are
  * copied element by element; then big-endian storages are swapped, conj/neg
- * flags applied and the block cast to the asked dtype. Memory stays at one
- * block on the stack whatever the tensor's size.
+ * flags applied and the block cast to the asked dtype. A dense little-endian
+ * run without flags skips the block and is cast straight from the storage.
+ * Memory stays at one block on the stack whatever the tensor's size.
  */
 #include "tensor.h"
 
@@ -213,8 +214,15 @@ ck_status cki_tensor_read(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint
         return cki_fail(ctx, CK_EUNSUPPORTED, "tensor '%s': cannot convert %s to %s", t->name,
                         ck_dtype_name(t->dtype), ck_dtype_name(as));
     if (cki_mul_u64(&need, count, os) || need > dst_cap) goto small;
+    if (!count) return CK_OK; /* also keeps gather from dividing by a zero-size dimension */
     if (as == t->dtype && !t->storage->big_endian && !t->flags) {
         gather(t, first, count, out);
+        return CK_OK;
+    }
+    if (!t->storage->big_endian && !t->flags && cki_tensor_is_dense(t)) {
+        /* a dense run needs no gathering: cast straight from the storage */
+        cki_cast(t->dtype, as, t->storage->data + (t->offset + first) * es, out, (size_t)count,
+                 stats);
         return CK_OK;
     }
     while (count) {

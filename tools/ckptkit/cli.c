@@ -74,6 +74,12 @@ void cli_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* an input truncated while mapped faults on access: remove the temporary
+     * output, then die of the signal as usual */
+    sigaction(SIGBUS, &sa, NULL);
+    /* past RLIMIT_FSIZE, write() then fails with EFBIG and the error path
+     * removes the temporary file, instead of the process dying with it */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 double cli_now(void)

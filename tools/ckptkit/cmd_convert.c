@@ -1,7 +1,8 @@
 /*
  * cmd_convert.c -- `ckptkit convert IN OUT`: any readable format to any
  * writable one, streaming tensor by tensor, with dtype policy, selection,
- * renaming and metadata. OUT appears only when complete.
+ * renaming, metadata, Stable Diffusion EMA handling, pruning and Hugging Face
+ * sharding. OUT (or every shard and the index) appears only when complete.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -13,7 +14,8 @@ static const char help[] =
     "usage: ckptkit convert IN OUT [OPTIONS]\n\n"
     "Converts IN to OUT, tensor by tensor, in bounded memory. The output format\n"
     "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
-    "OUT is written to a temporary file beside it and renamed when complete.\n\n"
+    "OUT is written to a temporary file beside it and renamed when complete.\n"
+    "IN may be a sharded checkpoint: its *.index.json or the folder holding it.\n\n"
     "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw\n"
     "  --dtype D            keep | f32 | f16 | bf16 | f64 | f8_e4m3 | f8_e5m2: cast floating\n"
     "                       tensors (ints and bools stay)\n"
@@ -26,6 +28,16 @@ static const char help[] =
     "  --rename OLD=NEW     replace the name prefix OLD by NEW (repeatable)\n"
     "  --add-prefix P       prepend P to every name\n"
     "  --metadata K=V       add or override a metadata entry (repeatable)\n"
+    "  --ema                Stable Diffusion: write the EMA weights under the model's names\n"
+    "                       (model.X takes the values of model_ema.X-without-dots) and drop\n"
+    "                       every model_ema.* tensor; an error if IN has no EMA weights\n"
+    "  --no-ema             drop every model_ema.* tensor\n"
+    "  --prune              keep only the state dict: .ckpt output gets no optimizer states,\n"
+    "                       lr schedulers, callbacks, loops or other training state\n"
+    "  --shard-size SIZE    split into Hugging Face shards of at most SIZE (5GB, 500MiB):\n"
+    "                       OUT=dir/model.safetensors gives dir/model-00001-of-0000N.safetensors\n"
+    "                       and dir/model.safetensors.index.json (safetensors and pth only;\n"
+    "                       one shard is written as OUT itself)\n"
     "  --manifest M         JSON manifest describing a raw .bin input\n"
     "  --format F           skip detection and read IN as F\n"
     "  --no-crc             do not check CRC-32 of input zip members while copying\n"
@@ -44,7 +56,7 @@ static int parse_dtype(const char *s, ck_dtype *out)
 int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
-           O_META, O_MANIFEST, O_FORMAT, O_NOCRC };
+           O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -60,6 +72,10 @@ int cmd_convert(int argc, char **argv)
         {"manifest", required_argument, 0, O_MANIFEST},
         {"format", required_argument, 0, O_FORMAT},
         {"no-crc", no_argument, 0, O_NOCRC},
+        {"ema", no_argument, 0, O_EMA},
+        {"no-ema", no_argument, 0, O_NOEMA},
+        {"prune", no_argument, 0, O_PRUNE},
+        {"shard-size", required_argument, 0, O_SHARD},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -106,6 +122,18 @@ int cmd_convert(int argc, char **argv)
         case O_MANIFEST: oo.manifest = optarg; break;
         case O_FORMAT: oo.format = optarg; break;
         case O_NOCRC: co.no_crc = 1; break;
+        case O_EMA:
+        case O_NOEMA:
+            if (co.ema && co.ema != (c == O_EMA ? 1 : -1))
+                return cli_usage_error("convert", "--ema and --no-ema exclude each other");
+            co.ema = c == O_EMA ? 1 : -1;
+            break;
+        case O_PRUNE: co.prune = 1; break;
+        case O_SHARD:
+            if (cli_parse_size(optarg, &co.shard_size))
+                return cli_usage_error("convert", "--shard-size '%s': expected a size such as "
+                                       "5GB, 500MiB or 1048576", optarg);
+            break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(help, stdout); return EXIT_DONE;
         default: return cli_usage_error("convert", "invalid option");
@@ -137,9 +165,13 @@ int cmd_convert(int argc, char **argv)
     cli_progress_end();
     if (!o.quiet) {
         char b[32];
-        fprintf(stderr, "ckptkit: wrote %s: %llu tensors, %s in %.2f s", out,
-                (unsigned long long)stats.tensors, cli_bytes(stats.bytes, b, sizeof b),
-                cli_now() - t0);
+        if (stats.shards > 1)
+            fprintf(stderr, "ckptkit: wrote %llu shards + %s.index.json",
+                    (unsigned long long)stats.shards, out);
+        else
+            fprintf(stderr, "ckptkit: wrote %s", out);
+        fprintf(stderr, ": %llu tensors, %s in %.2f s", (unsigned long long)stats.tensors,
+                cli_bytes(stats.bytes, b, sizeof b), cli_now() - t0);
         if (co.dtype != CK_DT_KEEP)
             fprintf(stderr, "; %llu cast to %s, %llu values overflowed to inf, %llu underflowed "
                     "to zero", (unsigned long long)stats.cast_tensors, ck_dtype_name(co.dtype),

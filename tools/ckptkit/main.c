@@ -7,6 +7,10 @@
 
 #include "cli.h"
 
+/* commands whose prototypes are not in cli.h */
+int cmd_diff(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -16,6 +20,8 @@ static const struct {
     {"ls", cmd_ls, "list tensors with dtype and shape"},
     {"convert", cmd_convert, "convert between formats and dtypes, streaming"},
     {"verify", cmd_verify, "check two checkpoints hold the same tensors, bit for bit"},
+    {"diff", cmd_diff, "compare values across dtypes: max/mean abs difference, cosine"},
+    {"export", cmd_export, "write chosen tensors as NumPy .npy files or raw bytes"},
 };
 
 static void usage(FILE *f)
@@ -45,6 +51,7 @@ int main(int argc, char **argv)
         return EXIT_DONE;
     }
     cli_signals();
+    ck_debug_faults_from_env();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "ckptkit: unknown command '%s'\nTry 'ckptkit --help'.\n", argv[1]);

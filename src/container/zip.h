@@ -1,0 +1,114 @@
+/*
+ * zip.h -- a zip reader for checkpoint archives (torch.save zip files, npz).
+ *
+ * What it accepts:
+ *  - an end-of-central-directory record (EOCD), with or without the zip64
+ *    EOCD record and locator (torch writes zip64 records even for tiny files);
+ *  - bytes before the archive (a self-extractor stub, junk): offsets in the
+ *    archive are shifted by the amount the central directory moved;
+ *  - a comment that contains another EOCD signature: candidates are tried from
+ *    the end of the file backwards and the last one whose central directory
+ *    parses completely (entry count and byte size agree) wins; the loader and
+ *    the scanner both go through this reader, so they always see the same
+ *    directory;
+ *  - members STORED (method 0, returned zero-copy) and DEFLATE (method 8,
+ *    inflated with zlib under CK_LIMIT_INFLATE_BYTES and a ratio cap).
+ *
+ * What it refuses, at open:
+ *  - a central directory that does not parse, duplicate member names, names
+ *    with NUL bytes, more entries than the directory can hold;
+ *  - encrypted members (flag bits 0, 6 or 13): their bytes are not what a
+ *    loader would see, and scanners can be fooled by them;
+ *  - a local header that disagrees with its central entry on the name, the
+ *    method or the flags (a classic scanner evasion);
+ *  - members that reach past the central directory or overlap each other.
+ * and at read: unknown methods, inflated sizes other than the directory's,
+ * absurd compression ratios, CRC-32 mismatches (when asked to check).
+ *
+ * Sizes and CRCs always come from the central directory: torch writes zeros
+ * in local headers and puts the real values in data descriptors.
+ */
+#ifndef CKI_ZIP_H
+#define CKI_ZIP_H
+
+#include "../common/cki.h"
+
+/* Flags of the general-purpose bit field that change how bytes are read. */
+#define CKI_ZIP_FLAG_ENCRYPTED 0x0001u
+#define CKI_ZIP_FLAG_DESCRIPTOR 0x0008u
+#define CKI_ZIP_FLAG_STRONG_ENC 0x0040u
+#define CKI_ZIP_FLAG_UTF8 0x0800u
+#define CKI_ZIP_FLAG_MASKED 0x2000u
+
+#define CKI_ZIP_STORED 0
+#define CKI_ZIP_DEFLATE 8
+
+/* The largest ratio of inflated to compressed bytes accepted. Deflate cannot
+ * do better than about 1032:1, so a bigger claim is a lie or a bomb. */
+#define CKI_ZIP_MAX_RATIO 1100u
+
+typedef struct cki_zip_entry {
+    const char *name;  /* NUL-terminated copy (the zip's arena) */
+    size_t name_len;
+    uint16_t method;
+    uint16_t flags;
+    uint32_t crc;      /* from the central directory */
+    uint64_t csize;    /* compressed bytes (central directory) */
+    uint64_t usize;    /* uncompressed bytes (central directory) */
+    uint64_t header_off; /* absolute file offset of the local header */
+    uint64_t data_off;   /* absolute file offset of the member's bytes */
+} cki_zip_entry;
+
+typedef struct cki_zip {
+    ck_ctx *ctx;
+    const char *file;      /* for messages; borrowed */
+    const uint8_t *base;   /* the whole input; borrowed */
+    uint64_t len;
+    uint64_t shift;        /* bytes before the archive (0 for a normal file) */
+    uint64_t cd_off;       /* absolute offset of the central directory */
+    uint64_t cd_size;
+    uint64_t eocd_off;     /* absolute offset of the EOCD chosen */
+    int zip64;             /* zip64 EOCD record used */
+    cki_zip_entry *entries; /* central-directory order; cki_malloc'd */
+    size_t count;
+    cki_map index;         /* name -> entry index */
+    cki_arena arena;
+    int warned_crc0;       /* the "CRC not computed" warning was given */
+} cki_zip;
+
+/* 1 if P[0..LEN) starts with a local-file-header signature (PK\3\4) or is an
+ * empty archive (PK\5\6). A hint only; cki_zip_open decides. */
+int cki_zip_sniff(const uint8_t *p, uint64_t len);
+
+/* Parses the directory of the archive in P[0..LEN) (a mapped file) and
+ * checks every local header against its central entry. FILE names the input
+ * in messages. On failure Z is left closed (cki_zip_close is still safe). */
+ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len, cki_zip *z);
+void cki_zip_close(cki_zip *z);
+
+/* The entry named NAME[0..NAME_LEN), or NULL. O(1). */
+const cki_zip_entry *cki_zip_find(const cki_zip *z, const char *name, size_t name_len);
+
+/*
+ * The bytes of entry E. STORED: *DATA points into the input and *OWNED is
+ * NULL. DEFLATE: the member is inflated into a buffer allocated with
+ * cki_malloc(z->ctx) which the caller owns (*OWNED, also *DATA). CHECK_CRC: 1
+ * verifies the CRC-32 (a CRC of 0 on non-empty data means "not computed":
+ * skipped with a warning); inflated members are always checked, since every
+ * byte passes through the CPU anyway.
+ */
+ck_status cki_zip_read(cki_zip *z, const cki_zip_entry *e, int check_crc, const uint8_t **data,
+                       uint64_t *len, uint8_t **owned);
+
+/* Copies up to CAP leading bytes of E's uncompressed contents into BUF,
+ * inflating only as much as needed; *GOT is set to the number copied. */
+ck_status cki_zip_peek(cki_zip *z, const cki_zip_entry *e, uint8_t *buf, size_t cap, size_t *got);
+
+/* Checks DATA[0..LEN) against E's CRC. CK_OK when it matches, when the CRC
+ * was not computed (0 on non-empty data: warns) or for empty members. */
+ck_status cki_zip_check_crc(cki_zip *z, const cki_zip_entry *e, const uint8_t *data, uint64_t len);
+
+/* zlib's CRC-32 over any length (zlib takes at most 4 GiB per call). */
+uint32_t cki_zip_crc32(uint32_t crc, const uint8_t *p, uint64_t n);
+
+#endif

@@ -1,0 +1,697 @@
+/*
+ * zip_read.c -- the zip directory reader and member access (see zip.h).
+ *
+ * Records (all integers little-endian):
+ *   EOCD          50 4b 05 06, disk u16, cd disk u16, entries here u16,
+ *                 entries u16, cd size u32, cd offset u32, comment len u16,
+ *                 comment                                      (22 + comment)
+ *   zip64 locator 50 4b 06 07, disk u32, zip64 EOCD offset u64, disks u32 (20),
+ *                 immediately before the EOCD
+ *   zip64 EOCD    50 4b 06 06, record size u64 (bytes after this field),
+ *                 made u16, needed u16, disk u32, cd disk u32, entries here
+ *                 u64, entries u64, cd size u64, cd offset u64 (56 + ext)
+ *   central entry 50 4b 01 02, made u16, needed u16, flags u16, method u16,
+ *                 time u16, date u16, crc u32, csize u32, usize u32, name len
+ *                 u16, extra len u16, comment len u16, disk u16, internal
+ *                 attrs u16, external attrs u32, local header offset u32,
+ *                 name, extra, comment                         (46 + ...)
+ *   local header  50 4b 03 04, needed u16, flags u16, method u16, time u16,
+ *                 date u16, crc u32, csize u32, usize u32, name len u16,
+ *                 extra len u16, name, extra                   (30 + ...)
+ *   zip64 extra   id 0x0001: usize u64, csize u64, offset u64, disk u32,
+ *                 each present only when the 32-bit field is all ones.
+ *
+ * Rules enforced, in order: an EOCD whose comment fits in the file (tried
+ * from the end backwards); single-disk archives only; the central directory
+ * lies between the archive start and the EOCD (or zip64 record) and its byte
+ * size is exactly the sum of its entries; entry count within what the
+ * directory's size can hold; names without NUL, unique; no encryption flags;
+ * every local header inside the file, before the directory, with the same
+ * name, method and flags as its central entry; member byte ranges inside the
+ * file and disjoint. Reading: STORED sizes agree; DEFLATE output exactly the
+ * directory's size, under CK_LIMIT_INFLATE_BYTES and CKI_ZIP_MAX_RATIO; the
+ * CRC-32 matches (0 on non-empty data = not computed: warn, skip).
+ *
+ * Hand-written: general zip libraries extract files; this one must refuse
+ * the ambiguous archives scanners get fooled by, map members zero-copy, and
+ * count every allocation against the context.
+ */
+#include <stdlib.h>
+#include <zlib.h>
+
+#include "zip.h"
+
+#define SIG_LOCAL 0x04034b50u
+#define SIG_CENTRAL 0x02014b50u
+#define SIG_EOCD 0x06054b50u
+#define SIG_Z64_EOCD 0x06064b50u
+#define SIG_Z64_LOC 0x07064b50u
+
+#define EOCD_LEN 22u
+#define Z64_LOC_LEN 20u
+#define Z64_EOCD_LEN 56u
+#define CENTRAL_LEN 46u
+#define LOCAL_LEN 30u
+#define MAX_COMMENT 65535u
+
+/* Compression ratios are only judged on members bigger than this. */
+#define RATIO_MIN_BYTES 65536u
+
+uint32_t cki_zip_crc32(uint32_t crc, const uint8_t *p, uint64_t n)
+{
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, p, k);
+        p += k;
+        n -= k;
+    }
+    return crc;
+}
+
+int cki_zip_sniff(const uint8_t *p, uint64_t len)
+{
+    return len >= 4 && p[0] == 'P' && p[1] == 'K' &&
+           ((p[2] == 3 && p[3] == 4) || (p[2] == 5 && p[3] == 6));
+}
+
+/* A printable, bounded rendering of a member name for messages. */
+static int name_width(size_t n)
+{
+    return n > 200 ? 200 : (int)n;
+}
+
+void cki_zip_close(cki_zip *z)
+{
+    if (!z) return;
+    cki_free(z->ctx, z->entries);
+    cki_map_free(&z->index);
+    cki_arena_free(&z->arena);
+    memset(z, 0, sizeof *z);
+}
+
+/* Reads the zip64 extended-information extra field of a central entry. */
+static ck_status central_zip64(cki_zip *z, const uint8_t *extra, size_t xlen, cki_zip_entry *e,
+                               uint32_t usize32, uint32_t csize32, uint32_t off32,
+                               uint16_t disk16, uint32_t *disk)
+{
+    cki_cur c;
+    int need_u = usize32 == 0xFFFFFFFFu, need_c = csize32 == 0xFFFFFFFFu;
+    int need_o = off32 == 0xFFFFFFFFu, need_d = disk16 == 0xFFFFu;
+    unsigned z64_len = 0;
+    cki_cur_init(&c, extra, xlen);
+    while (cki_cur_left(&c) >= 4) {
+        uint16_t id = 0, sz = 0;
+        const uint8_t *body;
+        cki_cur_le16(&c, &id);
+        cki_cur_le16(&c, &sz);
+        if (cki_cur_take(&c, sz, &body))
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': extra field 0x%04x of %u bytes runs past its "
+                            "%zu-byte extra area",
+                            z->file, name_width(e->name_len), e->name, id, sz, xlen);
+        if (id == 0x0001) {
+            cki_cur b;
+            uint64_t v;
+            cki_cur_init(&b, body, sz);
+            z64_len = sz;
+            if (need_u) {
+                if (cki_cur_le64(&b, &v)) goto short_z64;
+                e->usize = v;
+                need_u = 0;
+            }
+            if (need_c) {
+                if (cki_cur_le64(&b, &v)) goto short_z64;
+                e->csize = v;
+                need_c = 0;
+            }
+            if (need_o) {
+                if (cki_cur_le64(&b, &v)) goto short_z64;
+                e->header_off = v;
+                need_o = 0;
+            }
+            if (need_d) {
+                uint32_t d;
+                if (cki_cur_le32(&b, &d)) goto short_z64;
+                *disk = d;
+                need_d = 0;
+            }
+        }
+    }
+    if (need_u || need_c || need_o || need_d)
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip member '%.*s': a size, offset or disk field is 0xffffffff but no "
+                        "zip64 extra field gives its value",
+                        z->file, name_width(e->name_len), e->name);
+    return CK_OK;
+short_z64:
+    return cki_fail(z->ctx, CK_EFORMAT,
+                    "%s: zip member '%.*s': zip64 extra field of %u bytes is too short for the "
+                    "values it must hold",
+                    z->file, name_width(e->name_len), e->name, z64_len);
+}
+
+/* Parses COUNT central entries in [cd_abs, cd_abs + cd_size). */
+static ck_status parse_central(cki_zip *z, uint64_t count)
+{
+    cki_cur c;
+    ck_status st;
+    cki_cur_init(&c, z->base + z->cd_off, (size_t)z->cd_size);
+    if (count > z->cd_size / CENTRAL_LEN)
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip directory claims %llu entries but its %llu bytes hold at most "
+                        "%llu",
+                        z->file, (unsigned long long)count, (unsigned long long)z->cd_size,
+                        (unsigned long long)(z->cd_size / CENTRAL_LEN));
+    z->entries = cki_calloc(z->ctx, count ? (size_t)count : 1, sizeof *z->entries);
+    if (!z->entries) return CK_ENOMEM;
+    for (uint64_t i = 0; i < count; i++) {
+        cki_zip_entry *e = &z->entries[i];
+        const uint8_t *h, *name, *extra;
+        uint16_t nlen, xlen, clen, disk16;
+        uint32_t usize32, csize32, off32, disk;
+        size_t existing;
+        int r;
+        if (cki_cur_take(&c, CENTRAL_LEN, &h) || cki_ld_le32(h) != SIG_CENTRAL)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip directory entry %llu at byte %llu: no central header "
+                            "signature (directory of %llu bytes at %llu)",
+                            z->file, (unsigned long long)i,
+                            (unsigned long long)(z->cd_off + c.pos), (unsigned long long)z->cd_size,
+                            (unsigned long long)z->cd_off);
+        e->flags = cki_ld_le16(h + 8);
+        e->method = cki_ld_le16(h + 10);
+        e->crc = cki_ld_le32(h + 16);
+        csize32 = cki_ld_le32(h + 20);
+        usize32 = cki_ld_le32(h + 24);
+        nlen = cki_ld_le16(h + 28);
+        xlen = cki_ld_le16(h + 30);
+        clen = cki_ld_le16(h + 32);
+        disk16 = cki_ld_le16(h + 34);
+        off32 = cki_ld_le32(h + 42);
+        if (cki_cur_take(&c, nlen, &name) || cki_cur_take(&c, xlen, &extra) ||
+            cki_cur_skip(&c, clen))
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip directory entry %llu: name, extra and comment (%u + %u + %u "
+                            "bytes) run past the end of the directory",
+                            z->file, (unsigned long long)i, nlen, xlen, clen);
+        if (memchr(name, 0, nlen))
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip directory entry %llu: name contains a NUL byte", z->file,
+                            (unsigned long long)i);
+        e->name = cki_arena_strndup(&z->arena, (const char *)name, nlen);
+        if (!e->name) return CK_ENOMEM;
+        e->name_len = nlen;
+        e->csize = csize32;
+        e->usize = usize32;
+        e->header_off = off32;
+        disk = disk16;
+        if ((st = central_zip64(z, extra, xlen, e, usize32, csize32, off32, disk16, &disk)))
+            return st;
+        if (disk != 0)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': lives on disk %u (multi-disk archives are not "
+                            "supported)",
+                            z->file, name_width(nlen), e->name, disk);
+        if (e->flags & (CKI_ZIP_FLAG_ENCRYPTED | CKI_ZIP_FLAG_STRONG_ENC | CKI_ZIP_FLAG_MASKED))
+            return cki_fail(z->ctx, CK_EUNSUPPORTED,
+                            "%s: zip member '%.*s': encrypted (flags 0x%04x): encrypted members "
+                            "are refused",
+                            z->file, name_width(nlen), e->name, e->flags);
+        r = cki_map_put(&z->index, e->name, nlen, (size_t)i, &existing);
+        if (r < 0) return CK_ENOMEM;
+        if (r == 1)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s' appears twice in the directory (entries %llu "
+                            "and %llu)",
+                            z->file, name_width(nlen), e->name, (unsigned long long)existing,
+                            (unsigned long long)i);
+        if (cki_add_u64(&e->header_off, e->header_off, z->shift) || e->header_off >= z->cd_off)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': local header offset %llu is not before the "
+                            "central directory at %llu",
+                            z->file, name_width(nlen), e->name,
+                            (unsigned long long)(e->header_off - z->shift),
+                            (unsigned long long)(z->cd_off - z->shift));
+    }
+    if (c.pos != c.len)
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip directory: %llu entries use %zu bytes but the directory is %llu "
+                        "bytes",
+                        z->file, (unsigned long long)count, c.pos, (unsigned long long)z->cd_size);
+    z->count = (size_t)count;
+    return CK_OK;
+}
+
+/* Checks each local header against its central entry; sets data_off. */
+static ck_status check_locals(cki_zip *z)
+{
+    for (size_t i = 0; i < z->count; i++) {
+        cki_zip_entry *e = &z->entries[i];
+        const uint8_t *h = z->base + e->header_off;
+        uint16_t lflags, lmethod, lnlen, lxlen;
+        uint64_t end;
+        if (cki_out_of(e->header_off, LOCAL_LEN, z->cd_off) || cki_ld_le32(h) != SIG_LOCAL)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': no local header at byte %llu", z->file,
+                            name_width(e->name_len), e->name, (unsigned long long)e->header_off);
+        lflags = cki_ld_le16(h + 6);
+        lmethod = cki_ld_le16(h + 8);
+        lnlen = cki_ld_le16(h + 26);
+        lxlen = cki_ld_le16(h + 28);
+        e->data_off = e->header_off + LOCAL_LEN + lnlen + lxlen;
+        if (e->data_off > z->cd_off)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': local header at byte %llu runs into the "
+                            "central directory at %llu",
+                            z->file, name_width(e->name_len), e->name,
+                            (unsigned long long)e->header_off, (unsigned long long)z->cd_off);
+        if (lnlen != e->name_len || memcmp(h + LOCAL_LEN, e->name, lnlen) != 0)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': local header names it '%.*s' (local and "
+                            "central names must agree)",
+                            z->file, name_width(e->name_len), e->name, name_width(lnlen),
+                            (const char *)h + LOCAL_LEN);
+        if (lmethod != e->method)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': local header says method %u, directory says "
+                            "%u",
+                            z->file, name_width(e->name_len), e->name, lmethod, e->method);
+        if (lflags != e->flags)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': local header flags 0x%04x differ from the "
+                            "directory's 0x%04x",
+                            z->file, name_width(e->name_len), e->name, lflags, e->flags);
+        if (cki_add_u64(&end, e->data_off, e->csize) || end > z->cd_off)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': %llu bytes at byte %llu run past the central "
+                            "directory at %llu",
+                            z->file, name_width(e->name_len), e->name,
+                            (unsigned long long)e->csize, (unsigned long long)e->data_off,
+                            (unsigned long long)z->cd_off);
+    }
+    return CK_OK;
+}
+
+static const cki_zip *sort_zip;
+
+static int by_header_off(const void *a, const void *b)
+{
+    uint64_t x = sort_zip->entries[*(const size_t *)a].header_off;
+    uint64_t y = sort_zip->entries[*(const size_t *)b].header_off;
+    return x < y ? -1 : x > y;
+}
+
+/* Members may not share bytes: sorted by header offset, each must end before
+ * the next header starts. */
+static ck_status check_overlap(cki_zip *z)
+{
+    size_t *order;
+    ck_status st = CK_OK;
+    if (z->count < 2) return CK_OK;
+    order = cki_malloc(z->ctx, z->count * sizeof *order);
+    if (!order) return CK_ENOMEM;
+    for (size_t i = 0; i < z->count; i++) order[i] = i;
+    sort_zip = z;
+    qsort(order, z->count, sizeof *order, by_header_off);
+    for (size_t i = 0; i + 1 < z->count; i++) {
+        const cki_zip_entry *a = &z->entries[order[i]], *b = &z->entries[order[i + 1]];
+        if (a->data_off + a->csize > b->header_off) {
+            st = cki_fail(z->ctx, CK_EFORMAT,
+                          "%s: zip members '%.*s' (bytes %llu to %llu) and '%.*s' (header at "
+                          "%llu) overlap",
+                          z->file, name_width(a->name_len), a->name,
+                          (unsigned long long)a->header_off,
+                          (unsigned long long)(a->data_off + a->csize), name_width(b->name_len),
+                          b->name, (unsigned long long)b->header_off);
+            break;
+        }
+    }
+    cki_free(z->ctx, order);
+    return st;
+}
+
+/* Finds the zip64 EOCD record for the locator at LOC. It is at the offset
+ * the locator gives, or (bytes before the archive) right before the locator. */
+static ck_status find_zip64(cki_zip *z, uint64_t loc, uint64_t *rec, uint64_t *rec_shift)
+{
+    uint64_t rel = cki_ld_le64(z->base + loc + 8);
+    uint32_t disks = cki_ld_le32(z->base + loc + 16);
+    uint64_t cands[2];
+    if (cki_ld_le32(z->base + loc + 4) != 0 || disks > 1)
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip64 locator: archive spans %u disks (multi-disk archives are not "
+                        "supported)",
+                        z->file, disks);
+    cands[0] = rel;
+    cands[1] = loc >= Z64_EOCD_LEN ? loc - Z64_EOCD_LEN : UINT64_MAX;
+    for (int i = 0; i < 2; i++) {
+        uint64_t c = cands[i], size, end;
+        const uint8_t *r;
+        if (c == UINT64_MAX || cki_out_of(c, Z64_EOCD_LEN, loc)) continue;
+        r = z->base + c;
+        if (cki_ld_le32(r) != SIG_Z64_EOCD) continue;
+        size = cki_ld_le64(r + 4);
+        if (size < Z64_EOCD_LEN - 12 || cki_add_u64(&end, c + 12, size) || end > loc) continue;
+        if (c < rel) continue;
+        *rec = c;
+        *rec_shift = c - rel;
+        return CK_OK;
+    }
+    return cki_fail(z->ctx, CK_EFORMAT,
+                    "%s: zip64 locator at byte %llu points to byte %llu, where there is no zip64 "
+                    "end record",
+                    z->file, (unsigned long long)loc, (unsigned long long)rel);
+}
+
+/* Tries the EOCD at POS: locates and parses the whole directory. */
+static ck_status try_eocd(cki_zip *z, uint64_t pos)
+{
+    const uint8_t *r = z->base + pos;
+    uint64_t count = cki_ld_le16(r + 10), cd_size = cki_ld_le32(r + 12);
+    uint64_t cd_rel = cki_ld_le32(r + 16), cd_end = pos, cd_abs;
+    uint16_t disk = cki_ld_le16(r + 4), cd_disk = cki_ld_le16(r + 6);
+    uint64_t here = cki_ld_le16(r + 8);
+    ck_status st;
+
+    z->zip64 = 0;
+    if (pos >= Z64_LOC_LEN && cki_ld_le32(z->base + pos - Z64_LOC_LEN) == SIG_Z64_LOC) {
+        uint64_t rec = 0, rec_shift = 0;
+        const uint8_t *q;
+        if ((st = find_zip64(z, pos - Z64_LOC_LEN, &rec, &rec_shift))) return st;
+        q = z->base + rec;
+        if (cki_ld_le32(q + 16) != 0 || cki_ld_le32(q + 20) != 0)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip64 end record: disk %u, directory on disk %u (multi-disk "
+                            "archives are not supported)",
+                            z->file, cki_ld_le32(q + 16), cki_ld_le32(q + 20));
+        here = cki_ld_le64(q + 24);
+        count = cki_ld_le64(q + 32);
+        cd_size = cki_ld_le64(q + 40);
+        cd_rel = cki_ld_le64(q + 48);
+        cd_end = rec;
+        z->zip64 = 1;
+        if (cd_size > cd_end || cd_end - cd_size < cd_rel ||
+            cd_end - cd_size - cd_rel != rec_shift)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip64 end record: central directory of %llu bytes at offset %llu "
+                            "does not end where the record starts (byte %llu)",
+                            z->file, (unsigned long long)cd_size, (unsigned long long)cd_rel,
+                            (unsigned long long)cd_end);
+    } else if (disk != 0 || cd_disk != 0) {
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip end record: disk %u, directory on disk %u (multi-disk archives "
+                        "are not supported)",
+                        z->file, disk, cd_disk);
+    }
+    if (here != count)
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip end record: %llu entries on this disk but %llu in total", z->file,
+                        (unsigned long long)here, (unsigned long long)count);
+    if (cd_size > cd_end || cd_end - cd_size < cd_rel)
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip end record at byte %llu: central directory of %llu bytes at "
+                        "offset %llu does not fit before it",
+                        z->file, (unsigned long long)pos, (unsigned long long)cd_size,
+                        (unsigned long long)cd_rel);
+    cd_abs = cd_end - cd_size;
+    z->shift = cd_abs - cd_rel;
+    z->cd_off = cd_abs;
+    z->cd_size = cd_size;
+    z->eocd_off = pos;
+    if ((st = parse_central(z, count))) return st;
+    if ((st = check_locals(z))) return st;
+    return check_overlap(z);
+}
+
+static void reset_dir(cki_zip *z)
+{
+    cki_free(z->ctx, z->entries);
+    z->entries = NULL;
+    z->count = 0;
+    cki_map_free(&z->index);
+    cki_map_init(&z->index, z->ctx);
+}
+
+ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len, cki_zip *z)
+{
+    uint64_t pos, lowest;
+    ck_status first_st = CK_OK;
+    char first_msg[CKI_ERRMSG_MAX];
+    int tried = 0;
+
+    memset(z, 0, sizeof *z);
+    z->ctx = ctx;
+    z->file = file;
+    z->base = p;
+    z->len = len;
+    cki_map_init(&z->index, ctx);
+    cki_arena_init(&z->arena, ctx);
+    if (len < EOCD_LEN) {
+        cki_zip_close(z);
+        return cki_fail(ctx, CK_EFORMAT,
+                        "%s: zip archive: %llu bytes cannot hold an end record (22 bytes)", file,
+                        (unsigned long long)len);
+    }
+    lowest = len - EOCD_LEN > MAX_COMMENT ? len - EOCD_LEN - MAX_COMMENT : 0;
+    first_msg[0] = 0;
+    for (pos = len - EOCD_LEN + 1; pos-- > lowest;) {
+        ck_status st;
+        if (cki_ld_le32(p + pos) != SIG_EOCD) continue;
+        if (pos + EOCD_LEN + cki_ld_le16(p + pos + 20) > len) continue;
+        tried++;
+        st = try_eocd(z, pos);
+        if (st == CK_OK) return CK_OK;
+        if (st == CK_ENOMEM) {
+            cki_zip_close(z);
+            return st;
+        }
+        if (!first_st) {
+            first_st = st;
+            if (ctx) memcpy(first_msg, ctx->errmsg, sizeof first_msg);
+        }
+        reset_dir(z);
+        cki_arena_free(&z->arena);
+        cki_arena_init(&z->arena, ctx);
+    }
+    cki_zip_close(z);
+    if (tried) return cki_fail(ctx, first_st, "%s", first_msg);
+    return cki_fail(ctx, CK_EFORMAT,
+                    "%s: zip archive: no end-of-central-directory record in the last %llu bytes "
+                    "(truncated or not a zip file)",
+                    file, (unsigned long long)(len - lowest));
+}
+
+const cki_zip_entry *cki_zip_find(const cki_zip *z, const char *name, size_t name_len)
+{
+    size_t i;
+    if (!z->entries || cki_map_get(&z->index, name, name_len, &i)) return NULL;
+    return &z->entries[i];
+}
+
+ck_status cki_zip_check_crc(cki_zip *z, const cki_zip_entry *e, const uint8_t *data, uint64_t len)
+{
+    uint32_t crc;
+    if (len == 0) return CK_OK;
+    if (e->crc == 0) {
+        if (!z->warned_crc0) {
+            cki_warn(z->ctx,
+                     "%s: zip member '%.*s': CRC-32 is 0, i.e. not computed by the writer (torch "
+                     "compute_crc32=False): members with CRC 0 are not checked",
+                     z->file, name_width(e->name_len), e->name);
+            z->warned_crc0 = 1;
+        }
+        return CK_OK;
+    }
+    crc = cki_zip_crc32(0, data, len);
+    if (crc != e->crc)
+        return cki_fail(z->ctx, CK_EFORMAT,
+                        "%s: zip member '%.*s': CRC-32 of its %llu bytes is %08x but the directory "
+                        "says %08x",
+                        z->file, name_width(e->name_len), e->name, (unsigned long long)len, crc,
+                        e->crc);
+    return CK_OK;
+}
+
+/* Inflates E into OUT[0..CAP). FULL: the stream must end exactly at
+ * e->usize == CAP; else stops once CAP bytes are out. *GOT: bytes written. */
+static ck_status inflate_member(cki_zip *z, const cki_zip_entry *e, uint8_t *out, uint64_t cap,
+                                int full, uint64_t *got)
+{
+    z_stream zs;
+    const uint8_t *in = z->base + e->data_off;
+    uint64_t in_left = e->csize, out_done = 0;
+    int ret = Z_OK;
+    ck_status st = CK_OK;
+
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK)
+        return cki_fail(z->ctx, CK_ENOMEM, "%s: zip member '%.*s': cannot start inflate", z->file,
+                        name_width(e->name_len), e->name);
+    while (ret != Z_STREAM_END) {
+        uint8_t spare;
+        uInt in_n = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+        uint64_t room = cap - out_done;
+        zs.next_in = (Bytef *)(uintptr_t)in;
+        zs.avail_in = in_n;
+        if (room) {
+            zs.next_out = out + out_done;
+            zs.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
+        } else {
+            if (!full) break;
+            /* one byte of slack to learn whether the stream really ends here */
+            zs.next_out = &spare;
+            zs.avail_out = 1;
+        }
+        {
+            uInt before_out = zs.avail_out;
+            ret = inflate(&zs, Z_NO_FLUSH);
+            in += in_n - zs.avail_in;
+            in_left -= in_n - zs.avail_in;
+            if (room) {
+                out_done += before_out - zs.avail_out;
+            } else if (zs.avail_out == 0) {
+                st = cki_fail(z->ctx, CK_EFORMAT,
+                              "%s: zip member '%.*s': inflates to more than the %llu bytes its "
+                              "directory entry says",
+                              z->file, name_width(e->name_len), e->name,
+                              (unsigned long long)e->usize);
+                goto done;
+            }
+        }
+        if (ret == Z_STREAM_END) break;
+        if (ret == Z_BUF_ERROR && in_left == 0 && zs.avail_in == 0) {
+            st = cki_fail(z->ctx, CK_EFORMAT,
+                          "%s: zip member '%.*s': deflate stream ends early (%llu of %llu bytes "
+                          "inflated from %llu)",
+                          z->file, name_width(e->name_len), e->name,
+                          (unsigned long long)out_done, (unsigned long long)e->usize,
+                          (unsigned long long)e->csize);
+            goto done;
+        }
+        if (ret != Z_OK && ret != Z_BUF_ERROR) {
+            st = cki_fail(z->ctx, CK_EFORMAT,
+                          "%s: zip member '%.*s': corrupt deflate data after %llu output bytes "
+                          "(%s)",
+                          z->file, name_width(e->name_len), e->name, (unsigned long long)out_done,
+                          zs.msg ? zs.msg : "inflate error");
+            goto done;
+        }
+    }
+    if (full && out_done != e->usize)
+        st = cki_fail(z->ctx, CK_EFORMAT,
+                      "%s: zip member '%.*s': inflates to %llu bytes but its directory entry says "
+                      "%llu",
+                      z->file, name_width(e->name_len), e->name, (unsigned long long)out_done,
+                      (unsigned long long)e->usize);
+done:
+    inflateEnd(&zs);
+    *got = out_done;
+    return st;
+}
+
+static ck_status check_inflate_limits(cki_zip *z, const cki_zip_entry *e)
+{
+    uint64_t limit = z->ctx ? z->ctx->limits[CK_LIMIT_INFLATE_BYTES] : (4ull << 30), most;
+    if (e->usize > limit)
+        return cki_fail(z->ctx, CK_ELIMIT,
+                        "%s: zip member '%.*s': inflates to %llu bytes, more than the limit of "
+                        "%llu",
+                        z->file, name_width(e->name_len), e->name, (unsigned long long)e->usize,
+                        (unsigned long long)limit);
+    if (e->usize > RATIO_MIN_BYTES &&
+        (cki_mul_u64(&most, e->csize, CKI_ZIP_MAX_RATIO) == 0 && e->usize > most))
+        return cki_fail(z->ctx, CK_ELIMIT,
+                        "%s: zip member '%.*s': %llu compressed bytes claim to inflate to %llu "
+                        "(ratio above %u:1: a zip bomb)",
+                        z->file, name_width(e->name_len), e->name, (unsigned long long)e->csize,
+                        (unsigned long long)e->usize, CKI_ZIP_MAX_RATIO);
+    return CK_OK;
+}
+
+static ck_status bad_method(cki_zip *z, const cki_zip_entry *e)
+{
+    return cki_fail(z->ctx, CK_EUNSUPPORTED,
+                    "%s: zip member '%.*s': compression method %u is not supported (only stored "
+                    "and deflate)",
+                    z->file, name_width(e->name_len), e->name, e->method);
+}
+
+ck_status cki_zip_read(cki_zip *z, const cki_zip_entry *e, int check_crc, const uint8_t **data,
+                       uint64_t *len, uint8_t **owned)
+{
+    ck_status st;
+    if (e->method == CKI_ZIP_STORED) {
+        if (e->csize != e->usize)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': stored member has %llu compressed and %llu "
+                            "uncompressed bytes (must be equal)",
+                            z->file, name_width(e->name_len), e->name,
+                            (unsigned long long)e->csize, (unsigned long long)e->usize);
+        if (check_crc && (st = cki_zip_check_crc(z, e, z->base + e->data_off, e->usize)))
+            return st;
+        *data = z->base + e->data_off;
+        *len = e->usize;
+        *owned = NULL;
+        return CK_OK;
+    }
+    if (e->method == CKI_ZIP_DEFLATE) {
+        uint8_t *buf;
+        uint64_t got;
+        if ((st = check_inflate_limits(z, e))) return st;
+        if ((uint64_t)(size_t)e->usize != e->usize)
+            return cki_fail(z->ctx, CK_ELIMIT, "%s: zip member '%.*s': too large to inflate",
+                            z->file, name_width(e->name_len), e->name);
+        buf = cki_malloc(z->ctx, e->usize ? (size_t)e->usize : 1);
+        if (!buf)
+            return cki_fail(z->ctx, CK_ENOMEM,
+                            "%s: zip member '%.*s': cannot allocate %llu bytes to inflate it",
+                            z->file, name_width(e->name_len), e->name,
+                            (unsigned long long)e->usize);
+        st = inflate_member(z, e, buf, e->usize, 1, &got);
+        if (!st) st = cki_zip_check_crc(z, e, buf, e->usize);
+        if (st) {
+            cki_free(z->ctx, buf);
+            return st;
+        }
+        *data = buf;
+        *len = e->usize;
+        *owned = buf;
+        return CK_OK;
+    }
+    return bad_method(z, e);
+}
+
+ck_status cki_zip_peek(cki_zip *z, const cki_zip_entry *e, uint8_t *buf, size_t cap, size_t *got)
+{
+    if (e->method == CKI_ZIP_STORED) {
+        uint64_t n = e->usize < cap ? e->usize : cap;
+        if (e->csize != e->usize)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': stored member has %llu compressed and %llu "
+                            "uncompressed bytes (must be equal)",
+                            z->file, name_width(e->name_len), e->name,
+                            (unsigned long long)e->csize, (unsigned long long)e->usize);
+        memcpy(buf, z->base + e->data_off, (size_t)n);
+        *got = (size_t)n;
+        return CK_OK;
+    }
+    if (e->method == CKI_ZIP_DEFLATE) {
+        uint64_t n = e->usize < cap ? e->usize : cap, g = 0;
+        ck_status st;
+        if ((st = check_inflate_limits(z, e))) return st;
+        if (n == 0) {
+            *got = 0;
+            return CK_OK;
+        }
+        st = inflate_member(z, e, buf, n, 0, &g);
+        *got = (size_t)g;
+        if (!st && g < n)
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': deflate stream ends after %llu bytes (%llu "
+                            "expected)",
+                            z->file, name_width(e->name_len), e->name, (unsigned long long)g,
+                            (unsigned long long)e->usize);
+        return st;
+    }
+    return bad_method(z, e);
+}

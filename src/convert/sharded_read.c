@@ -1,0 +1,322 @@
+/*
+ * sharded_read.c -- opening a Hugging Face sharded checkpoint as one model.
+ *
+ * Input: the index file (any name ending in ".index.json") or a folder holding exactly
+ * one such file. The index (FORMATS.md 6):
+ *   {"metadata": {"total_size": N, ...}, "weight_map": {"tensor name": "shard file", ...}}
+ * "metadata" is optional and ignored (it is informational; unknown keys are allowed);
+ * "weight_map" is required, an object of strings.
+ *
+ * Rules, checked before any shard is opened, because the index names files to open:
+ *  - a shard name is a plain file name beside the index: not empty, not "." or "..",
+ *    no '/' (so no absolute path and no way out of the folder), no '\\', no NUL;
+ *    symbolic links are followed (the Hugging Face cache links shards to blobs);
+ *  - every shard named exists and is a regular file; at most MAX_SHARDS shards;
+ *  - tensor names hold no NUL.
+ * Then each shard is opened, in order of its name (00001 before 00002), into the same
+ * model with its own detected reader, and:
+ *  - a tensor in two shards is an error (the model refuses the second name);
+ *  - a tensor whose weight_map entry names another shard is an error;
+ *  - a weight_map entry whose shard lacks the tensor is an error, unless the shards'
+ *    metadata records the name as an alias removed in favour of a tensor that is present
+ *    (what safetensors' save_model / convert.py write for tied weights); those aliases
+ *    are reported in one warning;
+ *  - a tensor present in a shard but missing from weight_map is kept and reported in one
+ *    warning: loaders that go by the shard files (transformers) see it too.
+ * The model's format reads "sharded:<first shard's reader>".
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "../common/json.h"
+#include "convert.h"
+
+#define INDEX_SUFFIX ".index.json"
+#define MAX_SHARDS 100000
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int cki_is_sharded_path(const char *path)
+{
+    struct stat st;
+    if (!path) return 0;
+    if (ends_with(path, INDEX_SUFFIX)) return 1;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static char *join(ck_ctx *ctx, const char *dir, size_t dir_len, const char *name)
+{
+    size_t n = dir_len + strlen(name) + 2;
+    char *p = cki_malloc(ctx, n);
+    if (!p) return NULL;
+    if (dir_len) snprintf(p, n, "%.*s/%s", (int)dir_len, dir, name);
+    else snprintf(p, n, "%s", name);
+    return p;
+}
+
+/* The one *.index.json inside folder DIR, cki_malloc'd. */
+static ck_status find_index(ck_ctx *ctx, const char *dir, char **out)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char *found = NULL;
+    size_t n = 0, dl = strlen(dir);
+    ck_status st = CK_OK;
+    if (!d) return cki_fail(ctx, CK_EIO, "%s: cannot open folder: %s", dir, strerror(errno));
+    while (dl > 1 && dir[dl - 1] == '/') dl--;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !ends_with(e->d_name, INDEX_SUFFIX)) continue;
+        if (++n == 1) {
+            found = join(ctx, dir, dl, e->d_name);
+            if (!found) { st = CK_ENOMEM; break; }
+        } else {
+            st = cki_fail(ctx, CK_EARG,
+                          "%s: folder holds several *.index.json files ('%s', '%s', ...); "
+                          "name the index file",
+                          dir, cki_basename(found), e->d_name);
+            break;
+        }
+    }
+    closedir(d);
+    if (!st && n == 0)
+        st = cki_fail(ctx, CK_EFORMAT,
+                      "%s: folder holds no *.index.json file (a folder opens as a sharded "
+                      "checkpoint)",
+                      dir);
+    if (st) {
+        cki_free(ctx, found);
+        return st;
+    }
+    *out = found;
+    return CK_OK;
+}
+
+/* NULL if NAME is an acceptable shard file name, else the rule it breaks. */
+static const char *bad_shard_name(const char *name, size_t len)
+{
+    if (len != strlen(name)) return "contains a NUL byte";
+    if (!*name || !strcmp(name, ".")) return "is not a file name";
+    if (name[0] == '/') return "is an absolute path; shards must sit beside the index";
+    if (!strcmp(name, "..") || !strncmp(name, "../", 3) || strstr(name, "/../") ||
+        ends_with(name, "/.."))
+        return "leaves the index's folder ('..'); shards must sit beside the index";
+    if (strchr(name, '/') || strchr(name, '\\'))
+        return "names a subfolder; shards must sit beside the index";
+    return NULL;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Index of shard NAME in the sorted list, or (size_t)-1. */
+static size_t shard_index(const char *const *shards, size_t n, const char *name)
+{
+    const char *const *hit = bsearch(&name, shards, n, sizeof *shards, str_cmp);
+    return hit ? (size_t)(hit - shards) : (size_t)-1;
+}
+
+ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *opts)
+{
+    ck_ctx *ctx = m->ctx;
+    char *index_path = NULL, *shard_file = NULL, *fmt = NULL;
+    const char **shards = NULL;
+    size_t *want = NULL; /* per weight_map member: its shard's index */
+    unsigned char *found = NULL;
+    size_t nshards = 0, dir_len, unlisted = 0, aliases = 0;
+    const char *first_unlisted = NULL, *first_alias = NULL;
+    const cki_json *root, *wm;
+    cki_json_opts jo = {0, 0};
+    cki_json_err jerr;
+    cki_source *src;
+    cki_arena arena;
+    cki_map names;
+    struct stat sb;
+    ck_status st;
+
+    cki_arena_init(&arena, ctx);
+    cki_map_init(&names, ctx);
+    if (opts && opts->manifest)
+        return cki_fail(ctx, CK_EARG, "%s: --manifest does not apply to a sharded checkpoint",
+                        path);
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if ((st = find_index(ctx, path, &index_path))) return st;
+    } else {
+        index_path = cki_strdup(ctx, path);
+        if (!index_path) return CK_ENOMEM;
+    }
+    dir_len = (size_t)(cki_basename(index_path) - index_path);
+    while (dir_len > 1 && index_path[dir_len - 1] == '/') dir_len--;
+
+    /* the index: kept as a source, so an output can never replace it */
+    if ((st = cki_source_open(ctx, index_path, &src))) goto out;
+    if ((st = cki_model_add_source(m, src))) goto out;
+    jo.max_bytes = (size_t)ctx->limits[CK_LIMIT_HEADER_BYTES];
+    if ((st = cki_json_parse(ctx, &arena, src->base ? (const void *)src->base : "", src->len, &jo,
+                             &root, &jerr))) {
+        if (st != CK_ENOMEM)
+            st = cki_fail(ctx, st, "%s: index: %s at byte %zu", index_path, jerr.msg, jerr.off);
+        goto out;
+    }
+    if (root->type != CKI_JSON_OBJECT) {
+        st = cki_fail(ctx, CK_EFORMAT, "%s: index: top level is %s, expected an object",
+                      index_path, cki_json_type_name(root->type));
+        goto out;
+    }
+    wm = cki_json_get(root, "weight_map");
+    if (!wm || wm->type != CKI_JSON_OBJECT) {
+        st = cki_fail(ctx, CK_EFORMAT, "%s: index: 'weight_map' is %s, expected an object",
+                      index_path, wm ? cki_json_type_name(wm->type) : "missing");
+        goto out;
+    }
+    {
+        const cki_json *md = cki_json_get(root, "metadata");
+        if (md && md->type != CKI_JSON_OBJECT && md->type != CKI_JSON_NULL) {
+            st = cki_fail(ctx, CK_EFORMAT, "%s: index: 'metadata' is %s, expected an object",
+                          index_path, cki_json_type_name(md->type));
+            goto out;
+        }
+    }
+
+    if (wm->len == 0) {
+        st = cki_fail(ctx, CK_EFORMAT, "%s: index: 'weight_map' lists no tensors", index_path);
+        goto out;
+    }
+
+    /* names and shard list, all checked before any shard is opened */
+    shards = cki_calloc(ctx, wm->len ? wm->len : 1, sizeof *shards);
+    want = cki_calloc(ctx, wm->len ? wm->len : 1, sizeof *want);
+    found = cki_calloc(ctx, wm->len ? wm->len : 1, 1);
+    if (!shards || !want || !found) { st = CK_ENOMEM; goto out; }
+    for (size_t i = 0; i < wm->len; i++) {
+        const cki_json_member *e = &wm->u.members[i];
+        const char *why;
+        if (e->key_len != strlen(e->key)) {
+            st = cki_fail(ctx, CK_EFORMAT, "%s: weight_map: a tensor name contains a NUL byte",
+                          index_path);
+            goto out;
+        }
+        if (e->value.type != CKI_JSON_STRING) {
+            st = cki_fail(ctx, CK_EFORMAT,
+                          "%s: weight_map: tensor '%s': shard is %s, expected a string",
+                          index_path, e->key, cki_json_type_name(e->value.type));
+            goto out;
+        }
+        if ((why = bad_shard_name(e->value.u.str, e->value.len))) {
+            st = cki_fail(ctx, CK_EFORMAT, "%s: weight_map: tensor '%s': shard '%s' %s",
+                          index_path, e->key, e->value.u.str, why);
+            goto out;
+        }
+        shards[nshards++] = e->value.u.str;
+        switch (cki_map_put(&names, e->key, e->key_len, i, NULL)) {
+        case 0: break;
+        case 1: /* the parser refuses repeated keys already; kept for safety */
+            st = cki_fail(ctx, CK_EFORMAT, "%s: weight_map: tensor '%s' is listed twice",
+                          index_path, e->key);
+            goto out;
+        default: st = CK_ENOMEM; goto out;
+        }
+    }
+    qsort(shards, nshards, sizeof *shards, str_cmp);
+    {
+        size_t u = 0;
+        for (size_t i = 0; i < nshards; i++)
+            if (!u || strcmp(shards[u - 1], shards[i])) shards[u++] = shards[i];
+        nshards = u;
+    }
+    if (nshards > MAX_SHARDS) {
+        st = cki_fail(ctx, CK_ELIMIT, "%s: index names %zu shards (at most %d)", index_path,
+                      nshards, MAX_SHARDS);
+        goto out;
+    }
+    for (size_t i = 0; i < wm->len; i++)
+        want[i] = shard_index(shards, nshards, wm->u.members[i].value.u.str);
+    for (size_t k = 0; k < nshards; k++) {
+        struct stat ss;
+        cki_free(ctx, shard_file);
+        if (!(shard_file = join(ctx, index_path, dir_len, shards[k]))) { st = CK_ENOMEM; goto out; }
+        if (stat(shard_file, &ss) != 0) {
+            st = cki_fail(ctx, CK_EFORMAT, "%s: shard '%s' listed in the index is missing: %s",
+                          index_path, shards[k], strerror(errno));
+            goto out;
+        }
+        if (!S_ISREG(ss.st_mode)) {
+            st = cki_fail(ctx, CK_EFORMAT, "%s: shard '%s' listed in the index is not a file",
+                          index_path, shards[k]);
+            goto out;
+        }
+    }
+
+    /* open the shards, then hold each one's tensors against weight_map */
+    for (size_t k = 0; k < nshards; k++) {
+        size_t before = m->count;
+        cki_free(ctx, shard_file);
+        if (!(shard_file = join(ctx, index_path, dir_len, shards[k]))) { st = CK_ENOMEM; goto out; }
+        if ((st = cki_open_file_into(m, shard_file, opts))) goto out;
+        for (size_t t = before; t < m->count; t++) {
+            const char *tn = m->tensors[t].name;
+            size_t i;
+            if (cki_map_get(&names, tn, strlen(tn), &i)) {
+                unlisted++;
+                if (!first_unlisted) first_unlisted = tn;
+                continue;
+            }
+            if (want[i] != k) {
+                st = cki_fail(ctx, CK_EFORMAT,
+                              "%s: tensor '%s' is in shard '%s' but weight_map puts it in '%s'",
+                              index_path, tn, shards[k], shards[want[i]]);
+                goto out;
+            }
+            found[i] = 1;
+        }
+    }
+    for (size_t i = 0; i < wm->len; i++) {
+        const cki_json_member *e = &wm->u.members[i];
+        const char *kept;
+        size_t j;
+        if (found[i]) continue;
+        kept = ck_model_meta_get(m, e->key);
+        if (kept && !cki_map_get(&m->names, kept, strlen(kept), &j)) {
+            aliases++;
+            if (!first_alias) first_alias = e->key;
+            continue;
+        }
+        st = cki_fail(ctx, CK_EFORMAT,
+                      "%s: weight_map lists tensor '%s' in shard '%s' but that shard does not "
+                      "hold it",
+                      index_path, e->key, e->value.u.str);
+        goto out;
+    }
+    if (unlisted)
+        cki_warn(ctx, "%s: %zu tensors in the shards are not listed in weight_map; kept (first: "
+                      "'%s')",
+                 index_path, unlisted, first_unlisted);
+    if (aliases)
+        cki_warn(ctx, "%s: %zu weight_map entries are aliases of other tensors (recorded in the "
+                      "shards' metadata) and are not duplicated (first: '%s')",
+                 index_path, aliases, first_alias);
+    {
+        size_t fl = strlen("sharded:") + strlen(m->format_name) + 1;
+        fmt = cki_arena_alloc(&m->arena, fl);
+        if (!fmt) { st = CK_ENOMEM; goto out; }
+        snprintf(fmt, fl, "sharded:%s", m->format_name);
+        m->format_name = fmt;
+    }
+out:
+    cki_free(ctx, index_path);
+    cki_free(ctx, shard_file);
+    cki_free(ctx, shards);
+    cki_free(ctx, want);
+    cki_free(ctx, found);
+    cki_map_free(&names);
+    cki_arena_free(&arena);
+    return st;
+}

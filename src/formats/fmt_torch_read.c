@@ -1,0 +1,208 @@
+/*
+ * fmt_torch_read.c -- the "torch" reader: torch.save files in zip, legacy
+ * and tar form (and Lightning .ckpt, which are torch.save zips).
+ *
+ * torch_parse.c turns the file into an object graph and storage locations;
+ * torch_select.c picks the tensors and their names; this file binds each
+ * storage once (a zero-copy range of the mapped file, or the inflated bytes
+ * of a deflated record) and adds every tensor as a view of it
+ * (cki_model_add_tensor checks that the view fits). Rules enforced here:
+ *  - a zip storage record must hold numel x element size bytes (more is
+ *    tolerated, less is refused); its CRC-32 is recorded for the convert
+ *    path (checked there, fused with the copy), checked now when
+ *    ck_open_opts.verify_crc is set, always checked for deflated records;
+ *    a CRC of 0 on a non-empty record means "not computed": warned, skipped;
+ *  - byteorder "big" marks multi-byte storages big-endian (swapped on read);
+ *  - tensors ckptkit cannot represent (quantized, sparse, meta, nested, or a
+ *    dtype without an equivalent) are skipped with a warning naming them,
+ *    and still appear in the values JSON marked "unsupported".
+ * Probe: PK\3\4 at 0 and a record whose name ends in /data.pkl (90); the
+ * legacy magic (95); a ustar header and a member named 'pickle' (90); any
+ * other PK\3\4 file scores 20 so that its zip error is reported.
+ */
+#include <stdio.h>
+
+#include "format.h"
+#include "torch_read.h"
+
+static const char *const torch_exts[] = {".pt", ".pth", ".bin", ".ckpt", NULL};
+
+static int ends_with_data_pkl(const cki_zip_entry *e)
+{
+    return e->name_len >= 8 && !memcmp(e->name + e->name_len - 8, "data.pkl", 8) &&
+           (e->name_len == 8 || e->name[e->name_len - 9] == '/');
+}
+
+static int probe(const cki_source *src)
+{
+    cki_torch_kind kind = cki_torch_sniff(src->base, src->len);
+    if (kind == CKI_TORCH_LEGACY) return 95;
+    if (kind == CKI_TORCH_ZIP) {
+        cki_zip z;
+        int score = 20;
+        if (cki_zip_open(NULL, src->path, src->base, src->len, &z)) return score;
+        for (size_t i = 0; i < z.count; i++)
+            if (ends_with_data_pkl(&z.entries[i])) score = 90;
+        cki_zip_close(&z);
+        return score;
+    }
+    if (kind == CKI_TORCH_TAR) {
+        cki_tar t;
+        int score = 0;
+        if (cki_tar_open(NULL, src->path, src->base, src->len, &t)) return 0;
+        if (cki_tar_find(&t, "pickle")) score = 90;
+        cki_tar_close(&t);
+        return score;
+    }
+    return 0;
+}
+
+typedef struct reader {
+    ck_model *m;
+    const cki_source *src;
+    cki_torch_file tf;
+    int verify_crc;
+} reader;
+
+static ck_status bind_zip(reader *rd, cki_tstorage *s, ck_dtype dt, uint64_t need,
+                          const char *name, cki_storage **out)
+{
+    cki_torch_file *tf = &rd->tf;
+    const cki_zip_entry *e;
+    const uint8_t *data;
+    uint64_t len;
+    uint8_t *owned = NULL;
+    cki_storage *cs;
+    ck_status st;
+    char what[300];
+
+    if ((st = cki_torch_zip_record(tf, s, name, &e))) return st;
+    if (e->usize < need)
+        return cki_fail(rd->m->ctx, CK_EFORMAT,
+                        "%s: tensor '%s': storage '%s' needs %llu bytes (%llu x %u) but record "
+                        "'%s' holds %llu",
+                        rd->src->path, name, s->key, (unsigned long long)need,
+                        (unsigned long long)s->numel, cki_tstorage_esize(s), e->name,
+                        (unsigned long long)e->usize);
+    if ((st = cki_zip_read(&tf->zip, e, rd->verify_crc, &data, &len, &owned))) return st;
+    if (owned) {
+        if ((st = cki_model_storage_owned(rd->m, owned, len, dt, &cs))) return st;
+        cs->len = need;
+        cs->crc_checked = 1;
+    } else {
+        snprintf(what, sizeof what, "zip record '%.200s'", e->name);
+        if ((st = cki_model_storage(rd->m, rd->src, e->data_off, need, dt, what, &cs))) return st;
+        if (need == e->usize && e->crc != 0) {
+            cs->crc_known = 1;
+            cs->crc = e->crc;
+            cs->crc_checked = rd->verify_crc != 0;
+        } else if (e->crc == 0 && e->usize) {
+            cki_zip_check_crc(&tf->zip, e, data, len); /* warns once: CRC not computed */
+        }
+    }
+    *out = cs;
+    return CK_OK;
+}
+
+static ck_status bind(reader *rd, cki_tstorage *s, ck_dtype dt, const char *name,
+                      cki_storage **out)
+{
+    cki_storage *cs = NULL;
+    uint64_t need;
+    unsigned es = cki_tstorage_esize(s);
+    ck_status st;
+
+    if (s->bound) {
+        *out = s->bound;
+        return CK_OK;
+    }
+    if (cki_mul_u64(&need, s->numel, es))
+        return cki_fail(rd->m->ctx, CK_EFORMAT,
+                        "%s: tensor '%s': storage '%s' of %llu elements x %u bytes overflows",
+                        rd->src->path, name, s->key, (unsigned long long)s->numel, es);
+    if (rd->tf.kind == CKI_TORCH_ZIP) {
+        if ((st = bind_zip(rd, s, dt, need, name, &cs))) return st;
+        cs->big_endian = rd->tf.big_endian && ck_dtype_bits(dt) > 8;
+    } else {
+        char what[300];
+        if (!s->located)
+            return cki_fail(rd->m->ctx, CK_EFORMAT, "%s: tensor '%s': storage '%s' has no data",
+                            rd->src->path, name, s->key);
+        snprintf(what, sizeof what, "storage '%.200s'", s->key);
+        if ((st = cki_model_storage(rd->m, rd->src, s->data_off, s->data_len, dt, what, &cs)))
+            return st;
+    }
+    cs->key = cki_arena_strdup(&rd->m->arena, s->key);
+    if (!cs->key) return CK_ENOMEM;
+    s->bound = cs;
+    *out = cs;
+    return CK_OK;
+}
+
+static ck_status add_one(reader *rd, const cki_tnamed *nt)
+{
+    const cki_ttensor *t = nt->tensor->u.t;
+    cki_storage *cs = NULL;
+    ck_status st;
+    if (t->unsupported) {
+        cki_warn(rd->m->ctx, "%s: tensor '%s': %s%s%s: skipped (ckptkit cannot represent it)",
+                 rd->src->path, nt->name, t->unsupported, t->torch_dtype ? " " : "",
+                 t->torch_dtype ? t->torch_dtype : "");
+        return CK_OK;
+    }
+    if ((st = bind(rd, t->storage, t->dtype, nt->name, &cs))) return st;
+    return cki_model_add_tensor(rd->m, rd->src->path, nt->name, nt->name_len, t->dtype, t->ndim,
+                                t->shape, t->stride, t->offset, cs, t->flags, NULL);
+}
+
+static ck_status set_meta(void *user, const char *key, const char *value)
+{
+    ck_model *m = user;
+    return cki_model_set_meta(m, key, strlen(key), value, strlen(value));
+}
+
+static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_opts *opts)
+{
+    reader rd;
+    cki_tselect sel;
+    cki_torch_kind kind = cki_torch_sniff(src->base, src->len);
+    char *json = NULL;
+    ck_status st;
+
+    memset(&rd, 0, sizeof rd);
+    memset(&sel, 0, sizeof sel);
+    rd.m = m;
+    rd.src = src;
+    rd.verify_crc = opts && opts->verify_crc;
+    if (kind == CKI_TORCH_NONE)
+        return cki_fail(m->ctx, CK_EFORMAT,
+                        "%s: not a PyTorch checkpoint (no zip signature, legacy magic number or "
+                        "tar header at byte 0)",
+                        src->path);
+    if ((st = cki_torch_parse(m->ctx, src->path, src->base, src->len, kind, NULL, NULL, &rd.tf)))
+        return st;
+    m->format_name = kind == CKI_TORCH_ZIP      ? "torch-zip"
+                     : kind == CKI_TORCH_LEGACY ? "torch-legacy"
+                                                : "torch-tar";
+    if ((st = cki_torch_select(&rd.tf.rec, rd.tf.root, opts ? opts->key : NULL,
+                               opts ? opts->all : 0, &sel)))
+        goto done;
+    for (size_t i = 0; i < sel.count; i++)
+        if ((st = add_one(&rd, &sel.v[i]))) goto done;
+    if ((st = cki_torch_lightning_meta(rd.tf.root, set_meta, m))) goto done;
+    if ((st = cki_torch_values_json(&rd.tf.rec, rd.tf.root, &sel, &json))) goto done;
+    cki_model_set_values(m, json);
+done:
+    cki_tselect_free(m->ctx, &sel);
+    cki_torch_close(&rd.tf);
+    return st;
+}
+
+const cki_format cki_fmt_torch = {
+    .name = "torch",
+    .exts = torch_exts,
+    .caps = CKI_CAP_READ,
+    .probe = probe,
+    .read = torch_read,
+    .write = NULL,
+};

@@ -1,0 +1,135 @@
+/*
+ * cast_x86.c -- F16C/AVX2 loops for F32 <-> F16 and F32 <-> BF16, compiled
+ * with a target attribute and used only when the CPU has both (cast.c asks
+ * cki_cast_x86_usable once). On other machines this file compiles to nothing.
+ *
+ * Each loop gives exactly the bits of the scalar loop in cast.c:
+ *  - F32 -> F16: VCVTPS2PH with immediate 0 (round to nearest even, whatever
+ *    MXCSR says) is the IEEE conversion; it keeps a NaN's payload, while torch
+ *    writes 0x7E00 with the sign, so NaN lanes (|h| > 0x7C00) are replaced.
+ *  - F16 -> F32: VCVTPH2PS is exact, sets the quiet bit of a NaN and keeps its
+ *    payload, as the scalar loop does.
+ *  - F32 -> BF16: the scalar integer rounding on 8 lanes; NaN lanes -> 0xFFFF.
+ *  - BF16 -> F32: zero-extend and shift.
+ * Tails shorter than a vector go through a small zero-padded buffer, so every
+ * element takes the same instructions. Hand-written because gcc -O2 (SSE2
+ * baseline) cannot emit F16C and these pairs are the bulk of every conversion.
+ */
+#include "cast_impl.h"
+
+#if CKI_CAST_X86
+
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,f16c")))
+
+int cki_cast_x86_usable(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+}
+
+/* 16 floats -> 16 halves, NaN lanes made torch's 0x7E00 | sign. */
+TARGET static inline __m256i f32x16_to_f16(__m256 a, __m256 b)
+{
+    const __m256i mag = _mm256_set1_epi16(0x7fff), inf = _mm256_set1_epi16(0x7c00);
+    const __m256i sign = _mm256_set1_epi16((short)0x8000), qnan = _mm256_set1_epi16(0x7e00);
+    __m128i lo = _mm256_cvtps_ph(a, 0), hi = _mm256_cvtps_ph(b, 0); /* 0: nearest even */
+    __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+    __m256i nan = _mm256_cmpgt_epi16(_mm256_and_si256(h, mag), inf);
+    __m256i fix = _mm256_or_si256(_mm256_and_si256(h, sign), qnan);
+    return _mm256_blendv_epi8(h, fix, nan);
+}
+
+TARGET void cki_cast_x86_f32_f16(const uint32_t *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a = _mm256_loadu_ps((const float *)(src + i));
+        __m256 b = _mm256_loadu_ps((const float *)(src + i + 8));
+        _mm256_storeu_si256((__m256i *)(dst + i), f32x16_to_f16(a, b));
+    }
+    if (i < n) {
+        uint32_t in[16] = {0};
+        uint16_t out[16];
+        memcpy(in, src + i, (n - i) * 4);
+        __m256 a = _mm256_loadu_ps((const float *)in);
+        __m256 b = _mm256_loadu_ps((const float *)(in + 8));
+        _mm256_storeu_si256((__m256i *)out, f32x16_to_f16(a, b));
+        memcpy(dst + i, out, (n - i) * 2);
+    }
+}
+
+TARGET void cki_cast_x86_f16_f32(const uint16_t *src, uint32_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(src + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + i + 8));
+        _mm256_storeu_ps((float *)(dst + i), _mm256_cvtph_ps(a));
+        _mm256_storeu_ps((float *)(dst + i + 8), _mm256_cvtph_ps(b));
+    }
+    for (; i < n; i += 8) {
+        uint16_t in[8] = {0};
+        uint32_t out[8];
+        size_t k = n - i < 8 ? n - i : 8;
+        memcpy(in, src + i, k * 2);
+        _mm256_storeu_ps((float *)out, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)in)));
+        memcpy(dst + i, out, k * 4);
+    }
+}
+
+/* 8 floats -> 8 bfloat16 in the low half of each 32-bit lane. */
+TARGET static inline __m256i f32x8_to_bf16(__m256i u)
+{
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i mag = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, bias), lsb), 16);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, mag), inf);
+    return _mm256_or_si256(r, _mm256_srli_epi32(nan, 16)); /* NaN lanes: 0xFFFF */
+}
+
+TARGET static inline __m256i f32x16_to_bf16(__m256i a, __m256i b)
+{
+    /* packus interleaves 128-bit halves: a0 b0 a1 b1 -> reorder to a0 a1 b0 b1 */
+    __m256i p = _mm256_packus_epi32(f32x8_to_bf16(a), f32x8_to_bf16(b));
+    return _mm256_permute4x64_epi64(p, 0xd8);
+}
+
+TARGET void cki_cast_x86_f32_bf16(const uint32_t *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 8));
+        _mm256_storeu_si256((__m256i *)(dst + i), f32x16_to_bf16(a, b));
+    }
+    if (i < n) {
+        uint32_t in[16] = {0};
+        uint16_t out[16];
+        memcpy(in, src + i, (n - i) * 4);
+        __m256i a = _mm256_loadu_si256((const __m256i *)in);
+        __m256i b = _mm256_loadu_si256((const __m256i *)(in + 8));
+        _mm256_storeu_si256((__m256i *)out, f32x16_to_bf16(a, b));
+        memcpy(dst + i, out, (n - i) * 2);
+    }
+}
+
+TARGET void cki_cast_x86_bf16_f32(const uint16_t *src, uint32_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i + 8)));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_slli_epi32(a, 16));
+        _mm256_storeu_si256((__m256i *)(dst + i + 8), _mm256_slli_epi32(b, 16));
+    }
+    for (; i < n; i++) dst[i] = (uint32_t)src[i] << 16;
+}
+
+#else
+
+typedef int cki_cast_x86_absent; /* ISO C wants at least one declaration per file */
+
+#endif
