@@ -350,6 +350,64 @@ CK_API ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *use
 CK_API void ck_debug_faults_from_env(void);
 
 /* ------------------------------------------------------------------------ */
+/* ck_convert options in detail                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The order ck_convert applies its options in, and their exact rules:
+ *
+ * 1. ema (Stable Diffusion / CompVis LitEma checkpoints). A checkpoint holds
+ *    EMA weights when at least one tensor is named "model_ema.*" other than
+ *    model_ema.decay and model_ema.num_updates (diffusers' "more than 100
+ *    model_ema keys" is a heuristic for full SD files; this rule also serves
+ *    small and partial ones). The EMA twin of "model.<rest>" is "model_ema."
+ *    followed by <rest> with every '.' removed.
+ *      ema = 1 (--ema): each "model.*" tensor that has a twin is written with
+ *        the twin's values (and dtype) under its own name; the twin must have
+ *        the same shape. "model.*" tensors without a twin keep their values
+ *        (a warning counts them). Every "model_ema.*" tensor is dropped.
+ *        Errors (CK_EARG / CK_EFORMAT): no EMA weights, no "model.*" tensor
+ *        with a twin, a twin of another shape, two tensors mapping to one twin.
+ *      ema = -1 (--no-ema): every "model_ema.*" tensor is dropped.
+ * 2. include / exclude globs select by input name; then strip_prefix, the
+ *    first matching rename "OLD=NEW" prefix, add_prefix. Two tensors that end
+ *    up with one name fail with CK_EARG naming both input tensors.
+ * 3. dtype: only floating tensors are cast (bools, ints and complex never);
+ *    dtype_exclude globs match input names. Overflow to +-Inf and underflow to
+ *    zero are counted in ck_convert_stats.
+ * 4. metadata: the input's string metadata, then "KEY=VALUE" overrides. Kept
+ *    by safetensors (__metadata__), raw (manifest) and ckpt outputs; pth
+ *    output has no place for it (a warning says so when metadata is given).
+ * 5. prune (--prune): keep only the state dict. A .ckpt output is the dict
+ *    {"state_dict": ...} alone -- no epoch, global_step,
+ *    pytorch-lightning_version or metadata (ckptkit never writes optimizer
+ *    states, lr schedulers, callbacks or loops into a .ckpt in any case); for
+ *    every output the input's Lightning training counters (metadata epoch,
+ *    global_step, pytorch-lightning_version) are not carried. Tensors are not
+ *    touched: combine with ema for EMA weights.
+ * 6. shard_size: Hugging Face shards for safetensors and pth output (other
+ *    formats: CK_EUNSUPPORTED). OUT names the unsharded file, DIR/STEM.EXT:
+ *    shards are DIR/STEM-00001-of-0000N.EXT and the index is
+ *    DIR/STEM.EXT.index.json = {"metadata": {"total_size": BYTES},
+ *    "weight_map": {NAME: SHARD}} (two-space indent, keys sorted, so equal
+ *    inputs give equal bytes). Tensors are taken in order; a new shard starts
+ *    when the next tensor would pass shard_size; a larger tensor gets a shard
+ *    of its own; for pth, tensors sharing a storage stay in one shard. One
+ *    shard is written as OUT itself, with no index. Every shard and the index
+ *    are temporary files until all are complete; on any failure none is left.
+ *    At most 200 shards per call (CK_ELIMIT beyond). stats->shards counts them.
+ *
+ * Sharded input (ck_model_open on an *.index.json file or a folder holding
+ * exactly one): shard names must be plain file names beside the index (no
+ * '/', no "..", not absolute), every shard must exist, a tensor may be in one
+ * shard only and in the shard weight_map names, and every weight_map entry
+ * must be found (or be an alias recorded in the shards' metadata, as
+ * safetensors' save_model writes for tied weights). Tensors in a shard but
+ * missing from weight_map are kept with a warning. Shards are read in name
+ * order; the model's format is "sharded:<reader>".
+ */
+
+/* ------------------------------------------------------------------------ */
 /* Comparing values with tolerances (diff)                                   */
 /* ------------------------------------------------------------------------ */
 

@@ -30,7 +30,7 @@ int cki_buf_reserve(cki_buf *b, size_t extra)
         cki_fail(b->ctx, CK_ELIMIT, "buffer limit of %zu bytes reached", b->limit);
         goto fail;
     }
-    if (need <= b->cap) return 0;
+    if (need <= b->cap && b->p) return 0;
     ncap = b->cap ? b->cap : 256;
     while (ncap < need) {
         if (ncap > SIZE_MAX / 2) { ncap = need; break; }

@@ -301,7 +301,8 @@ static ck_status parse_literal(parser *ps, cki_json *v)
         const char *word;
         size_t len;
         cki_json_type type;
-    } lits[] = {{"true", 4, CKI_JSON_TRUE}, {"false", 5, CKI_JSON_FALSE}, {"null", 4, CKI_JSON_NULL}};
+    } lits[] = {
+        {"true", 4, CKI_JSON_TRUE}, {"false", 5, CKI_JSON_FALSE}, {"null", 4, CKI_JSON_NULL}};
     for (size_t k = 0; k < 3; k++) {
         if (ps->p[ps->pos] != (uint8_t)lits[k].word[0]) continue;
         if (ps->len - ps->pos < lits[k].len ||
@@ -438,7 +439,8 @@ static ck_status read_key(parser *ps)
 {
     cki_json_member *m = key_slot(ps);
     ck_status st;
-    if (ps->pos >= ps->len || ps->p[ps->pos] != '"') return unexpected(ps, ", expected a string key");
+    if (ps->pos >= ps->len || ps->p[ps->pos] != '"')
+        return unexpected(ps, ", expected a string key");
     m->key_off = ps->pos;
     if ((st = parse_string(ps, &m->key, &m->key_len))) return st;
     skip_ws(ps);

@@ -157,6 +157,16 @@ ck_status cki_tar_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
         padded = size + (CKI_TAR_BLOCK - size % CKI_TAR_BLOCK) % CKI_TAR_BLOCK;
         if (cki_add_u64(&pos, data, padded)) break;
     }
+    if (pos < len && len - pos < CKI_TAR_BLOCK) {
+        for (uint64_t i = pos; i < len; i++)
+            if (p[i]) {
+                st = cki_fail(ctx, CK_EFORMAT,
+                              "%s: tar archive: the %llu bytes at byte %llu do not make a whole "
+                              "header block (truncated)",
+                              file, (unsigned long long)(len - pos), (unsigned long long)pos);
+                goto fail;
+            }
+    }
     return CK_OK;
 fail:
     cki_tar_close(t);

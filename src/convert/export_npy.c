@@ -136,7 +136,8 @@ ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t c
     if (!npy && strcmp(opts->format, "raw"))
         return cki_fail(ctx, CK_EARG, "%s: export format '%s': expected npy or raw", out,
                         opts->format);
-    if (opts->dtype != CK_DT_KEEP && !ck_dtype_can_cast(opts->dtype))
+    if (opts->dtype != CK_DT_KEEP &&
+        (!ck_dtype_is_float(opts->dtype) || !ck_dtype_can_cast(opts->dtype)))
         return cki_fail(ctx, CK_EARG, "%s: cannot cast to %s", out, ck_dtype_name(opts->dtype));
     if (count > MAX_FILES)
         return cki_fail(ctx, CK_ELIMIT, "%s: %zu tensors asked; at most %d per export", out,

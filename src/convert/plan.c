@@ -111,7 +111,7 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
     memset(plan, 0, sizeof *plan);
     cki_arena_init(&plan->arena, ctx);
     cki_map_init(&seen, ctx);
-    if (o->dtype != CK_DT_KEEP && !ck_dtype_can_cast(o->dtype)) {
+    if (o->dtype != CK_DT_KEEP && (!ck_dtype_is_float(o->dtype) || !ck_dtype_can_cast(o->dtype))) {
         st = cki_fail(ctx, CK_EARG, "cannot cast to %s", ck_dtype_name(o->dtype));
         goto out;
     }

@@ -23,7 +23,8 @@
  *    are reported in one warning;
  *  - a tensor present in a shard but missing from weight_map is kept and reported in one
  *    warning: loaders that go by the shard files (transformers) see it too.
- * The model's format reads "sharded:<first shard's reader>".
+ * The model's format reads "sharded:<first shard's reader>"; its non-tensor values are
+ * {"<shard>": <that shard's values>, ...} for the shards that have any.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -139,11 +140,13 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
     cki_source *src;
     cki_arena arena;
     cki_map names;
+    cki_buf values; /* {"shard": values, ...} */
     struct stat sb;
     ck_status st;
 
     cki_arena_init(&arena, ctx);
     cki_map_init(&names, ctx);
+    cki_buf_init(&values, ctx, 0);
     if (opts && opts->manifest)
         return cki_fail(ctx, CK_EARG, "%s: --manifest does not apply to a sharded checkpoint",
                         path);
@@ -261,6 +264,14 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
         cki_free(ctx, shard_file);
         if (!(shard_file = join(ctx, index_path, dir_len, shards[k]))) { st = CK_ENOMEM; goto out; }
         if ((st = cki_open_file_into(m, shard_file, opts))) goto out;
+        if (m->values_json) { /* gather each shard's non-tensor values under its name */
+            cki_buf_puts(&values, values.len ? ", " : "{");
+            cki_buf_json_str(&values, shards[k], strlen(shards[k]));
+            cki_buf_puts(&values, ": ");
+            cki_buf_puts(&values, m->values_json);
+            cki_model_set_values(m, NULL);
+            if (values.failed) { st = CK_ENOMEM; goto out; }
+        }
         for (size_t t = before; t < m->count; t++) {
             const char *tn = m->tensors[t].name;
             size_t i;
@@ -303,6 +314,12 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
         cki_warn(ctx, "%s: %zu weight_map entries are aliases of other tensors (recorded in the "
                       "shards' metadata) and are not duplicated (first: '%s')",
                  index_path, aliases, first_alias);
+    if (values.len) {
+        char *json;
+        cki_buf_putc(&values, '}');
+        if (!(json = cki_buf_take(&values))) { st = CK_ENOMEM; goto out; }
+        cki_model_set_values(m, json);
+    }
     {
         size_t fl = strlen("sharded:") + strlen(m->format_name) + 1;
         fmt = cki_arena_alloc(&m->arena, fl);
@@ -318,5 +335,6 @@ out:
     cki_free(ctx, found);
     cki_map_free(&names);
     cki_arena_free(&arena);
+    cki_buf_free(&values);
     return st;
 }

@@ -12,8 +12,8 @@
  * past the size; a tensor larger than the size gets a shard of its own; a tensor that
  * shares a storage with an earlier one joins that one's shard when the writer keeps
  * storages shared. One shard is written as OUT itself, with no index.
- * total_size is the sum of output tensor bytes (storages shared in the output counted
- * once). Every shard and the index stay temporary files until all are complete; then
+ * total_size is the sum of output tensor bytes; a storage the writer keeps shared counts
+ * once, as the byte span its tensors' views cover (their sum if that is smaller). Every shard and the index stay temporary files until all are complete; then
  * the shards are renamed into place and the index last. If a rename fails, the files
  * this call already renamed are removed again.
  */
@@ -145,31 +145,70 @@ ck_status cki_write_plan(ck_ctx *ctx, ck_model *in, const cki_format *f, const c
 
 /* ---- sharded output ------------------------------------------------------ */
 
+/* Bytes [lo, hi) of its storage that T's view reaches; 0 for an empty view. */
+static void view_extent(const cki_tensor *t, uint64_t *lo, uint64_t *hi)
+{
+    unsigned es = cki_dtype_size(t->dtype);
+    uint64_t last = t->offset, dense = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) { /* validated at open: no overflow */
+        uint64_t st = t->stride ? (uint64_t)t->stride[d] : dense;
+        last += (uint64_t)(t->shape[d] - 1) * st;
+        dense *= (uint64_t)t->shape[d];
+    }
+    *lo = t->offset * es;
+    *hi = (last + 1) * es;
+}
+
+typedef struct storage_group {
+    uint64_t sum, lo, hi; /* output bytes of the members, byte span of their views */
+    int dense;            /* some member is written on its own (cast, flags, sub-byte) */
+    int seen;
+    size_t shard;         /* 1 + shard of the first member, once placed */
+} storage_group;
+
 ck_status cki_shard_assign(ck_ctx *ctx, const cki_plan *plan, uint64_t max_size, int keep_shared,
                            size_t *shard_of, size_t *shard_count, uint64_t *total_size)
 {
     size_t storages = 0, n = 0;
-    size_t *storage_shard = NULL; /* 1 + shard of the first tensor of each storage, or 0 */
+    storage_group *g = NULL;
     uint64_t cur = 0;
     *total_size = 0;
     if (keep_shared) {
+        /* a writer that keeps storages shared writes a group once: count it once, as
+         * the span its views cover (or their sum when some member is written apart) */
         for (size_t i = 0; i < plan->count; i++) {
             const cki_storage *sg = plan->tensors[i].src->storage;
             if (sg && sg->id > storages) storages = (size_t)sg->id;
         }
-        storage_shard = cki_calloc(ctx, storages + 1, sizeof *storage_shard);
-        if (!storage_shard) return CK_ENOMEM;
+        g = cki_calloc(ctx, storages + 1, sizeof *g);
+        if (!g) return CK_ENOMEM;
+        for (size_t i = 0; i < plan->count; i++) {
+            const cki_out_tensor *ot = &plan->tensors[i];
+            const cki_tensor *t = ot->src;
+            storage_group *x;
+            uint64_t lo, hi;
+            if (!t->storage || !t->numel) continue;
+            x = &g[t->storage->id];
+            if (cki_add_u64(&x->sum, x->sum, ot->nbytes)) x->sum = UINT64_MAX;
+            if (ot->dtype != t->dtype || t->flags || !cki_dtype_size(t->dtype)) x->dense = 1;
+            view_extent(t, &lo, &hi);
+            if (!x->seen || lo < x->lo) x->lo = lo;
+            if (!x->seen || hi > x->hi) x->hi = hi;
+            x->seen = 1;
+        }
     }
     for (size_t i = 0; i < plan->count; i++) {
         const cki_out_tensor *ot = &plan->tensors[i];
-        const cki_storage *sg = ot->src->storage;
+        const cki_tensor *t = ot->src;
+        storage_group *x = keep_shared && t->storage && t->numel ? &g[t->storage->id] : NULL;
         uint64_t sz = ot->nbytes, next;
-        if (keep_shared && sg && storage_shard[sg->id]) {
-            shard_of[i] = storage_shard[sg->id] - 1; /* bytes already counted there */
+        if (x && x->shard) {
+            shard_of[i] = x->shard - 1; /* bytes already counted with the first member */
             continue;
         }
+        if (x) sz = x->dense || x->sum < x->hi - x->lo ? x->sum : x->hi - x->lo;
         if (cki_add_u64(total_size, *total_size, sz) || cki_add_u64(&next, cur, sz)) {
-            cki_free(ctx, storage_shard);
+            cki_free(ctx, g);
             return cki_fail(ctx, CK_EARG, "tensor '%s': total size overflows 64 bits", ot->name);
         }
         if (n == 0 || (cur > 0 && next > max_size)) {
@@ -179,9 +218,9 @@ ck_status cki_shard_assign(ck_ctx *ctx, const cki_plan *plan, uint64_t max_size,
             cur = next;
         }
         shard_of[i] = n - 1;
-        if (keep_shared && sg) storage_shard[sg->id] = n;
+        if (x) x->shard = n;
     }
-    cki_free(ctx, storage_shard);
+    cki_free(ctx, g);
     *shard_count = n ? n : 1;
     return CK_OK;
 }
@@ -356,6 +395,9 @@ ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out, const ck_conver
         return cki_fail(ctx, CK_EUNSUPPORTED,
                         "%s: --shard-size: %s output cannot be sharded (safetensors and pth can)",
                         out, f->name);
+    if (opts->metadata && opts->metadata[0] && !(f->caps & CKI_CAP_METADATA))
+        cki_warn(ctx, "%s: %s output holds no string metadata; --metadata is ignored", out,
+                 f->name);
     if ((st = cki_plan_build(ctx, in, opts, &plan))) return st;
     if (opts->shard_size) st = write_sharded(ctx, in, f, out, opts, &plan, stats);
     else st = cki_write_plan(ctx, in, f, out, opts, &plan, stats);

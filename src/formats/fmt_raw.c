@@ -160,16 +160,19 @@ static ck_status read_tensor(mreader *r, size_t idx, const cki_json *v, int file
     if (!dtype || !shape || !off)
         return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': missing key '%s'", r->file, nb,
                         !dtype ? "dtype" : !shape ? "shape" : "offset");
-    if (dtype->type != CKI_JSON_STRING || dtype_by_name(dtype->u.str, dtype->len, &t->dtype))
+    if (dtype->type != CKI_JSON_STRING)
+        return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': dtype is %s, not a string", r->file,
+                        nb, cki_json_type_name(dtype->type));
+    if (dtype_by_name(dtype->u.str, dtype->len, &t->dtype))
         return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", r->file, nb,
-                        dtype->type == CKI_JSON_STRING ? shown(db, dtype->u.str, dtype->len)
-                                                       : cki_json_type_name(dtype->type));
+                        shown(db, dtype->u.str, dtype->len));
     if (shape->type != CKI_JSON_ARRAY)
         return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': shape is %s, not an array", r->file,
                         nb, cki_json_type_name(shape->type));
     if (shape->len > CKI_MAX_DIMS)
-        return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': shape has %zu dimensions (at most %d)",
-                        r->file, nb, shape->len, CKI_MAX_DIMS);
+        return cki_fail(r->ctx, CK_EFORMAT,
+                        "%s: tensor '%s': shape has %zu dimensions (at most %d)", r->file, nb,
+                        shape->len, CKI_MAX_DIMS);
     t->ndim = (int)shape->len;
     for (size_t d = 0; d < shape->len; d++) {
         snprintf(sb, sizeof sb, "shape[%zu]", d);

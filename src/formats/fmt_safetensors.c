@@ -153,19 +153,22 @@ static ck_status read_metadata(reader *r, const cki_json_member *mem)
                             r->file, (unsigned long long)(r->hdr_off + mem->key_off));
     }
     if (v->type != CKI_JSON_OBJECT)
-        return cki_fail(r->ctx, CK_EFORMAT, "%s: header: __metadata__ is %s, not an object at byte %llu",
-                        r->file, cki_json_type_name(v->type),
+        return cki_fail(r->ctx, CK_EFORMAT,
+                        "%s: header: __metadata__ is %s, not an object at byte %llu", r->file,
+                        cki_json_type_name(v->type),
                         (unsigned long long)(r->hdr_off + v->off));
     for (size_t i = 0; i < v->len; i++) {
         const cki_json_member *kv = &v->u.members[i];
         shown(nb, kv->key, kv->key_len);
         if (memchr(kv->key, 0, kv->key_len))
             return cki_fail(r->ctx, CK_EFORMAT,
-                            "%s: header: __metadata__ key '%s' contains a NUL character at byte %llu",
+                            "%s: header: __metadata__ key '%s' contains a NUL character at byte "
+                            "%llu",
                             r->file, nb, (unsigned long long)(r->hdr_off + kv->key_off));
         if (kv->value.type != CKI_JSON_STRING)
             return cki_fail(r->ctx, CK_EFORMAT,
-                            "%s: header: __metadata__ value of '%s' is %s, not a string at byte %llu",
+                            "%s: header: __metadata__ value of '%s' is %s, not a string at byte "
+                            "%llu",
                             r->file, nb, cki_json_type_name(kv->value.type),
                             (unsigned long long)(r->hdr_off + kv->value.off));
         if (memchr(kv->value.u.str, 0, kv->value.len))
@@ -196,7 +199,9 @@ static ck_status field(reader *r, const char *name, const cki_json *obj, const c
                        cki_json_type type, const cki_json **out)
 {
     const cki_json *v = cki_json_get(obj, key);
-    if (!v) return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': missing field '%s'", r->file, name, key);
+    if (!v)
+        return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': missing field '%s'", r->file, name,
+                        key);
     if (v->type != type)
         return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': %s is %s, not %s", r->file, name, key,
                         cki_json_type_name(v->type), cki_json_type_name(type));
@@ -236,8 +241,9 @@ static ck_status read_entry(reader *r, cki_arena *tmp, const cki_json_member *me
 
     if ((st = field(r, nb, v, "shape", CKI_JSON_ARRAY, &shape))) return st;
     if (shape->len > CKI_MAX_DIMS)
-        return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': shape has %zu dimensions (at most %d)",
-                        r->file, nb, shape->len, CKI_MAX_DIMS);
+        return cki_fail(r->ctx, CK_EFORMAT,
+                        "%s: tensor '%s': shape has %zu dimensions (at most %d)", r->file, nb,
+                        shape->len, CKI_MAX_DIMS);
     e->ndim = (int)shape->len;
     e->shape = cki_arena_alloc(tmp, sizeof(int64_t) * (shape->len ? shape->len : 1));
     if (!e->shape) return CK_ENOMEM;
@@ -251,13 +257,15 @@ static ck_status read_entry(reader *r, cki_arena *tmp, const cki_json_member *me
     if ((st = field(r, nb, v, "data_offsets", CKI_JSON_ARRAY, &offs))) return st;
     if (offs->len != 2)
         return cki_fail(r->ctx, CK_EFORMAT,
-                        "%s: tensor '%s': data_offsets needs exactly 2 values, got %zu", r->file, nb,
-                        offs->len);
-    if ((st = read_uint(r, nb, "data_offsets", 0, &offs->u.items[0], UINT64_MAX, NULL, &e->begin)) ||
+                        "%s: tensor '%s': data_offsets needs exactly 2 values, got %zu", r->file,
+                        nb, offs->len);
+    if ((st = read_uint(r, nb, "data_offsets", 0, &offs->u.items[0], UINT64_MAX, NULL,
+                        &e->begin)) ||
         (st = read_uint(r, nb, "data_offsets", 1, &offs->u.items[1], UINT64_MAX, NULL, &e->end)))
         return st;
     if (e->end < e->begin)
-        return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': data_offsets [%llu, %llu) end before they begin",
+        return cki_fail(r->ctx, CK_EFORMAT,
+                        "%s: tensor '%s': data_offsets [%llu, %llu) end before they begin",
                         r->file, nb, (unsigned long long)e->begin, (unsigned long long)e->end);
 
     for (size_t i = 0; i < v->len && !r->warned_field; i++) {
@@ -325,7 +333,8 @@ static ck_status check_layout(reader *r, entry *ents, size_t count, uint64_t dat
         }
         if (bits % 8) {
             st = cki_fail(r->ctx, CK_EFORMAT,
-                          "%s: tensor '%s': shape %s x %s is %llu bits, not a whole number of bytes",
+                          "%s: tensor '%s': shape %s x %s is %llu bits, not a whole number of "
+                          "bytes",
                           r->file, nb, shape_str(sb, e->ndim, e->shape), ck_dtype_name(e->dtype),
                           (unsigned long long)bits);
             goto out;
@@ -402,8 +411,9 @@ static ck_status st_read(ck_model *m, const cki_source *src, const ck_open_opts 
         goto out;
     }
     if (root->type != CKI_JSON_OBJECT) {
-        st = cki_fail(ctx, CK_EFORMAT, "%s: header: the top level is %s, not an object at byte %llu",
-                      r.file, cki_json_type_name(root->type), (unsigned long long)(8 + root->off));
+        st = cki_fail(ctx, CK_EFORMAT,
+                      "%s: header: the top level is %s, not an object at byte %llu", r.file,
+                      cki_json_type_name(root->type), (unsigned long long)(8 + root->off));
         goto out;
     }
     if (root->len) {

@@ -18,12 +18,16 @@
  *    and still appear in the values JSON marked "unsupported".
  * Probe: PK\3\4 at 0 and a record whose name ends in /data.pkl (90); the
  * legacy magic (95); a ustar header and a member named 'pickle' (90); any
- * other PK\3\4 file scores 20 so that its zip error is reported.
+ * other PK\3\4 file or ustar header scores 20 so that its zip or tar error is
+ * reported. Loading never runs anything, but globals that would be dangerous
+ * under a Python unpickler get a warning pointing at `ckptkit scan`.
  */
 #include <stdio.h>
 
 #include "format.h"
 #include "torch_read.h"
+
+#include "../pickle/verdict.h"
 
 static const char *const torch_exts[] = {".pt", ".pth", ".bin", ".ckpt", NULL};
 
@@ -49,7 +53,7 @@ static int probe(const cki_source *src)
     if (kind == CKI_TORCH_TAR) {
         cki_tar t;
         int score = 0;
-        if (cki_tar_open(NULL, src->path, src->base, src->len, &t)) return 0;
+        if (cki_tar_open(NULL, src->path, src->base, src->len, &t)) return 20;
         if (cki_tar_find(&t, "pickle")) score = 90;
         cki_tar_close(&t);
         return score;
@@ -62,7 +66,25 @@ typedef struct reader {
     const cki_source *src;
     cki_torch_file tf;
     int verify_crc;
+    size_t dangerous; /* dangerous globals met */
+    char first[200];  /* the first of them, "module.name" */
 } reader;
+
+static ck_status note_globals(void *user, const char *where, uint64_t off, const cki_pickle *pk)
+{
+    reader *rd = user;
+    (void)where;
+    (void)off;
+    for (size_t i = 0; i < pk->global_count; i++) {
+        const cki_pickle_global *g = &pk->globals[i];
+        if (g->resolved && cki_global_verdict(g->module, g->name) != CK_VERDICT_DANGEROUS)
+            continue;
+        if (!rd->dangerous++)
+            snprintf(rd->first, sizeof rd->first, "%s.%s", g->resolved ? g->module : "?",
+                     g->resolved ? g->name : "?");
+    }
+    return CK_OK;
+}
 
 static ck_status bind_zip(reader *rd, cki_tstorage *s, ck_dtype dt, uint64_t need,
                           const char *name, cki_storage **out)
@@ -179,8 +201,14 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
                         "%s: not a PyTorch checkpoint (no zip signature, legacy magic number or "
                         "tar header at byte 0)",
                         src->path);
-    if ((st = cki_torch_parse(m->ctx, src->path, src->base, src->len, kind, NULL, NULL, &rd.tf)))
+    if ((st = cki_torch_parse(m->ctx, src->path, src->base, src->len, kind, note_globals, &rd,
+                              &rd.tf)))
         return st;
+    if (rd.dangerous)
+        cki_warn(m->ctx,
+                 "%s: the pickle references %zu global(s) that would run code under Python's "
+                 "unpickler (first: %s); ckptkit never runs them (see 'ckptkit scan')",
+                 src->path, rd.dangerous, rd.first);
     m->format_name = kind == CKI_TORCH_ZIP      ? "torch-zip"
                      : kind == CKI_TORCH_LEGACY ? "torch-legacy"
                                                 : "torch-tar";

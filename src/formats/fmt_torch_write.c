@@ -116,13 +116,16 @@ static int cand_cmp(const void *a, const void *b)
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-/* Row-major strides as torch computes them (sizes 0 count as 1). */
+/* Row-major strides as torch computes them (sizes 0 count as 1). Only an
+ * empty tensor can overflow here (its other sizes are unchecked): its
+ * strides address nothing, so they saturate. */
 static void contiguous(const cki_tensor *t, int64_t *stride)
 {
-    int64_t acc = 1;
+    uint64_t acc = 1;
     for (int d = t->ndim - 1; d >= 0; d--) {
-        stride[d] = acc;
-        acc *= t->shape[d] > 1 ? t->shape[d] : 1;
+        stride[d] = (int64_t)acc;
+        if (t->shape[d] > 1 && (cki_mul_u64(&acc, acc, (uint64_t)t->shape[d]) || acc > INT64_MAX))
+            acc = INT64_MAX;
     }
 }
 
@@ -156,7 +159,7 @@ static ck_status check_tensors(writer *w)
     return CK_OK;
 }
 
-/* Can tensor I join a shared storage? */
+/* May this output tensor be written as a view into a shared storage? */
 static int shareable(const cki_out_tensor *ot)
 {
     const cki_tensor *t = ot->src;
@@ -167,21 +170,69 @@ static int shareable(const cki_out_tensor *ot)
     return 1;
 }
 
-/* Decides the storages: shared groups first, then one per remaining tensor,
- * numbered in the order the pickle first mentions them. */
+/* Finds the shared groups: runs of candidates (sorted by storage) of two or
+ * more tensors that pass the rules above. Fills GROUPS[0..*NGROUPS) with the
+ * span each group writes, GROUP_OF[i] with tensor i's group + 1 (0: none)
+ * and the items' offsets into their span. */
+static void find_groups(writer *w, const cand *c, size_t ncand, store *groups, size_t *ngroups,
+                        size_t *group_of)
+{
+    const cki_write_job *job = w->job;
+    size_t ng = 0;
+    for (size_t a = 0, b; a < ncand; a = b) {
+        const cki_out_tensor *first = &job->tensors[c[a].i];
+        const cki_tensor *t0 = first->src;
+        uint64_t lo = UINT64_MAX, hi = 0, sum = 0, span;
+        int same_dtype = 1;
+        store *g;
+        for (b = a; b < ncand && c[b].sg == c[a].sg; b++) {
+            const cki_tensor *t = job->tensors[c[b].i].src;
+            uint64_t e = view_end(t);
+            if (t->dtype != t0->dtype) same_dtype = 0;
+            if (t->offset < lo) lo = t->offset;
+            if (e > hi) hi = e;
+            if (cki_add_u64(&sum, sum, t->nbytes)) sum = UINT64_MAX;
+        }
+        if (b - a < 2 || !same_dtype) continue;
+        if (cki_mul_u64(&span, hi - lo, cki_dtype_size(t0->dtype)) || span > sum) continue;
+        g = &groups[ng];
+        g->span.name = t0->name;
+        g->span.dtype = t0->dtype;
+        g->span.ndim = 1;
+        g->span.offset = lo;
+        g->span.numel = hi - lo;
+        g->span.nbytes = span;
+        g->span.storage = t0->storage;
+        g->span_len = (int64_t)(hi - lo);
+        g->ot.name = first->name;
+        g->ot.dtype = t0->dtype;
+        g->ot.nbytes = span;
+        g->dense = sum;
+        for (size_t k = a; k < b; k++) {
+            group_of[c[k].i] = ng + 1;
+            w->items[c[k].i].offset = job->tensors[c[k].i].src->offset - lo;
+            w->items[c[k].i].shared = 1;
+        }
+        ng++;
+    }
+    *ngroups = ng;
+}
+
+/* Decides the storages: shared groups, then one per remaining tensor,
+ * numbered in the order the pickle first mentions them (the job's order). */
 static ck_status plan_storages(writer *w)
 {
     cki_write_job *job = w->job;
-    size_t n = job->count, ncand = 0;
-    size_t *group_of = NULL; /* per tensor: group store + 1, or 0 */
-    cand *c = NULL;
+    size_t n = job->count, slots = n ? n : 1, ncand = 0, ngroups = 0;
+    size_t *group_of = cki_calloc(w->ctx, slots, sizeof *group_of);
+    size_t *placed = cki_calloc(w->ctx, slots, sizeof *placed); /* per group: store + 1 */
+    store *groups = cki_calloc(w->ctx, slots, sizeof *groups);
+    cand *c = cki_calloc(w->ctx, slots, sizeof *c);
     ck_status st = CK_OK;
 
-    w->stores = cki_calloc(w->ctx, n ? n : 1, sizeof *w->stores);
-    w->items = cki_calloc(w->ctx, n ? n : 1, sizeof *w->items);
-    group_of = cki_calloc(w->ctx, n ? n : 1, sizeof *group_of);
-    c = cki_calloc(w->ctx, n ? n : 1, sizeof *c);
-    if (!w->stores || !w->items || !group_of || !c) {
+    w->stores = cki_calloc(w->ctx, slots, sizeof *w->stores);
+    w->items = cki_calloc(w->ctx, slots, sizeof *w->items);
+    if (!group_of || !placed || !groups || !c || !w->stores || !w->items) {
         st = CK_ENOMEM;
         goto out;
     }
@@ -192,94 +243,33 @@ static ck_status plan_storages(writer *w)
         ncand++;
     }
     qsort(c, ncand, sizeof *c, cand_cmp);
+    find_groups(w, c, ncand, groups, &ngroups, group_of);
 
-    /* groups: runs of one storage, at least two tensors */
-    {
-        size_t ngroups = 0;
-        store *groups = w->stores; /* temporarily at the front; renumbered below */
-        for (size_t a = 0, b; a < ncand; a = b) {
-            const cki_tensor *t0 = job->tensors[c[a].i].src;
-            uint64_t lo = UINT64_MAX, hi = 0, sum = 0, span;
-            int ok = 1;
-            for (b = a; b < ncand && c[b].sg == c[a].sg; b++) {
-                const cki_tensor *t = job->tensors[c[b].i].src;
-                uint64_t e = view_end(t);
-                if (t->dtype != t0->dtype) ok = 0;
-                if (t->offset < lo) lo = t->offset;
-                if (e > hi) hi = e;
-                if (cki_add_u64(&sum, sum, t->nbytes)) sum = UINT64_MAX;
-            }
-            if (b - a < 2 || !ok) continue;
-            if (cki_mul_u64(&span, hi - lo, cki_dtype_size(t0->dtype)) || span > sum) continue;
-            {
-                store *g = &groups[ngroups];
-                g->span.name = t0->name;
-                g->span.dtype = t0->dtype;
-                g->span.ndim = 1;
-                g->span_len = (int64_t)(hi - lo);
-                g->span.offset = lo;
-                g->span.numel = hi - lo;
-                g->span.nbytes = span;
-                g->span.storage = t0->storage;
-                g->ot.name = job->tensors[c[a].i].name;
-                g->ot.dtype = t0->dtype;
-                g->ot.nbytes = span;
-                g->dense = sum;
-                for (size_t k = a; k < b; k++) {
-                    group_of[c[k].i] = ngroups + 1;
-                    w->items[c[k].i].offset = job->tensors[c[k].i].src->offset - lo;
-                    w->items[c[k].i].shared = 1;
-                }
-                ngroups++;
-            }
+    for (size_t i = 0; i < n; i++) {
+        size_t g = group_of[i];
+        store *x = &w->stores[w->nstores];
+        if (g && placed[g - 1]) { /* a later member of a group already placed */
+            w->items[i].store = placed[g - 1] - 1;
+            continue;
         }
-        /* final numbering: walk the tensors in order; groups keep their slot
-         * contents but move to the position of their first member */
-        {
-            store *final = cki_calloc(w->ctx, n ? n : 1, sizeof *final);
-            size_t *placed = cki_calloc(w->ctx, ngroups ? ngroups : 1, sizeof *placed);
-            if (!final || !placed) {
-                cki_free(w->ctx, final);
-                cki_free(w->ctx, placed);
-                st = CK_ENOMEM;
-                goto out;
-            }
-            for (size_t i = 0; i < n; i++) {
-                const cki_out_tensor *ot = &job->tensors[i];
-                size_t g = group_of[i];
-                if (g && placed[g - 1]) {
-                    w->items[i].store = placed[g - 1] - 1;
-                    continue;
-                }
-                if (g) {
-                    final[w->nstores] = groups[g - 1];
-                    placed[g - 1] = w->nstores + 1;
-                } else {
-                    store *s = &final[w->nstores];
-                    s->ot = *ot;
-                    s->dense = ot->nbytes;
-                    w->items[i].offset = 0;
-                    w->items[i].shared = 0;
-                }
-                w->items[i].store = w->nstores++;
-            }
-            cki_free(w->ctx, placed);
-            cki_free(w->ctx, w->stores);
-            w->stores = final;
+        if (g) {
+            *x = groups[g - 1];
+            x->span.shape = &x->span_len; /* point into our own copy */
+            x->ot.src = &x->span;
+            placed[g - 1] = w->nstores + 1;
+        } else {
+            x->ot = job->tensors[i];
+            x->dense = x->ot.nbytes;
         }
-        for (size_t s = 0; s < w->nstores; s++) {
-            store *x = &w->stores[s];
-            unsigned es = cki_dtype_size(x->ot.dtype);
-            if (x->span.ndim == 1) { /* a shared group: point at our own copy */
-                x->span.shape = &x->span_len;
-                x->ot.src = &x->span;
-            }
-            x->numel = torch_types[x->ot.dtype].cls ? (es ? x->ot.nbytes / es : 0) : x->ot.nbytes;
-            snprintf(x->key, sizeof x->key, "%zu", s);
-        }
+        x->numel = torch_types[x->ot.dtype].cls ? x->ot.nbytes / cki_dtype_size(x->ot.dtype)
+                                                : x->ot.nbytes;
+        snprintf(x->key, sizeof x->key, "%zu", w->nstores);
+        w->items[i].store = w->nstores++;
     }
 out:
     cki_free(w->ctx, group_of);
+    cki_free(w->ctx, placed);
+    cki_free(w->ctx, groups);
     cki_free(w->ctx, c);
     return st;
 }

@@ -357,9 +357,14 @@ static ck_status parse_legacy(cki_torch_file *tf, cki_torch_visit_fn visit, void
                                 "0x1950a86a20f9469cfc6c",
                                 tf->file);
         } else if (i == 1) {
-            if (cki_pv_to_i64(pk[1].root, &proto) || proto != 1001)
+            if (cki_pv_to_i64(pk[1].root, &proto))
                 return cki_fail(tf->ctx, CK_EFORMAT,
-                                "%s: legacy stream: protocol version is not 1001", tf->file);
+                                "%s: legacy stream: protocol version is a %s, not 1001",
+                                tf->file, cki_pv_kind_name(pk[1].root->kind));
+            if (proto != 1001)
+                return cki_fail(tf->ctx, CK_EFORMAT,
+                                "%s: legacy stream: protocol version %lld (1001 expected)",
+                                tf->file, (long long)proto);
         } else if (i == 2) {
             const cki_pv *le = cki_pv_dict_get(pk[2].root, "little_endian");
             if (le && le->kind == CKI_PV_BOOL && le->u.i == 0)

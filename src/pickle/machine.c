@@ -215,8 +215,9 @@ static ck_status make_container(machine *m, cki_pv_kind kind, cki_pv *const *src
                                 cki_pv **out)
 {
     cki_pv *v = new_node(m, kind);
+    ck_status st;
     if (!v) return op_nomem(m);
-    if (count && add_items(m, v, src, count)) return m->ctx ? m->ctx->last : CK_ENOMEM;
+    if (count && (st = add_items(m, v, src, count))) return st;
     *out = v;
     return CK_OK;
 }
@@ -252,7 +253,8 @@ static ck_status check_stack_room(machine *m)
 
 static ck_status push(machine *m, cki_pv *v)
 {
-    if (check_stack_room(m)) return m->ctx ? m->ctx->last : CK_ELIMIT;
+    ck_status st;
+    if ((st = check_stack_room(m))) return st;
     if (m->sp == m->stack_cap) {
         size_t cap = m->stack_cap ? m->stack_cap * 2 : 64;
         cki_pv **s = cki_realloc(m->ctx, m->stack, cap * sizeof *s);
@@ -290,7 +292,8 @@ static cki_pv *top(machine *m)
 
 static ck_status push_mark(machine *m)
 {
-    if (check_stack_room(m)) return m->ctx ? m->ctx->last : CK_ELIMIT;
+    ck_status st;
+    if ((st = check_stack_room(m))) return st;
     if (m->nmarks == m->marks_cap) {
         size_t cap = m->marks_cap ? m->marks_cap * 2 : 16;
         size_t *s = cki_realloc(m->ctx, m->marks, cap * sizeof *s);
@@ -309,7 +312,7 @@ static ck_status pop_mark(machine *m, cki_pv ***items, size_t *count)
     size_t mk;
     if (!m->nmarks) return op_fail(m, CK_EFORMAT, "no MARK to pop");
     mk = m->marks[--m->nmarks];
-    *items = m->stack + mk;
+    *items = m->stack ? m->stack + mk : NULL; /* no pushes yet: nothing above the mark */
     *count = m->sp - mk;
     m->sp = mk;
     return CK_OK;
@@ -352,7 +355,8 @@ static ck_status memo_put(machine *m, uint64_t key)
 {
     size_t j;
     cki_pv *v;
-    if (need_values(m, 1)) return m->ctx ? m->ctx->last : CK_EFORMAT;
+    ck_status st;
+    if ((st = need_values(m, 1))) return st;
     v = top(m);
     if (m->memo_cap) {
         for (j = memo_index(key, m->memo_cap); m->memo[j].val; j = (j + 1) & (m->memo_cap - 1)) {
@@ -365,7 +369,7 @@ static ck_status memo_put(machine *m, uint64_t key)
     if (m->memo_count + 1 > m->memo_max)
         return op_fail(m, CK_ELIMIT, "memo of %zu entries reaches the limit of %llu",
                        m->memo_count, (unsigned long long)m->memo_max);
-    if ((m->memo_count + 1) * 2 > m->memo_cap && memo_grow(m)) return m->ctx->last;
+    if ((m->memo_count + 1) * 2 > m->memo_cap && (st = memo_grow(m))) return st;
     for (j = memo_index(key, m->memo_cap); m->memo[j].val; j = (j + 1) & (m->memo_cap - 1)) {
     }
     m->memo[j].key = key;

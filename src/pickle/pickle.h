@@ -101,6 +101,8 @@ struct cki_pv {
  *  - BYTES comes from BINBYTES*, SHORT_BINBYTES and BYTEARRAY8 alike.
  *  - INST pushes NEWOBJ(GLOBAL, TUPLE(args)); OBJ pushes NEWOBJ(cls,
  *    TUPLE(args)). PERSID (text) pushes PERSID(STR).
+ *  - out->end is relative to P (not BASE_OFF): the next pickle of a chain
+ *    starts at P + end and is run with BASE_OFF + end.
  *  - On failure cki_pickle_run still fills out->globals and
  *    out->global_count with the globals met before the failing opcode (so a
  *    scanner can name them), and sets out->root to NULL.

@@ -7,9 +7,10 @@
  * .mark) and never enter one already on it, so cycles such as
  * data["state_dict"] = data end; shared containers are expanded once per
  * path, like torch.load's result would show them, within an expansion budget
- * (SELECT_BUDGET visits) that stops exponential blowup from nested shared
- * references. Names are dotted paths: dict keys as text (ints in decimal),
- * sequence indices, module attribute names.
+ * that stops exponential blowup from nested shared references (16 visits per
+ * object, at least 2^20, at most 2^26) and at most CK_LIMIT_TENSORS names.
+ * Names are dotted paths: dict keys as text (ints in decimal), sequence
+ * indices, module attribute names.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +20,8 @@
 
 #include "../tensor/tensor.h"
 
-#define SELECT_BUDGET (16u << 20)
+#define SELECT_BUDGET (64ull << 20)
+#define SELECT_MIN_BUDGET (1u << 20)
 #define MAX_RULE_STEPS 16
 #define MAX_STR_JSON 65536u
 
@@ -27,7 +29,7 @@ typedef struct walker {
     cki_trec *r;
     cki_tselect *out;
     cki_buf path;
-    uint64_t visits;
+    uint64_t visits, budget;
     uint32_t depth;
 } walker;
 
@@ -61,7 +63,11 @@ static ck_status emit(walker *w, cki_tobj *t)
     cki_tselect *s = w->out;
     const char *name = w->path.len ? w->path.p : "tensor";
     size_t len = w->path.len ? w->path.len : 6;
+    uint64_t limit = w->r->ctx ? w->r->ctx->limits[CK_LIMIT_TENSORS] : 0;
     if (w->path.failed) return CK_ENOMEM;
+    if (limit && s->count >= limit)
+        return cki_fail(w->r->ctx, CK_ELIMIT, "%s: more than %llu tensors (limit)", w->r->file,
+                        (unsigned long long)limit);
     if (s->count == s->cap) {
         size_t ncap = s->cap ? s->cap * 2 : 64;
         cki_tnamed *n = cki_realloc(w->r->ctx, s->v, ncap * sizeof *n);
@@ -172,11 +178,12 @@ static ck_status walk(walker *w, cki_tobj *t)
 {
     ck_status st = CK_OK;
     if (!t) return CK_OK;
-    if (++w->visits > SELECT_BUDGET)
+    if (++w->visits > w->budget)
         return cki_fail(w->r->ctx, CK_ELIMIT,
-                        "%s: %s: the object graph expands to more than %u entries (shared "
-                        "containers nested too often)",
-                        w->r->file, w->r->where, SELECT_BUDGET);
+                        "%s: %s: the object graph of %llu objects expands to more than %llu "
+                        "entries (shared containers nested too often)",
+                        w->r->file, w->r->where, (unsigned long long)w->r->objects,
+                        (unsigned long long)w->budget);
     if (t->kind == CKI_TO_TENSOR) return emit(w, t);
     if (t->mark) return CK_OK; /* already on the path: a cycle */
     if (w->depth >= w->r->max_depth + 8u)
@@ -361,6 +368,10 @@ ck_status cki_torch_select(cki_trec *r, cki_tobj *root, const char *key, int all
     memset(&w, 0, sizeof w);
     w.r = r;
     w.out = out;
+    /* each object may be reached along a few paths (a state dict saved twice,
+     * tied weights); exponentially many is an attack */
+    w.budget = r->objects > SELECT_BUDGET / 16 ? SELECT_BUDGET : r->objects * 16;
+    if (w.budget < SELECT_MIN_BUDGET) w.budget = SELECT_MIN_BUDGET;
     cki_buf_init(&w.path, r->ctx, 0);
     cki_buf_init(&where, r->ctx, 0);
     cki_buf_puts(&where, "");
@@ -601,6 +612,31 @@ static void render_tensor(jw *j, const cki_ttensor *tt)
     cki_buf_puts(b, "}}");
 }
 
+/* The exposed state dict: how many tensors it gives, and the ones skipped. */
+static void render_exposed(jw *j)
+{
+    const cki_tselect *sel = j->sel;
+    size_t ok = 0, skipped = 0;
+    for (size_t i = 0; i < sel->count; i++) {
+        if (sel->v[i].tensor->u.t->unsupported) skipped++;
+        else ok++;
+    }
+    cki_buf_printf(&j->b, "{\"tensors\": %zu", ok);
+    if (skipped) {
+        size_t k = 0;
+        cki_buf_puts(&j->b, ", \"skipped\": {");
+        for (size_t i = 0; i < sel->count && j->b.len <= CKI_TORCH_JSON_MAX; i++) {
+            if (!sel->v[i].tensor->u.t->unsupported) continue;
+            if (k++) cki_buf_puts(&j->b, ", ");
+            json_text(&j->b, sel->v[i].name, sel->v[i].name_len);
+            cki_buf_puts(&j->b, ": ");
+            render_tensor(j, sel->v[i].tensor->u.t);
+        }
+        cki_buf_putc(&j->b, '}');
+    }
+    cki_buf_putc(&j->b, '}');
+}
+
 static void render(jw *j, const cki_tobj *t)
 {
     cki_buf *b = &j->b;
@@ -613,7 +649,7 @@ static void render(jw *j, const cki_tobj *t)
         return;
     }
     if (j->sel && j->sel->exposed == t) {
-        cki_buf_printf(b, "{\"tensors\": %llu}", (unsigned long long)j->sel->count);
+        render_exposed(j);
         return;
     }
     switch (t->kind) {

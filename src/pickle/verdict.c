@@ -114,7 +114,7 @@ static const char *const dangerous_name_parts[] = {
     "globals", "locals", "breakpoint", "apply", "system", "popen", "spawn", "spawnv", "spawnve",
     "execv", "execve", "execvp", "execl", "fork", "import_module", "_import_dotted_name",
     "load_module", "exec_module", "run_path", "run_module", "_run_code", "fromfile", "tofile",
-    "loadtxt", "memmap", "read_pickle",
+    "loadtxt", "memmap", "read_pickle", "from_file",
     /* attributes that lead out of any object */
     "__builtins__", "__loader__", "__spec__", "__dict__", "__globals__", "__subclasses__",
     "__getattribute__", "__code__", "__closure__", "__class__", "__bases__", "__mro__",

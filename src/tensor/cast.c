@@ -72,30 +72,55 @@ static inline uint64_t bits64(double d)
     return u;
 }
 
+/* The F16 helpers are integer-only (no dependence on the rounding mode or on
+ * flush-to-zero) and branch-free: selects and constant shifts, which gcc -O2
+ * vectorises even for SSE2. */
 static inline uint32_t f16_to_f32_bits(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    uint32_t special = 0x7f800000u | (m ? 0x400000u | m << 13 : 0); /* Inf, or NaN made quiet */
-    uint32_t normal = (e + 112u) << 23 | m << 13;
-    uint32_t small = bits32((float)m * 0x1p-24f); /* zero and subnormals: exact */
-    return sign | (e == 0x1f ? special : e ? normal : small);
+    uint32_t x = m, k = 0, small, special, normal, r;
+    /* subnormal m x 2^-24: shift the top set bit up to bit 9 in steps, counting in k */
+    k += x < 0x4u ? 8 : 0, x = x < 0x4u ? x << 8 : x;
+    k += x < 0x40u ? 4 : 0, x = x < 0x40u ? x << 4 : x;
+    k += x < 0x100u ? 2 : 0, x = x < 0x100u ? x << 2 : x;
+    k += x < 0x200u ? 1 : 0, x = x < 0x200u ? x << 1 : x;
+    small = m ? (112u - k) << 23 | ((x << 14) & 0x7fffffu) : 0;
+    special = 0x7f800000u | (m ? 0x400000u | m << 13 : 0); /* Inf, or NaN made quiet */
+    normal = (e + 112u) << 23 | m << 13;
+    r = e == 0x1f ? special : normal;
+    return sign | (e == 0 ? small : r);
 }
 
-static inline uint16_t f32_to_f16_bits(uint32_t u)
+/* C ? A : B as masks: gcc keeps these as selects where a ternary chain may
+ * become branches, which stop vectorisation. C is 0 or 1. */
+static inline uint32_t sel(uint32_t c, uint32_t a, uint32_t b)
 {
-    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu, r;
-    if (a >= 0x38800000u) {                /* |x| >= 2^-14 */
-        if (a > 0x7f800000u) r = 0x7e00u;  /* NaN */
-        else if (a >= 0x477ff000u) r = 0x7c00u; /* >= 65520 (Inf included) rounds to Inf */
-        else r = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13; /* rebias and round */
-    } else if (a > 0x33000000u) { /* 2^-25 < |x| < 2^-14: subnormal, or up to 2^-14 */
-        uint32_t sig = (a & 0x7fffffu) | 0x800000u, sh = 126u - (a >> 23); /* 14..24 */
-        uint32_t half = 1u << (sh - 1), rem = sig & ((1u << sh) - 1u);
-        r = sig >> sh;
-        r += rem > half || (rem == half && (r & 1u));
-    } else {
-        r = 0; /* |x| <= 2^-25: 2^-25 itself is a tie, and 0 is even */
-    }
+    uint32_t m = 0u - c;
+    return (a & m) | (b & ~m);
+}
+
+/* always_inline: the early inliner finds it too large, and a call per element
+ * cannot be vectorised */
+__attribute__((always_inline)) static inline uint16_t f32_to_f16_bits(uint32_t u)
+{
+    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu, r, b;
+    /* 2^-14 <= |x| < 65520: rebias the exponent, round at bit 13 */
+    uint32_t normal = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    /* 2^-25 < |x| < 2^-14: shift the significand right by 126 - e (14..24): by
+     * 13, then by 8, 4, 2, 1 as the bits of t = 112 - e say; the lowest bit of
+     * x is then the round bit, and every bit shifted out goes to sticky */
+    uint32_t t = 112u - (a >> 23), x = (a & 0x7fffffu) | 0x800000u, sticky = x & 0x1fffu, q;
+    x >>= 13;
+    b = (t >> 3) & 1u, sticky |= sel(b, x & 0xffu, 0), x = sel(b, x >> 8, x);
+    b = (t >> 2) & 1u, sticky |= sel(b, x & 0xfu, 0), x = sel(b, x >> 4, x);
+    b = (t >> 1) & 1u, sticky |= sel(b, x & 0x3u, 0), x = sel(b, x >> 2, x);
+    b = t & 1u, sticky |= sel(b, x & 0x1u, 0), x = sel(b, x >> 1, x);
+    q = x >> 1;
+    q += x & 1u & (((0u - sticky) >> 31) | q); /* nearest, ties to even */
+    r = sel(a > 0x33000000u, q, 0);            /* 2^-25 itself is a tie: 0 is even */
+    r = sel(a >= 0x38800000u, normal, r);
+    r = sel(a >= 0x477ff000u, 0x7c00u, r);     /* >= 65520, Inf included */
+    r = sel(a > 0x7f800000u, 0x7e00u, r);      /* NaN: torch's quiet NaN, sign kept */
     return (uint16_t)(sign | r);
 }
 
@@ -176,33 +201,98 @@ static inline void run_bf16_f16(const uint16_t *restrict s, uint16_t *restrict d
     for (size_t i = 0; i < m; i++) d[i] = f32_to_f16_bits((uint32_t)s[i] << 16);
 }
 
-typedef void (*loop_fn)(const void *src, void *dst, size_t n);
+/* ---- overflow / underflow counting for the direct pairs ------------------- */
 
-#define LOOP(name, ST, DT)                                                                        \
-    static void loop_##name(const void *s, void *d, size_t n)                                     \
+/* Counts over N elements: overflow when |src| < SINF (finite) and |dst| >= DINF,
+ * underflow when |src| != 0 and |dst| == 0 (NaN never becomes zero, so it
+ * needs no test of its own). The tests are written as sign bits of W-bit
+ * differences (all operands are below 2^(W-1)), which -O2 vectorises. */
+#define COUNT_FN(name, ST, DT, WT)                                                                \
+    static inline void name##_run(const ST *s, const DT *d, size_t m, WT sabs, WT sinf, WT dabs,  \
+                                  WT dinf, uint64_t *ov, uint64_t *un)                            \
     {                                                                                             \
-        BLOCKED(run_##name, (const ST *)s, (DT *)d, n);                                           \
+        const unsigned top = sizeof(WT) * 8 - 1;                                                  \
+        WT o = 0, u = 0;                                                                          \
+        for (size_t i = 0; i < m; i++) {                                                          \
+            WT a = s[i] & sabs, b = d[i] & dabs;                                                  \
+            o += ((a - sinf) >> top) & ((dinf - 1 - b) >> top);                                   \
+            u += ((0 - a) >> top) & ((b - 1) >> top);                                             \
+        }                                                                                         \
+        *ov += o;                                                                                 \
+        *un += u;                                                                                 \
+    }                                                                                             \
+    static void name(const void *src, const void *dst, size_t n, WT sabs, WT sinf, WT dabs,       \
+                     WT dinf, cki_cast_stats *st)                                                 \
+    {                                                                                             \
+        const ST *s = src;                                                                        \
+        const DT *d = dst;                                                                        \
+        size_t i = 0;                                                                             \
+        for (; i + VB <= n; i += VB)                                                              \
+            name##_run(s + i, d + i, VB, sabs, sinf, dabs, dinf, &st->overflow, &st->underflow);  \
+        name##_run(s + i, d + i, n - i, sabs, sinf, dabs, dinf, &st->overflow, &st->underflow);   \
     }
 
-LOOP(f32_f16, uint32_t, uint16_t)
-LOOP(f16_f32, uint16_t, uint32_t)
-LOOP(f32_bf16, uint32_t, uint16_t)
-LOOP(bf16_f32, uint16_t, uint32_t)
-LOOP(f64_f32, double, float)
-LOOP(f32_f64, float, double)
-LOOP(f64_f16, double, uint16_t)
-LOOP(f64_bf16, double, uint16_t)
-LOOP(f16_f64, uint16_t, double)
-LOOP(bf16_f64, uint16_t, double)
-LOOP(f16_bf16, uint16_t, uint16_t)
-LOOP(bf16_f16, uint16_t, uint16_t)
+COUNT_FN(count_32_16, uint32_t, uint16_t, uint32_t)
+COUNT_FN(count_64_32, uint64_t, uint32_t, uint64_t)
+COUNT_FN(count_64_16, uint64_t, uint16_t, uint64_t)
+COUNT_FN(count_16_16, uint16_t, uint16_t, uint32_t)
+#undef COUNT_FN
+
+/* magnitude masks and the smallest non-finite magnitude of each format */
+#define ABS64 0x7fffffffffffffffull
+#define INF64 0x7ff0000000000000ull
+#define ABS32 0x7fffffffu
+#define INF32 0x7f800000u
+#define ABS16 0x7fffu
+#define INF_F16 0x7c00u
+#define INF_BF16 0x7f80u
+
+/* ---- direct loops: convert, then count when asked -------------------------- */
+
+typedef void (*loop_fn)(const void *src, void *dst, size_t n, cki_cast_stats *st);
+
+#define LOOP(name, ST, DT, COUNT)                                                                 \
+    static void loop_##name(const void *s, void *d, size_t n, cki_cast_stats *st)                 \
+    {                                                                                             \
+        BLOCKED(run_##name, (const ST *)s, (DT *)d, n);                                           \
+        if (st) COUNT;                                                                            \
+    }
+
+/* the pairs that widen, or stay inside the range (F16 -> BF16), count nothing */
+LOOP(f32_f16, uint32_t, uint16_t, count_32_16(s, d, n, ABS32, INF32, ABS16, INF_F16, st))
+LOOP(f16_f32, uint16_t, uint32_t, (void)0)
+LOOP(f32_bf16, uint32_t, uint16_t, count_32_16(s, d, n, ABS32, INF32, ABS16, INF_BF16, st))
+LOOP(bf16_f32, uint16_t, uint32_t, (void)0)
+LOOP(f64_f32, double, float, count_64_32(s, d, n, ABS64, INF64, ABS32, INF32, st))
+LOOP(f32_f64, float, double, (void)0)
+LOOP(f64_f16, double, uint16_t, count_64_16(s, d, n, ABS64, INF64, ABS16, INF_F16, st))
+LOOP(f64_bf16, double, uint16_t, count_64_16(s, d, n, ABS64, INF64, ABS16, INF_BF16, st))
+LOOP(f16_f64, uint16_t, double, (void)0)
+LOOP(bf16_f64, uint16_t, double, (void)0)
+LOOP(f16_bf16, uint16_t, uint16_t, (void)0)
+LOOP(bf16_f16, uint16_t, uint16_t, count_16_16(s, d, n, ABS16, INF_BF16, ABS16, INF_F16, st))
 #undef LOOP
 
 #if CKI_CAST_X86
-static void simd_f32_f16(const void *s, void *d, size_t n) { cki_cast_x86_f32_f16(s, d, n); }
-static void simd_f16_f32(const void *s, void *d, size_t n) { cki_cast_x86_f16_f32(s, d, n); }
-static void simd_f32_bf16(const void *s, void *d, size_t n) { cki_cast_x86_f32_bf16(s, d, n); }
-static void simd_bf16_f32(const void *s, void *d, size_t n) { cki_cast_x86_bf16_f32(s, d, n); }
+/* the F16C/AVX2 loops count while they convert */
+static void simd_f32_f16(const void *s, void *d, size_t n, cki_cast_stats *st)
+{
+    cki_cast_x86_f32_f16(s, d, n, st);
+}
+static void simd_f16_f32(const void *s, void *d, size_t n, cki_cast_stats *st)
+{
+    (void)st;
+    cki_cast_x86_f16_f32(s, d, n);
+}
+static void simd_f32_bf16(const void *s, void *d, size_t n, cki_cast_stats *st)
+{
+    cki_cast_x86_f32_bf16(s, d, n, st);
+}
+static void simd_bf16_f32(const void *s, void *d, size_t n, cki_cast_stats *st)
+{
+    (void)st;
+    cki_cast_x86_bf16_f32(s, d, n);
+}
 #endif
 
 /* ---- SIMD selection -------------------------------------------------------- */
@@ -267,62 +357,6 @@ static loop_fn direct_loop(ck_dtype from, ck_dtype to)
     default: return NULL;
     }
 #undef PAIR
-}
-
-/* ---- overflow / underflow counting for the direct pairs ------------------- */
-
-/* Counts over N elements: overflow when |src| < SINF (finite) and |dst| >= DINF,
- * underflow when |src| != 0 and |dst| == 0. NaN never becomes zero, so it needs
- * no test of its own. */
-#define COUNT_FN(name, ST, DT)                                                                    \
-    static inline void name##_run(const ST *s, const DT *d, size_t m, ST sabs, ST sinf, DT dabs,  \
-                                  DT dinf, uint64_t *ov, uint64_t *un)                            \
-    {                                                                                             \
-        uint64_t o = 0, u = 0;                                                                    \
-        for (size_t i = 0; i < m; i++) {                                                          \
-            ST a = s[i] & sabs;                                                                   \
-            DT b = d[i] & dabs;                                                                   \
-            o += (a < sinf) & (b >= dinf);                                                        \
-            u += (a != 0) & (b == 0);                                                             \
-        }                                                                                         \
-        *ov += o;                                                                                 \
-        *un += u;                                                                                 \
-    }                                                                                             \
-    static void name(const void *src, const void *dst, size_t n, ST sabs, ST sinf, DT dabs,       \
-                     DT dinf, cki_cast_stats *st)                                                 \
-    {                                                                                             \
-        const ST *s = src;                                                                        \
-        const DT *d = dst;                                                                        \
-        size_t i = 0;                                                                             \
-        for (; i + VB <= n; i += VB)                                                              \
-            name##_run(s + i, d + i, VB, sabs, sinf, dabs, dinf, &st->overflow, &st->underflow);  \
-        name##_run(s + i, d + i, n - i, sabs, sinf, dabs, dinf, &st->overflow, &st->underflow);   \
-    }
-
-COUNT_FN(count_32_16, uint32_t, uint16_t)
-COUNT_FN(count_64_32, uint64_t, uint32_t)
-COUNT_FN(count_64_16, uint64_t, uint16_t)
-COUNT_FN(count_16_16, uint16_t, uint16_t)
-
-#define ABS64 0x7fffffffffffffffull
-#define INF64 0x7ff0000000000000ull
-
-static void count_direct(ck_dtype from, ck_dtype to, const void *s, const void *d, size_t n,
-                         cki_cast_stats *st)
-{
-    if (from == CK_DT_F32 && to == CK_DT_F16)
-        count_32_16(s, d, n, 0x7fffffffu, 0x7f800000u, 0x7fff, 0x7c00, st);
-    else if (from == CK_DT_F32 && to == CK_DT_BF16)
-        count_32_16(s, d, n, 0x7fffffffu, 0x7f800000u, 0x7fff, 0x7f80, st);
-    else if ((from == CK_DT_F64 && to == CK_DT_F32) || (from == CK_DT_C128 && to == CK_DT_C64))
-        count_64_32(s, d, n, ABS64, INF64, 0x7fffffffu, 0x7f800000u, st);
-    else if (from == CK_DT_F64 && to == CK_DT_F16)
-        count_64_16(s, d, n, ABS64, INF64, 0x7fff, 0x7c00, st);
-    else if (from == CK_DT_F64 && to == CK_DT_BF16)
-        count_64_16(s, d, n, ABS64, INF64, 0x7fff, 0x7f80, st);
-    else if (from == CK_DT_BF16 && to == CK_DT_F16)
-        count_16_16(s, d, n, 0x7fff, 0x7f80, 0x7fff, 0x7c00, st);
-    /* the other direct pairs widen, or (F16 -> BF16) stay inside the range */
 }
 
 /* ---- pivot path ------------------------------------------------------------ */
@@ -423,7 +457,7 @@ static void from_p32(ck_dtype to, const uint32_t *piv, size_t n, void *dst)
     case CK_DT_BF16: PUT(uint16_t, f32_to_bf16_bits(v, BF16_NAN_SCALAR)); break;
     case CK_DT_F32: memcpy(dst, piv, n * 4); break;
     case CK_DT_F64: PUT(double, from32(v)); break;
-    default: PUT(uint8_t, cki_f8_encode(to, v)); break; /* 8-bit floats */
+    default: cki_f8_encode(to, piv, dst, n); break; /* 8-bit floats */
     }
 }
 
@@ -586,8 +620,7 @@ static void cast_aligned(ck_dtype from, ck_dtype to, const void *src, void *dst,
     loop_fn f = direct_loop(from, to);
     if (f) {
         if (kind_of(from) == 'C') n *= 2; /* component by component */
-        f(src, dst, n);
-        if (stats) count_direct(from, to, src, dst, n, stats);
+        f(src, dst, n, stats);
         return;
     }
     cast_pivot(from, to, src, dst, n, stats);

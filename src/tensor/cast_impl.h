@@ -27,16 +27,17 @@ void cki_cast_force_scalar(int on);
 /* 8-bit floats (f8.c). DT is one of the CK_DT_F8_* dtypes. */
 /* The F32 bit pattern of code C, exactly (every F8 value is an F32 value). */
 uint32_t cki_f8_decode(ck_dtype dt, uint8_t c);
-/* Code for the F32 bit pattern U, rounded to nearest, ties to even. */
-uint8_t cki_f8_encode(ck_dtype dt, uint32_t u);
+/* Codes for N F32 bit patterns, rounded to nearest, ties to even. */
+void cki_f8_encode(ck_dtype dt, const uint32_t *src, uint8_t *dst, size_t n);
 
 #if CKI_CAST_X86
 /* cast_x86.c: 1 if the CPU has AVX2 and F16C. */
 int cki_cast_x86_usable(void);
-/* The same bits as the scalar loops of cast.c; call only when usable. */
-void cki_cast_x86_f32_f16(const uint32_t *src, uint16_t *dst, size_t n);
+/* The same bits as the scalar loops of cast.c; call only when usable. The
+ * narrowing ones add their overflow/underflow counts to ST unless it is NULL. */
+void cki_cast_x86_f32_f16(const uint32_t *src, uint16_t *dst, size_t n, cki_cast_stats *st);
 void cki_cast_x86_f16_f32(const uint16_t *src, uint32_t *dst, size_t n);
-void cki_cast_x86_f32_bf16(const uint32_t *src, uint16_t *dst, size_t n);
+void cki_cast_x86_f32_bf16(const uint32_t *src, uint16_t *dst, size_t n, cki_cast_stats *st);
 void cki_cast_x86_bf16_f32(const uint16_t *src, uint32_t *dst, size_t n);
 #endif
 

@@ -129,8 +129,11 @@ uint32_t cki_f8_decode(ck_dtype dt, uint8_t c)
     return f ? decode(f, c) : e8m0_decode(c);
 }
 
-uint8_t cki_f8_encode(ck_dtype dt, uint32_t u)
+void cki_f8_encode(ck_dtype dt, const uint32_t *src, uint8_t *dst, size_t n)
 {
     const f8fmt *f = format_of(dt);
-    return f ? encode(f, u) : e8m0_encode(u);
+    if (f)
+        for (size_t i = 0; i < n; i++) dst[i] = encode(f, src[i]);
+    else
+        for (size_t i = 0; i < n; i++) dst[i] = e8m0_encode(src[i]);
 }

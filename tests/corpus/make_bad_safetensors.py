@@ -152,6 +152,9 @@ case("metadata_value_object", pack(h, data(8)),
 h = b'{"__metadata__":{"k":"a\\u0000b"},"w":' + W + b"}"
 case("metadata_nul", pack(h, data(8)),
      "header: __metadata__ value of 'k' contains a NUL character at byte %d" % (at(h, b'\"a'),))
+h = b'{"__metadata__":{"k\\u0000":"v"},"w":' + W + b"}"
+case("metadata_key_nul", pack(h, data(8)),
+     "header: __metadata__ key 'k' contains a NUL character at byte %d" % (at(h, b'"k'),))
 h = b'{"__metadata__":' + W + b"}"
 case("metadata_as_tensor", pack(h, data(8)),
      "header: '__metadata__' is reserved for metadata and cannot name a tensor at byte 9")
@@ -242,6 +245,11 @@ case("size_mismatch",
            n=4000),
      "tensor 'lm_head.weight': data_offsets [0, 4000) hold 4000 bytes but shape [32, 32] x F32 "
      "needs 4096")
+long_dims = [0] + [100000] * 40
+case("size_mismatch_long_shape",
+     entry(b'{"dtype":"F32","shape":' + js(long_dims) + b',"data_offsets":[0,4]}', n=4),
+     "tensor 'w': data_offsets [0, 4) hold 4 bytes but shape [0, " + "100000, " * 29
+     + "100000, ...] x F32 needs 0")
 case("size_scalar", entry(b'{"dtype":"F64","shape":[],"data_offsets":[0,4]}', n=4),
      "tensor 'w': data_offsets [0, 4) hold 4 bytes but shape [] x F64 needs 8")
 case("numel_overflow",

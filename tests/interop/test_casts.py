@@ -143,6 +143,7 @@ def _inputs(name, rng):
     return _int_inputs(rng, name)
 
 
+@np.errstate(invalid="ignore")  # widening a signalling NaN is not an error here
 def _values(name, bits):
     """float64 values of raw elements (complex: components), for the counters."""
     if name == "BF16":
@@ -200,6 +201,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@np.errstate(invalid="ignore")
 def _in_range(src, bits, dst):
     """For float -> integer pairs: only values torch defines (inside the range)."""
     lo, hi = INT_LIMITS[dst]

@@ -15,6 +15,10 @@
 #include "t.h"
 #include "tensor/cast_impl.h"
 
+#if CKI_CAST_X86
+#include <cpuid.h>
+#endif
+
 /* ---- helpers --------------------------------------------------------------- */
 
 static uint32_t fbits(float f)
@@ -397,16 +401,21 @@ TEST(cast_simd_matches_scalar)
     cki_cast_stats sa = {0, 0}, sb = {0, 0};
     int simd;
 #if CKI_CAST_X86
-    const char *env = getenv("CKPTKIT_NO_SIMD");
-    if ((!env || !*env || !strcmp(env, "0")) && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("f16c"))
-        CHECK(cki_cast_simd_active()); /* otherwise this test compares scalar with scalar */
+    {
+        const char *env = getenv("CKPTKIT_NO_SIMD");
+        unsigned a, b, c, d;
+        if ((!env || !*env || !strcmp(env, "0")) && __builtin_cpu_supports("avx2") &&
+            __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C))
+            CHECK(cki_cast_simd_active()); /* else this test compares scalar with scalar */
+    }
 #endif
     simd = cki_cast_simd_active();
     if (!simd) fprintf(stderr, "  note: no SIMD path on this machine or CKPTKIT_NO_SIMD set\n");
     for (size_t i = 0; i < N + 1; i++) {
         f[i] = tricky32();
         h[i] = (uint16_t)rnd();
+        if (i % 997 == 0) f[i] = 0x7f7fffffu | (uint32_t)(i & 1) << 31; /* BF16 overflow too */
+        if (i % 991 == 0) f[i] = 0x00001234u | (uint32_t)(i & 1) << 31;  /* and underflow */
     }
     /* element offset 1 so that vector loads are not 32-byte aligned; N odd for tails */
     cki_cast_force_scalar(1);
@@ -417,11 +426,15 @@ TEST(cast_simd_matches_scalar)
     CHECK(sa.overflow == sb.overflow && sa.underflow == sb.underflow);
     CHECK(sa.overflow > 1000 && sa.underflow > 1000);
 
+    memset(&sa, 0, sizeof sa);
+    memset(&sb, 0, sizeof sb);
     cki_cast_force_scalar(1);
-    cki_cast(CK_DT_F32, CK_DT_BF16, f + 1, ha + 1, N, NULL);
+    cki_cast(CK_DT_F32, CK_DT_BF16, f + 1, ha + 1, N, &sa);
     cki_cast_force_scalar(0);
-    cki_cast(CK_DT_F32, CK_DT_BF16, f + 1, hb + 1, N, NULL);
+    cki_cast(CK_DT_F32, CK_DT_BF16, f + 1, hb + 1, N, &sb);
     CHECK(memcmp(ha + 1, hb + 1, (size_t)N * 2) == 0);
+    CHECK(sa.overflow == sb.overflow && sa.underflow == sb.underflow);
+    CHECK(sa.overflow > 1000 && sa.underflow > 1000);
 
     cki_cast_force_scalar(1);
     cki_cast(CK_DT_F16, CK_DT_F32, h + 1, fa + 1, N, NULL);

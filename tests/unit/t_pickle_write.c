@@ -149,7 +149,8 @@ TEST(pickle_write_batches)
         int n;
         size_t len;
         uint32_t crc;
-    } cases[] = {{1000, 14908, 0x1d3cdf63u}, {1001, 14926, 0xeb41d8cau}, {2000, 31910, 0xd9401d85u}};
+    } cases[] = {
+        {1000, 14908, 0x1d3cdf63u}, {1001, 14926, 0xeb41d8cau}, {2000, 31910, 0xd9401d85u}};
     ck_ctx *ctx = ck_ctx_new();
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         cki_pkw w;

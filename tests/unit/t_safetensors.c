@@ -19,6 +19,7 @@
 #include "formats/format.h"
 #include "formats/model.h"
 #include "t.h"
+#include "t_build.h"
 #include "t_fs.h"
 
 extern const cki_format cki_fmt_safetensors;
@@ -105,14 +106,14 @@ static size_t o_str(sc *s, char *out, size_t cap)
             cp = 0x10000 + ((cp - 0xD800) << 10) + (o_hex(s) - 0xDC00);
         }
         {
-            unsigned char u[4];
-            int k;
-            if (cp < 0x80) { u[0] = (unsigned char)cp; k = 1; }
-            else if (cp < 0x800) { u[0] = (unsigned char)(0xC0 | cp >> 6); u[1] = (unsigned char)(0x80 | (cp & 63)); k = 2; }
-            else if (cp < 0x10000) { u[0] = (unsigned char)(0xE0 | cp >> 12); u[1] = (unsigned char)(0x80 | ((cp >> 6) & 63)); u[2] = (unsigned char)(0x80 | (cp & 63)); k = 3; }
-            else { u[0] = (unsigned char)(0xF0 | cp >> 18); u[1] = (unsigned char)(0x80 | ((cp >> 12) & 63)); u[2] = (unsigned char)(0x80 | ((cp >> 6) & 63)); u[3] = (unsigned char)(0x80 | (cp & 63)); k = 4; }
-            for (int j = 0; j < k; j++, len++)
-                if (len < cap) out[len] = (char)u[j];
+            /* UTF-8: lead byte marker and payload bits per sequence length */
+            int k = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+            static const unsigned lead[5] = {0, 0x00, 0xC0, 0xE0, 0xF0};
+            for (int j = 0; j < k; j++, len++) {
+                int shift = 6 * (k - 1 - j);
+                unsigned byte = j ? 0x80 | ((cp >> shift) & 63) : lead[k] | (unsigned)(cp >> shift);
+                if (len < cap) out[len] = (char)byte;
+            }
         }
     }
     s->i++;
@@ -124,7 +125,8 @@ static uint64_t o_num(sc *s)
 {
     uint64_t v = 0;
     o_ws(s);
-    while (s->i < s->n && s->p[s->i] >= '0' && s->p[s->i] <= '9') v = v * 10 + (uint64_t)(s->p[s->i++] - '0');
+    while (s->i < s->n && s->p[s->i] >= '0' && s->p[s->i] <= '9')
+        v = v * 10 + (uint64_t)(s->p[s->i++] - '0');
     return v;
 }
 
@@ -520,49 +522,6 @@ TEST(safetensors_many_tensors)
 
 /* ---- the writer ---------------------------------------------------------------------- */
 
-typedef struct spec {
-    const char *name;
-    ck_dtype dtype;
-    int ndim;
-    int64_t shape[4];
-} spec;
-
-/* A model over BYTES (filled with a pattern) holding the tensors of SPECS. */
-static ck_model *build(ck_ctx *ctx, const spec *specs, size_t count, uint8_t **bytes)
-{
-    ck_model *m;
-    cki_source *src;
-    uint64_t total = 0, off = 0;
-    for (size_t i = 0; i < count; i++) {
-        uint64_t numel = 1, nb;
-        for (int d = 0; d < specs[i].ndim; d++) numel *= (uint64_t)specs[i].shape[d];
-        cki_dtype_nbytes(specs[i].dtype, numel, &nb);
-        total += nb;
-    }
-    *bytes = malloc(total + 1);
-    for (uint64_t i = 0; i < total; i++) (*bytes)[i] = (uint8_t)(i * 31 + 17);
-    if (cki_model_new(ctx, "built", &m)) return NULL;
-    if (cki_source_from_memory(ctx, "built", *bytes, total, &src) || cki_model_add_source(m, src))
-        goto fail;
-    for (size_t i = 0; i < count; i++) {
-        uint64_t numel = 1, nb;
-        cki_storage *sg;
-        for (int d = 0; d < specs[i].ndim; d++) numel *= (uint64_t)specs[i].shape[d];
-        cki_dtype_nbytes(specs[i].dtype, numel, &nb);
-        if (cki_model_storage(m, src, off, nb, specs[i].dtype, "t", &sg) ||
-            cki_model_add_tensor(m, "built", specs[i].name, strlen(specs[i].name),
-                                 specs[i].dtype, specs[i].ndim, specs[i].shape, NULL, 0, sg, 0,
-                                 NULL))
-            goto fail;
-        off += nb;
-    }
-    return m;
-fail:
-    fprintf(stderr, "  build: %s\n", ck_errmsg(ctx));
-    ck_model_close(m);
-    return NULL;
-}
-
 static ck_status write_st(ck_ctx *ctx, ck_model *m, const char *out, const char *const *meta)
 {
     ck_convert_opts o;
@@ -577,7 +536,7 @@ TEST(safetensors_writer_exact_bytes)
 {
     /* the reference writer's layout: 8-byte types first, then by name; compact
      * JSON, __metadata__ first with sorted keys, spaces to a multiple of 8 */
-    static const spec specs[] = {{"b", CK_DT_F32, 1, {2}}, {"a", CK_DT_I64, 0, {0}},
+    static const tb_spec specs[] = {{"b", CK_DT_F32, 1, {2}}, {"a", CK_DT_I64, 0, {0}},
                                  {"c", CK_DT_U8, 2, {1, 3}}};
     static const char *const meta[] = {"zeta=1", "alpha=x\"y", NULL};
     static const char want_hdr[] =
@@ -588,7 +547,7 @@ TEST(safetensors_writer_exact_bytes)
     char dir[256], out[300];
     ck_ctx *ctx = ck_ctx_new();
     uint8_t *bytes;
-    ck_model *m = build(ctx, specs, 3, &bytes);
+    ck_model *m = tb_build(ctx, specs, 3, &bytes);
     size_t n = 0, hl = sizeof want_hdr - 1, padded = (hl + 8 + 7) / 8 * 8 - 8;
     unsigned char *f;
     CHECK(m != NULL && tfs_mkdtemp(dir, sizeof dir) == 0);
@@ -620,7 +579,7 @@ TEST(safetensors_writer_empty_model_and_format_key)
     char dir[256], out[300];
     ck_ctx *ctx = ck_ctx_new();
     uint8_t *bytes;
-    ck_model *m = build(ctx, NULL, 0, &bytes);
+    ck_model *m = tb_build(ctx, NULL, 0, &bytes);
     size_t n = 0;
     unsigned char *f;
     CHECK(tfs_mkdtemp(dir, sizeof dir) == 0);
@@ -641,7 +600,7 @@ TEST(safetensors_writer_empty_model_and_format_key)
 }
 
 /* Every safetensors dtype, 0-dim and 0-element tensors, names with dots and UTF-8. */
-static const spec all_specs[] = {
+static const tb_spec all_specs[] = {
     {"bool.flags", CK_DT_BOOL, 1, {3}},      {"u8", CK_DT_U8, 2, {2, 3}},
     {"i8", CK_DT_I8, 1, {5}},                {"u16", CK_DT_U16, 1, {3}},
     {"i16", CK_DT_I16, 2, {1, 1}},           {"u32", CK_DT_U32, 1, {2}},
@@ -665,7 +624,7 @@ TEST(safetensors_round_trip_every_dtype)
     char dir[256], out[300], out2[300];
     ck_ctx *ctx = ck_ctx_new();
     uint8_t *bytes;
-    ck_model *m = build(ctx, all_specs, ALL_COUNT, &bytes), *r = NULL;
+    ck_model *m = tb_build(ctx, all_specs, ALL_COUNT, &bytes), *r = NULL;
     static const char *const meta[] = {"note=caf\xc3\xa9", NULL};
     size_t n = 0, n2 = 0;
     unsigned char *f, *f2;
@@ -748,12 +707,12 @@ TEST(safetensors_round_trip_fixtures_and_good_corpus)
     CHECK(each_file(GOOD_DIR, ".safetensors", round_trip_file) >= 10);
 }
 
-static ck_status write_one(const spec *s, char *msg, size_t cap)
+static ck_status write_one(const tb_spec *s, char *msg, size_t cap)
 {
     char dir[256], out[300];
     ck_ctx *ctx = ck_ctx_new();
     uint8_t *bytes;
-    ck_model *m = build(ctx, s, 1, &bytes);
+    ck_model *m = tb_build(ctx, s, 1, &bytes);
     ck_status st;
     tfs_mkdtemp(dir, sizeof dir);
     tfs_join(out, sizeof out, dir, "x.safetensors");
@@ -769,10 +728,10 @@ static ck_status write_one(const spec *s, char *msg, size_t cap)
 
 TEST(safetensors_writer_refusals_name_the_tensor)
 {
-    static const spec c128 = {"z", CK_DT_C128, 1, {2}};
-    static const spec meta = {"__metadata__", CK_DT_F32, 1, {1}};
-    static const spec f4 = {"odd", CK_DT_F4, 1, {3}};
-    static const spec bad_utf8 = {"na\xffme", CK_DT_U8, 1, {1}};
+    static const tb_spec c128 = {"z", CK_DT_C128, 1, {2}};
+    static const tb_spec meta = {"__metadata__", CK_DT_F32, 1, {1}};
+    static const tb_spec f4 = {"odd", CK_DT_F4, 1, {3}};
+    static const tb_spec bad_utf8 = {"na\xffme", CK_DT_U8, 1, {1}};
     char msg[1024], dir_msg[1200];
     CHECK(write_one(&c128, msg, sizeof msg) == CK_EUNSUPPORTED);
     CHECK(strstr(msg, "x.safetensors: tensor 'z': safetensors has no C128 dtype; exclude the "
@@ -787,4 +746,21 @@ TEST(safetensors_writer_refusals_name_the_tensor)
     snprintf(dir_msg, sizeof dir_msg, "x.safetensors: tensor '%s': name is not valid UTF-8",
              bad_utf8.name);
     CHECK(strstr(msg, dir_msg) != NULL);
+    {
+        /* metadata must be UTF-8 too */
+        static const char *const bad_meta[] = {"k\xff=v", NULL};
+        char dir[256], out[300];
+        ck_ctx *ctx = ck_ctx_new();
+        uint8_t *bytes;
+        ck_model *m = tb_build(ctx, &f4, 0, &bytes);
+        CHECK(tfs_mkdtemp(dir, sizeof dir) == 0);
+        tfs_join(out, sizeof out, dir, "x.safetensors");
+        CHECK(write_st(ctx, m, out, bad_meta) == CK_EUNSUPPORTED);
+        CHECK(strstr(ck_errmsg(ctx), "x.safetensors: metadata 'k\xff': not valid UTF-8") != NULL);
+        CHECK(tfs_count_entries(dir) == 0);
+        ck_model_close(m);
+        free(bytes);
+        tfs_rmtree(dir);
+        ck_ctx_free(ctx);
+    }
 }

@@ -55,26 +55,40 @@ TEST(shard_assign_keeps_shared_storages_together)
 {
     ck_ctx *ctx = ck_ctx_new();
     cki_plan p;
-    cki_out_tensor ot[4];
-    cki_tensor src[4];
+    cki_out_tensor ot[5];
+    cki_tensor src[5];
     cki_storage s1, s2;
-    size_t of[4], n = 0;
+    int64_t one = 1;
+    size_t of[5], n = 0;
     uint64_t total = 0;
-    const uint64_t sz[4] = {4, 4, 4, 4};
+    const uint64_t sz[5] = {4, 4, 4, 4, 4};
     memset(&s1, 0, sizeof s1);
     memset(&s2, 0, sizeof s2);
     s1.id = 1;
     s2.id = 2;
-    plan_of_sizes(&p, ot, src, sz, 4);
-    src[0].storage = &s1;
-    src[1].storage = &s2;
-    src[2].storage = &s2;
-    src[3].storage = &s1; /* shares with tensor 0 */
-    CHECK(cki_shard_assign(ctx, &p, 4, 1, of, &n, &total) == CK_OK);
-    CHECK(n == 2 && of[0] == 0 && of[1] == 1 && of[2] == 1 && of[3] == 0);
-    CHECK(total == 8); /* shared storages counted once */
+    plan_of_sizes(&p, ot, src, sz, 5);
+    for (int i = 0; i < 5; i++) { /* F32 [1] views */
+        src[i].dtype = ot[i].dtype = CK_DT_F32;
+        src[i].ndim = 1;
+        src[i].shape = &one;
+        src[i].numel = 1;
+    }
+    src[0].storage = &s1;     /* s1 element 0 */
+    src[1].storage = &s2;     /* s2 element 0 ... */
+    src[2].storage = &s2;     /* ... twice: a tied weight, written once */
+    src[3].storage = &s1;     /* s1 element 1: shares with tensor 0 */
+    src[3].offset = 1;
+    /* tensor 4 has no storage: counted alone */
+    CHECK(cki_shard_assign(ctx, &p, 8, 1, of, &n, &total) == CK_OK);
+    /* s1 counts 8 bytes (two elements), s2 4 bytes (one element), tensor 4 4 bytes */
+    CHECK(n == 2 && of[0] == 0 && of[3] == 0 && of[1] == 1 && of[2] == 1 && of[4] == 1);
+    CHECK(total == 16);
+    ot[1].dtype = CK_DT_F16; /* a cast member is written apart: the group counts the sum */
+    ot[1].nbytes = 2;
+    CHECK(cki_shard_assign(ctx, &p, 8, 1, of, &n, &total) == CK_OK);
+    CHECK(total == 8 + 6 + 4);
     CHECK(cki_shard_assign(ctx, &p, 4, 0, of, &n, &total) == CK_OK);
-    CHECK(n == 4 && total == 16);
+    CHECK(n == 5 && total == 18);
     ck_ctx_free(ctx);
 }
 

@@ -536,3 +536,25 @@ TEST(torch_write_deterministic)
     CHECK(same_hex(p, n, "800263636f6c6c656374696f6e730a4f726465726564446963740a7100295271012e"));
     tt_done(&t);
 }
+
+/* An empty tensor with huge other sizes: strides saturate, nothing overflows. */
+TEST(torch_write_empty_huge_dims)
+{
+    uint8_t b[1] = {0};
+    int64_t shape[3] = {0, 1ll << 62, 1ll << 62};
+    static const uint8_t stride_tuple[] = {0x8a, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                           0xff, 0x7f, 0x8a, 8,    0,    0,    0,    0,
+                                           0,    0,    0,    0x40, 'K',  1,    0x87};
+    const uint8_t *p;
+    uint64_t n = 0;
+    tt t;
+    tt_init(&t, b, sizeof b);
+    tt_tensor(&t, "e", CK_DT_F32, 3, shape, NULL, 0, tt_storage(&t, 0, 0, CK_DT_F32), 0);
+    CHECK(tt_write(&t, &cki_fmt_pth, "e.pt", CK_DT_KEEP, NULL, NULL, 0, 0) == CK_OK);
+    CHECK(tt_read(&t));
+    p = tt_member(&t, "e/data.pkl", &n);
+    CHECK(p && memmem(p, (size_t)n, stride_tuple, sizeof stride_tuple));
+    p = tt_member(&t, "e/data/0", &n);
+    CHECK(p && n == 0);
+    tt_done(&t);
+}

@@ -56,9 +56,13 @@ static inline int tz_zip64(const uint8_t *x, size_t xl, uint64_t *size, uint64_t
         if (i + 4 + len > xl) return 0;
         if (id == 1) {
             size_t k = i + 4, end = i + 4 + len;
-            if (size && *size == 0xffffffffu && k + 8 <= end) { *size = cki_ld_le64(x + k); k += 8; }
-            if (csize && *csize == 0xffffffffu && k + 8 <= end) { *csize = cki_ld_le64(x + k); k += 8; }
-            if (off && *off == 0xffffffffu && k + 8 <= end) { *off = cki_ld_le64(x + k); k += 8; }
+            uint64_t *fields[3] = {size, csize, off};
+            for (int f = 0; f < 3; f++) {
+                if (fields[f] && *fields[f] == 0xffffffffu && k + 8 <= end) {
+                    *fields[f] = cki_ld_le64(x + k);
+                    k += 8;
+                }
+            }
             return 1;
         }
         i += 4 + len;

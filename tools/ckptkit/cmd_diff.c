@@ -191,7 +191,7 @@ static void print_json(const rows *r, const ck_diff_result *res, const ck_diff_o
 
 static void print_table(const rows *r)
 {
-    int wn = 6, wc = 6, wsa = 7, wsb = 7;
+    int wn = 6, wc = 6, wda = 7, wdb = 7, wsa = 7, wsb = 7;
     char sa[256], sb[256], mx[32], mn[32], cs[32];
     if (!r->n) return;
     for (size_t i = 0; i < r->n; i++) {
@@ -199,14 +199,16 @@ static void print_table(const rows *r)
         int l = (int)strlen(w->name);
         if (l > wn) wn = l < 60 ? l : 60;
         if ((int)strlen(w->change) > wc) wc = (int)strlen(w->change);
+        if ((int)strlen(dtype_str(w->da)) > wda) wda = (int)strlen(dtype_str(w->da));
+        if ((int)strlen(dtype_str(w->db)) > wdb) wdb = (int)strlen(dtype_str(w->db));
         shape_str(sa, sizeof sa, w->na, w->sa);
         shape_str(sb, sizeof sb, w->nb, w->sb);
         if ((int)strlen(sa) > wsa) wsa = (int)strlen(sa);
         if ((int)strlen(sb) > wsb) wsb = (int)strlen(sb);
     }
-    printf("%-*s  %-*s  %-11s  %-11s  %-*s  %-*s  %10s  %10s  %9s\n", wn, "TENSOR", wc, "CHANGE",
-           "DTYPE A", "DTYPE B", wsa, "SHAPE A", wsb, "SHAPE B", "MAX ABS", "MEAN ABS",
-           "COSINE");
+    printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-*s  %10s  %10s  %9s\n", wn, "TENSOR", wc, "CHANGE",
+           wda, "DTYPE A", wdb, "DTYPE B", wsa, "SHAPE A", wsb, "SHAPE B", "MAX ABS",
+           "MEAN ABS", "COSINE");
     for (size_t i = 0; i < r->n; i++) {
         const row *w = &r->v[i];
         shape_str(sa, sizeof sa, w->na, w->sa);
@@ -214,8 +216,9 @@ static void print_table(const rows *r)
         num_str(mx, sizeof mx, w->max_abs, w->have_stats, "%.4g");
         num_str(mn, sizeof mn, w->mean_abs, w->have_stats, "%.4g");
         num_str(cs, sizeof cs, w->cosine, w->have_stats, "%.6f");
-        printf("%-*s  %-*s  %-11s  %-11s  %-*s  %-*s  %10s  %10s  %9s\n", wn, w->name, wc,
-               w->change, dtype_str(w->da), dtype_str(w->db), wsa, sa, wsb, sb, mx, mn, cs);
+        printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-*s  %10s  %10s  %9s\n", wn, w->name, wc,
+               w->change, wda, dtype_str(w->da), wdb, dtype_str(w->db), wsa, sa, wsb, sb, mx, mn,
+               cs);
     }
 }
 

@@ -62,7 +62,8 @@ int cmd_export(int argc, char **argv)
         case O_DTYPE:
             if (!strcmp(optarg, "keep")) {
                 eo.dtype = CK_DT_KEEP;
-            } else if (ck_dtype_parse(optarg, &eo.dtype) || !ck_dtype_can_cast(eo.dtype)) {
+            } else if (ck_dtype_parse(optarg, &eo.dtype) || !ck_dtype_is_float(eo.dtype) ||
+                       !ck_dtype_can_cast(eo.dtype)) {
                 return cli_usage_error("export", "--dtype '%s': expected keep, f32, f16, bf16, "
                                        "f64, f8_e4m3 or f8_e5m2", optarg);
             }

@@ -1,0 +1,313 @@
+/*
+ * scan.c -- ck_scan: every pickle in a file, through the loader's own parsers,
+ * with a verdict for every global it names.
+ *
+ * What is scanned:
+ *  - zip (torch, npz, hand-made): every record named *.pkl, every *.npy
+ *    record holding an object array (its pickle after the npy header), and
+ *    every other record that starts like a pickle (PROTO byte 0x80 then a
+ *    protocol 0..5), except the raw storage records of a torch archive
+ *    (<prefix>/data/... next to <prefix>/data.pkl) and its small text
+ *    records. The zip directory itself must pass cki_zip_open: local and
+ *    central names that differ, encrypted records, overlapping records make
+ *    the scan fail. Pickle records are CRC-checked.
+ *  - legacy torch stream: its five pickles, the storage layout after them,
+ *    and whatever follows the layout;
+ *  - torch tar: the pickles inside 'storages' and 'tensors' (by their
+ *    layout), 'pickle', 'sys_info', and any other member starting like a
+ *    pickle;
+ *  - .npy: the pickle of an object array;
+ *  - any other file that no reader claims: a raw pickle stream.
+ * After each STOP, bytes that remain (other than NULs and whitespace) must
+ * form another pickle, which is scanned too: a loader reading pickles in a
+ * row would run it. A pickle that cannot be parsed to its STOP fails the
+ * scan (never "clean"); the globals met before the failure are still
+ * reported. A STACK_GLOBAL whose operands are not plain strings is reported
+ * as module "?" name "?" and judged dangerous.
+ */
+#include <stdio.h>
+
+#include "../formats/format.h"
+#include "../formats/torch_read.h"
+#include "../pickle/verdict.h"
+
+#define MEM_BASE (64ull << 20)
+#define MEM_PER_INPUT_BYTE 32
+
+typedef struct scanner {
+    ck_ctx *ctx;
+    const char *path;
+    ck_scan_fn fn;
+    void *user;
+    ck_verdict worst;
+} scanner;
+
+static void report(scanner *s, const char *where, const cki_pickle *pk)
+{
+    for (size_t i = 0; i < pk->global_count; i++) {
+        const cki_pickle_global *g = &pk->globals[i];
+        ck_scan_item item;
+        item.where = where;
+        item.offset = g->off;
+        item.module = g->module ? g->module : "?";
+        item.name = g->name ? g->name : "?";
+        item.verdict = g->resolved ? cki_global_verdict(g->module, g->name) : CK_VERDICT_DANGEROUS;
+        if (item.verdict > s->worst) s->worst = item.verdict;
+        if (s->fn) s->fn(s->user, &item);
+    }
+}
+
+static ck_status visit(void *user, const char *where, uint64_t off, const cki_pickle *pk)
+{
+    (void)off;
+    report(user, where, pk);
+    return CK_OK;
+}
+
+/* Pickles in a row in P[0..LEN), the first at BASE (reported offsets). */
+static ck_status scan_pickles(scanner *s, const uint8_t *p, uint64_t len, const char *where,
+                              uint64_t base)
+{
+    uint64_t pos = 0;
+    unsigned n = 0;
+    ck_status st = CK_OK;
+    while (pos < len) {
+        cki_arena arena;
+        cki_pickle pk;
+        char name[512];
+        if (n && cki_torch_trivial_tail(p + pos, len - pos)) break;
+        if (n)
+            snprintf(name, sizeof name, "%s (pickle %u, after byte %llu)", where, n + 1,
+                     (unsigned long long)(base + pos));
+        else
+            snprintf(name, sizeof name, "%s", where);
+        cki_arena_init(&arena, s->ctx);
+        st = cki_pickle_run(s->ctx, &arena, p + pos, (size_t)(len - pos), s->path, name,
+                            base + pos, &pk);
+        report(s, name, &pk);
+        cki_arena_free(&arena);
+        if (st) return st;
+        if (pk.end == 0) break;
+        pos += pk.end;
+        n++;
+    }
+    return st;
+}
+
+/* An .npy payload: the pickle of an object array, if it is one. */
+static ck_status scan_npy(scanner *s, const uint8_t *p, uint64_t len, const char *where,
+                          uint64_t base)
+{
+    uint64_t hlen, start;
+    const char *d, *end;
+    if (len < 10 || memcmp(p, "\x93NUMPY", 6) != 0)
+        return cki_fail(s->ctx, CK_EFORMAT, "%s: %s: not an npy array (no \\x93NUMPY magic)",
+                        s->path, where);
+    if (p[6] == 1) {
+        hlen = cki_ld_le16(p + 8);
+        start = 10;
+    } else if ((p[6] == 2 || p[6] == 3) && len >= 12) {
+        hlen = cki_ld_le32(p + 8);
+        start = 12;
+    } else {
+        return cki_fail(s->ctx, CK_EFORMAT, "%s: %s: npy version %u.%u is not known", s->path,
+                        where, p[6], p[7]);
+    }
+    if (cki_out_of(start, hlen, len))
+        return cki_fail(s->ctx, CK_EFORMAT,
+                        "%s: %s: npy header of %llu bytes runs past the end (%llu bytes)",
+                        s->path, where, (unsigned long long)hlen, (unsigned long long)len);
+    d = (const char *)p + start;
+    end = d + hlen;
+    /* the descr value: 'descr': '<type>' -- an object array has type |O or |O8 */
+    for (const char *q = d; q + 8 < end; q++) {
+        if (memcmp(q, "'descr'", 7) != 0 && memcmp(q, "\"descr\"", 7) != 0) continue;
+        q += 7;
+        while (q < end && (*q == ' ' || *q == ':')) q++;
+        if (q < end && (*q == '\'' || *q == '"')) {
+            const char *t = q + 1;
+            size_t tl = 0;
+            while (t + tl < end && t[tl] != *q) tl++;
+            if (tl >= 2 && (t[tl - 1] == 'O' || (tl >= 3 && t[tl - 2] == 'O')))
+                return scan_pickles(s, p + start + hlen, len - start - hlen, where,
+                                    base + start + hlen);
+            return CK_OK;
+        }
+        /* structured dtypes (a list) may hold objects too: scan if 'O' appears */
+        for (const char *x = q; x < end; x++)
+            if (*x == 'O' && x > d && (x[-1] == '|' || x[-1] == '\''))
+                return scan_pickles(s, p + start + hlen, len - start - hlen, where,
+                                    base + start + hlen);
+        return CK_OK;
+    }
+    return cki_fail(s->ctx, CK_EFORMAT, "%s: %s: npy header has no 'descr'", s->path, where);
+}
+
+static int ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && !memcmp(s + n - k, suffix, k);
+}
+
+/* 1 if NAME is a raw storage or small text record of a torch archive. */
+static int torch_data_record(const cki_zip *z, const cki_zip_entry *e)
+{
+    static const char *const text[] = {"version", "byteorder", ".format_version",
+                                       ".storage_alignment", "serialization_id"};
+    const char *slash = memchr(e->name, '/', e->name_len);
+    char pkl[600];
+    size_t plen;
+    if (!slash) return 0;
+    plen = (size_t)(slash - e->name);
+    if (plen > 500) return 0;
+    memcpy(pkl, e->name, plen);
+    memcpy(pkl + plen, "/data.pkl", 10);
+    if (!cki_zip_find(z, pkl, plen + 9)) return 0;
+    if (e->name_len > plen + 6 && !memcmp(slash, "/data/", 6)) return 1;
+    for (size_t i = 0; i < sizeof text / sizeof text[0]; i++) {
+        const char *b = strrchr(e->name, '/');
+        if (b && !strcmp(b + 1, text[i])) return 1;
+    }
+    return 0;
+}
+
+static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
+{
+    cki_zip z;
+    ck_status st;
+    if ((st = cki_zip_open(s->ctx, s->path, src->base, src->len, &z))) return st;
+    if (junk_scan && z.shift && src->base[0] == 0x80 &&
+        (st = scan_pickles(s, src->base, z.shift, "bytes before the zip archive", 0)))
+        goto done;
+    for (size_t i = 0; i < z.count; i++) {
+        const cki_zip_entry *e = &z.entries[i];
+        const uint8_t *data;
+        uint64_t len;
+        uint8_t *owned = NULL;
+        int pkl = ends_with(e->name, e->name_len, ".pkl");
+        int npy = ends_with(e->name, e->name_len, ".npy");
+        if (!pkl && !npy) {
+            uint8_t head[2];
+            size_t got;
+            if (torch_data_record(&z, e)) continue;
+            if ((st = cki_zip_peek(&z, e, head, 2, &got))) goto done;
+            if (got < 2 || head[0] != 0x80 || head[1] > 5) continue;
+        }
+        if ((st = cki_zip_read(&z, e, 1, &data, &len, &owned))) goto done;
+        st = npy ? scan_npy(s, data, len, e->name, 0) : scan_pickles(s, data, len, e->name, 0);
+        cki_free(s->ctx, owned);
+        if (st) goto done;
+    }
+done:
+    cki_zip_close(&z);
+    return st;
+}
+
+static ck_status scan_legacy(scanner *s, const cki_source *src)
+{
+    cki_torch_file tf;
+    ck_status st;
+    if ((st = cki_torch_parse(s->ctx, s->path, src->base, src->len, CKI_TORCH_LEGACY, visit, s,
+                              &tf)))
+        return st;
+    if (tf.data_end < src->len && !cki_torch_trivial_tail(src->base + tf.data_end,
+                                                           src->len - tf.data_end))
+        st = scan_pickles(s, src->base + tf.data_end, src->len - tf.data_end,
+                          "bytes after the legacy storages", tf.data_end);
+    cki_torch_close(&tf);
+    return st;
+}
+
+/* Tar: the structured members through the torch parser, the others here. */
+static ck_status tar_visit(void *user, const char *where, uint64_t off, const cki_pickle *pk)
+{
+    if (!strncmp(where, "tar member 'storages'", 21) || !strncmp(where, "tar member 'tensors'", 20))
+        report(user, where, pk);
+    return CK_OK;
+}
+
+static ck_status scan_tar(scanner *s, const cki_source *src)
+{
+    cki_tar t;
+    cki_torch_file tf;
+    ck_status st;
+    if ((st = cki_tar_open(s->ctx, s->path, src->base, src->len, &t))) return st;
+    for (size_t i = 0; i < t.count; i++) {
+        const cki_tar_member *m = &t.members[i];
+        const uint8_t *p = src->base + m->off;
+        char where[300];
+        if (!strcmp(m->name, "storages") || !strcmp(m->name, "tensors")) continue;
+        if (strcmp(m->name, "pickle") != 0 && strcmp(m->name, "sys_info") != 0 &&
+            !(m->len >= 2 && p[0] == 0x80 && p[1] <= 5))
+            continue;
+        snprintf(where, sizeof where, "tar member '%.200s'", m->name);
+        if ((st = scan_pickles(s, p, m->len, where, m->off))) break;
+    }
+    cki_tar_close(&t);
+    if (st) return st;
+    if ((st = cki_torch_parse(s->ctx, s->path, src->base, src->len, CKI_TORCH_TAR, tar_visit, s,
+                              &tf)))
+        return st;
+    cki_torch_close(&tf);
+    return CK_OK;
+}
+
+static void grow_mem_limit(ck_ctx *ctx, uint64_t input_len)
+{
+    uint64_t add, lim = ctx->limits[CK_LIMIT_MEMORY];
+    if (cki_mul_u64(&add, input_len, MEM_PER_INPUT_BYTE)) add = UINT64_MAX;
+    if (!ctx->mem_limit_effective) ctx->mem_limit_effective = MEM_BASE;
+    if (cki_add_u64(&ctx->mem_limit_effective, ctx->mem_limit_effective, add))
+        ctx->mem_limit_effective = UINT64_MAX;
+    if (ctx->mem_limit_effective > lim) ctx->mem_limit_effective = lim;
+}
+
+ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_verdict *worst)
+{
+    scanner s;
+    cki_source *src;
+    ck_status st;
+    if (!ctx || !path) return cki_fail(ctx, CK_EARG, "ck_scan: missing argument");
+    cki_clear(ctx);
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.path = path;
+    s.fn = fn;
+    s.user = user;
+    s.worst = CK_VERDICT_ALLOWED;
+    if ((st = cki_source_open(ctx, path, &src))) return st;
+    grow_mem_limit(ctx, src->len);
+    if (src->len == 0) {
+        st = cki_fail(ctx, CK_EFORMAT, "%s: empty file: nothing to scan", path);
+        goto done;
+    }
+    switch (cki_torch_sniff(src->base, src->len)) {
+    case CKI_TORCH_ZIP: st = scan_zip(&s, src, 0); break;
+    case CKI_TORCH_LEGACY: st = scan_legacy(&s, src); break;
+    case CKI_TORCH_TAR: st = scan_tar(&s, src); break;
+    default: {
+        cki_zip z;
+        const cki_format *f;
+        if (src->len >= 10 && !memcmp(src->base, "\x93NUMPY", 6)) {
+            st = scan_npy(&s, src->base, src->len, "npy array", 0);
+            break;
+        }
+        if (!cki_zip_open(NULL, path, src->base, src->len, &z)) { /* bytes before a zip */
+            cki_zip_close(&z);
+            st = scan_zip(&s, src, 1);
+            break;
+        }
+        f = cki_format_detect(src);
+        if (f && (!strcmp(f->name, "safetensors") || !strcmp(f->name, "gguf"))) {
+            st = CK_OK; /* a format that holds no pickles */
+            break;
+        }
+        st = scan_pickles(&s, src->base, src->len, "pickle", 0);
+        break;
+    }
+    }
+done:
+    cki_source_close(ctx, src);
+    if (!st && worst) *worst = s.worst;
+    return st;
+}

@@ -1,0 +1,226 @@
+/*
+ * t_scan.c -- ck_scan: every MALICIOUS shared fixture is unsafe or fails,
+ * every benign one is clean; our crafted payloads (tests/corpus/bad/torch)
+ * are caught wherever they hide (a second pickle, an extra zip record, bytes
+ * before the archive, a legacy tail, a tar member); raw storage records are
+ * not mistaken for pickles; unresolved STACK_GLOBALs are dangerous; a pickle
+ * that does not parse fails the scan but its earlier globals are reported.
+ */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "t.h"
+#include "t_fs.h"
+#include "t_torchbuild.h"
+
+typedef struct seen {
+    int count, dangerous;
+    char last_module[128], last_name[128], last_where[256];
+    int saw_system;
+} seen;
+
+static void on_item(void *user, const ck_scan_item *it)
+{
+    seen *s = user;
+    s->count++;
+    if (it->verdict == CK_VERDICT_DANGEROUS) s->dangerous++;
+    if (!strcmp(it->name, "system")) s->saw_system = 1;
+    snprintf(s->last_module, sizeof s->last_module, "%s", it->module);
+    snprintf(s->last_name, sizeof s->last_name, "%s", it->name);
+    snprintf(s->last_where, sizeof s->last_where, "%s", it->where);
+}
+
+static ck_status scan(const char *path, seen *s, ck_verdict *worst, char *msg, size_t cap)
+{
+    ck_ctx *ctx = ck_ctx_new();
+    ck_status st;
+    memset(s, 0, sizeof *s);
+    *worst = CK_VERDICT_ALLOWED;
+    st = ck_scan(ctx, path, on_item, s, worst);
+    if (msg) snprintf(msg, cap, "%s", ck_errmsg(ctx));
+    ck_ctx_free(ctx);
+    return st;
+}
+
+TEST(scan_malicious_fixtures_are_unsafe_or_fail)
+{
+    size_t n = 0;
+    char *tsv = (char *)tfs_read(T_FIXTURES "/MANIFEST.tsv", &n);
+    int checked = 0;
+    CHECK(tsv != NULL);
+    if (!tsv) return;
+    tsv[n] = 0;
+    for (char *line = strtok(tsv, "\n"); line; line = strtok(NULL, "\n")) {
+        char path[512];
+        size_t k = strcspn(line, "\t");
+        seen s;
+        ck_verdict worst;
+        ck_status st;
+        if (!strstr(line, "MALICIOUS") || k > 300) continue;
+        snprintf(path, sizeof path, T_FIXTURES "/%.*s", (int)k, line);
+        st = scan(path, &s, &worst, NULL, 0);
+        if (!(st != CK_OK || worst == CK_VERDICT_DANGEROUS)) fprintf(stderr, "  clean: %s\n", path);
+        CHECK(st != CK_OK || worst == CK_VERDICT_DANGEROUS);
+        checked++;
+    }
+    CHECK(checked >= 15);
+    free(tsv);
+}
+
+TEST(scan_benign_fixtures_are_clean)
+{
+    static const char *const files[] = {
+        "pytorch-zip/burn_checkpoint.pt",
+        "pytorch-zip/picklescan_new_pytorch_model.bin",
+        "pytorch-zip/candle_config.pt",
+        "pytorch-legacy/lightning_mnist_test.pt",
+        "pytorch-legacy/burn_legacy_shared_storage.pt",
+        "pytorch-tar/burn_tar_multi_dtype.tar",
+        "lightning-ckpt/darts_lr_find_7603e48a.ckpt",
+        "pickle/picklescan_benign0_v4.pkl",
+        "npz/npyz_compressed.npz",
+        "npz/picklescan_object_arrays.npz",
+        "safetensors/hf_samples_overall.safetensors",
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512], msg[1024];
+        seen s;
+        ck_verdict worst;
+        ck_status st;
+        snprintf(path, sizeof path, T_FIXTURES "/%s", files[i]);
+        st = scan(path, &s, &worst, msg, sizeof msg);
+        if (st) fprintf(stderr, "  %s\n", msg);
+        CHECK(st == CK_OK && worst != CK_VERDICT_DANGEROUS && s.dangerous == 0);
+    }
+}
+
+TEST(scan_failure_still_reports_earlier_globals)
+{
+    seen s;
+    ck_verdict worst;
+    char msg[1024];
+    CHECK(scan(T_FIXTURES "/pickle/picklescan_broken_model.pkl", &s, &worst, msg, sizeof msg) ==
+          CK_EFORMAT);
+    CHECK(s.dangerous == 1 && !strcmp(s.last_name, "exec"));
+    CHECK(strstr(msg, "string of 543558206 bytes but only 63 remain") != NULL);
+    CHECK(scan(T_FIXTURES "/pickle/picklescan_malicious6.pkl", &s, &worst, msg, sizeof msg) ==
+          CK_OK);
+    CHECK(worst == CK_VERDICT_DANGEROUS && !strcmp(s.last_module, "requests.api"));
+    CHECK(strstr(s.last_where, "pickle 2, after byte 28") != NULL);
+}
+
+static int scan_crafted(const char *name)
+{
+    char path[512];
+    seen s;
+    ck_verdict worst;
+    ck_status st;
+    snprintf(path, sizeof path, "tests/corpus/bad/torch/%s", name);
+    st = scan(path, &s, &worst, NULL, 0);
+    if (st == CK_OK) {
+        CHECK(worst == CK_VERDICT_DANGEROUS && s.saw_system);
+        if (!s.saw_system) fprintf(stderr, "  %s: no os.system found\n", name);
+    }
+    return st == CK_OK;
+}
+
+TEST(scan_finds_crafted_payloads_wherever_they_hide)
+{
+    static const char *const unsafe[] = {
+        "evil_reduce_zip.pt",      "evil_reduce_legacy.pt",  "evil_second_pickle.pkl",
+        "evil_inst_v0.pkl",        "evil_stack_global_memo.pkl", "evil_trailing_zip.pt",
+        "evil_extra_record.pt",    "evil_legacy_tail.pt",    "evil_junk_prefix.pt",
+        "evil_tar.tar",            "evil_build_state.pt",    "evil_no_prefix.zip",
+    };
+    static const char *const broken[] = {"evil_name_mismatch.pt", "evil_encrypted.pt"};
+    for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++) CHECK(scan_crafted(unsafe[i]));
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) CHECK(!scan_crafted(broken[i]));
+}
+
+/* Writes BYTES to DIR/NAME and scans it. */
+static ck_status scan_bytes(const char *dir, const char *name, const void *p, size_t n, seen *s,
+                            ck_verdict *worst, char *msg, size_t cap)
+{
+    char path[1024];
+    tfs_join(path, sizeof path, dir, name);
+    if (tfs_write(path, p, n)) return CK_EIO;
+    return scan(path, s, worst, msg, cap);
+}
+
+TEST(scan_pickle_streams_and_zip_records)
+{
+    char dir[512], msg[1024];
+    tb_bytes b = {0}, zip;
+    seen s;
+    ck_verdict worst;
+    CHECK(tfs_mkdtemp(dir, sizeof dir) == 0);
+    /* two benign pickles in a row, then whitespace: clean */
+    pk_proto(&b);
+    pk_global(&b, "collections", "OrderedDict");
+    pk_stop(&b);
+    pk_proto(&b);
+    pk_global(&b, "torch", "float32");
+    pk_stop(&b);
+    tbb_s(&b, "\n \n");
+    CHECK(scan_bytes(dir, "two.pkl", b.p, b.n, &s, &worst, msg, sizeof msg) == CK_OK);
+    CHECK(s.count == 2 && worst == CK_VERDICT_ALLOWED);
+    /* then bytes that are not a pickle: the scan fails */
+    tbb_s(&b, "garbage");
+    CHECK(scan_bytes(dir, "junk.pkl", b.p, b.n, &s, &worst, msg, sizeof msg) == CK_EFORMAT);
+    CHECK(s.count == 2);
+    tbb_free(&b);
+    /* STACK_GLOBAL over a non-string: unresolved, dangerous */
+    tbb_put(&b, "\x80\x04K\x01\x8c\x01x\x93.", 9);
+    CHECK(scan_bytes(dir, "sg.pkl", b.p, b.n, &s, &worst, msg, sizeof msg) == CK_OK);
+    CHECK(worst == CK_VERDICT_DANGEROUS && !strcmp(s.last_module, "?"));
+    tbb_free(&b);
+    /* a torch zip whose raw storage starts like a pickle: not scanned; the
+     * same bytes in an unknown record are */
+    {
+        static const uint8_t fake[8] = {0x80, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+        tb_bytes pkl = {0};
+        tz_rec recs[3];
+        pk_proto(&pkl);
+        pk_empty_dict(&pkl);
+        pk_stop(&pkl);
+        recs[0] = (tz_rec){.name = "m/data.pkl", .data = pkl.p, .len = pkl.n};
+        recs[1] = (tz_rec){.name = "m/data/0", .data = fake, .len = sizeof fake};
+        recs[2] = (tz_rec){.name = "m/version", .data = "3\n", .len = 2};
+        tz_build(recs, 3, NULL, &zip);
+        CHECK(scan_bytes(dir, "z.pt", zip.p, zip.n, &s, &worst, msg, sizeof msg) == CK_OK);
+        tbb_free(&zip);
+        recs[1].name = "m/blob";
+        tz_build(recs, 3, NULL, &zip);
+        CHECK(scan_bytes(dir, "z2.pt", zip.p, zip.n, &s, &worst, msg, sizeof msg) == CK_EFORMAT);
+        CHECK(strstr(msg, "m/blob") != NULL);
+        tbb_free(&zip);
+        /* a pickle record whose CRC is wrong */
+        recs[1].name = "m/data/0";
+        recs[0].crc_wrong = 1;
+        tz_build(recs, 3, NULL, &zip);
+        CHECK(scan_bytes(dir, "z3.pt", zip.p, zip.n, &s, &worst, msg, sizeof msg) == CK_EFORMAT);
+        CHECK(strstr(msg, "CRC-32") != NULL);
+        tbb_free(&zip);
+        tbb_free(&pkl);
+    }
+    CHECK(scan_bytes(dir, "empty.pkl", "", 0, &s, &worst, msg, sizeof msg) == CK_EFORMAT);
+    CHECK(strstr(msg, "empty file") != NULL);
+    tfs_rmtree(dir);
+    {
+        ck_ctx *ctx = ck_ctx_new();
+        CHECK(ck_scan(ctx, "/nonexistent/ckptkit/x.pt", NULL, NULL, &worst) == CK_EIO);
+        CHECK(ck_scan(ctx, NULL, NULL, NULL, &worst) == CK_EARG);
+        ck_ctx_free(ctx);
+    }
+}
+
+TEST(scan_npy_object_arrays)
+{
+    seen s;
+    ck_verdict worst;
+    CHECK(scan(T_FIXTURES "/npy/picklescan_dns_exfiltration.npy", &s, &worst, NULL, 0) == CK_OK);
+    CHECK(worst == CK_VERDICT_DANGEROUS && !strcmp(s.last_name, "get_server_certificate"));
+    CHECK(scan(T_FIXTURES "/npy/candle_test.npy", &s, &worst, NULL, 0) == CK_OK);
+    CHECK(s.count == 0);
+}
