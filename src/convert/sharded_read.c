@@ -15,7 +15,8 @@
  *  - tensor names hold no NUL.
  * Then each shard is opened, in order of its name (00001 before 00002), into the same
  * model with its own detected reader, and:
- *  - a tensor in two shards is an error (the model refuses the second name);
+ *  - a tensor in two shards is an error (the model refuses the second name; the
+ *    message names both shards);
  *  - a tensor whose weight_map entry names another shard is an error;
  *  - a weight_map entry whose shard lacks the tensor is an error, unless the shards'
  *    metadata records the name as an alias removed in favour of a tensor that is present
@@ -125,12 +126,40 @@ static size_t shard_index(const char *const *shards, size_t n, const char *name)
     return hit ? (size_t)(hit - shards) : (size_t)-1;
 }
 
+/* A shard that repeats a tensor of an earlier shard fails in the model with
+ * "SHARD: tensor 'NAME' appears twice"; say which earlier shard holds it.
+ * BOUNDS[j] is the tensor count after shard j. Any other message stays. */
+static ck_status name_both_shards(ck_model *m, const char *index_path, const char *shard_file,
+                                  const char *const *shards, size_t k, const size_t *bounds)
+{
+    const char *msg = m->ctx->errmsg, *tail = "' appears twice", *name, *end;
+    size_t fl = strlen(shard_file), idx, j = 0;
+    char *dup;
+    if (strncmp(msg, shard_file, fl) || strncmp(msg + fl, ": tensor '", 10))
+        return CK_EFORMAT;
+    name = msg + fl + 10;
+    end = name + strlen(name);
+    if ((size_t)(end - name) <= strlen(tail) || strcmp(end - strlen(tail), tail))
+        return CK_EFORMAT;
+    dup = cki_strndup(m->ctx, name, (size_t)(end - name) - strlen(tail));
+    if (!dup) return CK_ENOMEM;
+    if (!cki_map_get(&m->names, dup, strlen(dup), &idx)) {
+        while (j < k && bounds[j] <= idx) j++;
+        if (j < k)
+            cki_fail(m->ctx, CK_EFORMAT, "%s: tensor '%s' is in shard '%s' and again in '%s'",
+                     index_path, dup, shards[j], shards[k]);
+    }
+    cki_free(m->ctx, dup);
+    return CK_EFORMAT;
+}
+
 ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *opts)
 {
     ck_ctx *ctx = m->ctx;
     char *index_path = NULL, *shard_file = NULL, *fmt = NULL;
     const char **shards = NULL;
-    size_t *want = NULL; /* per weight_map member: its shard's index */
+    size_t *want = NULL;   /* per weight_map member: its shard's index */
+    size_t *bounds = NULL; /* per shard: tensor count once it is open */
     unsigned char *found = NULL;
     size_t nshards = 0, dir_len, unlisted = 0, aliases = 0;
     const char *first_unlisted = NULL, *first_alias = NULL;
@@ -242,6 +271,7 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
     }
     for (size_t i = 0; i < wm->len; i++)
         want[i] = shard_index(shards, nshards, wm->u.members[i].value.u.str);
+    if (!(bounds = cki_calloc(ctx, nshards, sizeof *bounds))) { st = CK_ENOMEM; goto out; }
     for (size_t k = 0; k < nshards; k++) {
         struct stat ss;
         cki_free(ctx, shard_file);
@@ -263,7 +293,11 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
         size_t before = m->count;
         cki_free(ctx, shard_file);
         if (!(shard_file = join(ctx, index_path, dir_len, shards[k]))) { st = CK_ENOMEM; goto out; }
-        if ((st = cki_open_file_into(m, shard_file, opts))) goto out;
+        if ((st = cki_open_file_into(m, shard_file, opts))) {
+            if (st == CK_EFORMAT) st = name_both_shards(m, index_path, shard_file, shards, k, bounds);
+            goto out;
+        }
+        bounds[k] = m->count;
         if (m->values_json) { /* gather each shard's non-tensor values under its name */
             cki_buf_puts(&values, values.len ? ", " : "{");
             cki_buf_json_str(&values, shards[k], strlen(shards[k]));
@@ -332,6 +366,7 @@ out:
     cki_free(ctx, shard_file);
     cki_free(ctx, shards);
     cki_free(ctx, want);
+    cki_free(ctx, bounds);
     cki_free(ctx, found);
     cki_map_free(&names);
     cki_arena_free(&arena);

@@ -16,7 +16,7 @@
 
 #include "cli.h"
 
-int cmd_scan(int argc, char **argv);
+
 
 static const char help[] =
     "usage: ckptkit scan FILE... [--json] [-q]\n\n"

@@ -7,9 +7,6 @@
 
 #include "cli.h"
 
-/* commands whose prototypes are not in cli.h */
-int cmd_diff(int argc, char **argv);
-int cmd_export(int argc, char **argv);
 
 static const struct {
     const char *name;
@@ -22,6 +19,7 @@ static const struct {
     {"verify", cmd_verify, "check two checkpoints hold the same tensors, bit for bit"},
     {"diff", cmd_diff, "compare values across dtypes: max/mean abs difference, cosine"},
     {"export", cmd_export, "write chosen tensors as NumPy .npy files or raw bytes"},
+    {"scan", cmd_scan, "list the globals every pickle references: allowed, unknown, dangerous"},
 };
 
 static void usage(FILE *f)
