@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # make demo: the main job on the bundled examples. Converts a Lightning
 # checkpoint to safetensors (nothing in it is executed), shows info and ls of
-# the result, casts a safetensors model to f16 and back to a PyTorch file, and
-# verifies a round trip.
+# the result, converts back to a PyTorch file and verifies the round trip,
+# casts a safetensors model to f16, and scans a hostile file.
 set -eu
 bin=${1:-build/ckptkit}
-out=$(mktemp -d "${TMPDIR:-/tmp}/ckptkit-demo.XXXXXX")
-trap 'rm -rf "$out"' EXIT
+out=build/demo
+rm -rf "$out"
+mkdir -p "$out"
 say() { printf '\n$ %s\n' "$*"; "$@"; }
 say "$bin" info examples/air_rnn.ckpt
 say "$bin" convert examples/air_rnn.ckpt "$out/air_rnn.safetensors"
@@ -15,5 +16,9 @@ say "$bin" ls "$out/air_rnn.safetensors"
 say "$bin" convert "$out/air_rnn.safetensors" "$out/air_rnn.pth"
 say "$bin" verify examples/air_rnn.ckpt "$out/air_rnn.pth"
 say "$bin" convert examples/mnist.safetensors "$out/mnist-f16.safetensors" --dtype f16
-say "$bin" ls "$out/mnist-f16.safetensors"
+say "$bin" diff examples/mnist.safetensors "$out/mnist-f16.safetensors" | head -n 8
 say "$bin" scan examples/air_rnn.ckpt
+# a crafted hostile file from the test corpus: flagged, never run
+printf '\n$ %s\n' "$bin scan tests/corpus/bad/torch/evil_reduce_zip.pt"
+"$bin" scan tests/corpus/bad/torch/evil_reduce_zip.pt || echo "(exit status $?: unsafe)"
+printf '\nOutputs are in %s/.\n' "$out"

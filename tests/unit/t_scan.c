@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckptkit.h"
 #include "t.h"
 #include "t_fs.h"
 #include "t_torchbuild.h"

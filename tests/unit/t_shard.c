@@ -338,3 +338,55 @@ TEST(sharded_read_tensor_in_two_shards)
     ck_model_close(m);
     ck_ctx_free(ctx);
 }
+
+#define BAD_SHARDED "tests/corpus/bad/sharded"
+
+TEST(sharded_bad_corpus_fails_with_expected_lines)
+{
+    DIR *d = opendir(BAD_SHARDED);
+    struct dirent *e;
+    int n = 0;
+    CHECK(d != NULL);
+    while (d && (e = readdir(d))) {
+        char path[512], exp[512], *want;
+        size_t len = strlen(e->d_name), wl = 0, k = strlen(".index.json");
+        ck_ctx *ctx;
+        ck_model *m = NULL;
+        if (len <= k || strcmp(e->d_name + len - k, ".index.json")) continue;
+        snprintf(path, sizeof path, BAD_SHARDED "/%s", e->d_name);
+        snprintf(exp, sizeof exp, BAD_SHARDED "/%.*s.expected", (int)(len - k), e->d_name);
+        want = (char *)tfs_read(exp, &wl);
+        CHECK(want != NULL && wl > 0);
+        if (!want) continue;
+        want[wl - 1] = 0; /* the newline */
+        ctx = ck_ctx_new();
+        CHECK(ck_model_open(ctx, path, NULL, &m) != CK_OK);
+        if (strcmp(ck_errmsg(ctx), want)) {
+            fprintf(stderr, "  %s:\n    got  %s\n    want %s\n", path, ck_errmsg(ctx), want);
+            CHECK(!"message differs");
+        }
+        ck_model_close(m);
+        ck_ctx_free(ctx);
+        free(want);
+        n++;
+    }
+    if (d) closedir(d);
+    CHECK(n >= 20);
+}
+
+TEST(sharded_good_corpus_opens)
+{
+    ck_ctx *ctx = ck_ctx_new();
+    ck_model *m = NULL;
+    float v[4];
+    size_t i;
+    CHECK(ck_model_open(ctx, "tests/corpus/good/sharded", NULL, &m) == CK_OK);
+    CHECK(m && ck_model_tensor_count(m) == 3);
+    CHECK(m && !strcmp(ck_model_format(m), "sharded:safetensors"));
+    CHECK(m && ck_model_find(m, "b.weight", &i) == CK_OK);
+    CHECK(m && ck_model_read(m, i, 0, 4, CK_DT_F32, v, sizeof v) == CK_OK);
+    CHECK(v[0] == 3 && v[3] == 6);
+    CHECK(m && !strcmp(ck_model_meta_get(m, "format"), "pt"));
+    ck_model_close(m);
+    ck_ctx_free(ctx);
+}

@@ -21,6 +21,47 @@ static const char help[] =
     "  --format F      skip detection and read FILE as F\n"
     "  -q              no warnings\n";
 
+/* Text mode: short value documents in full; long ones as their top-level
+ * keys, pointing at --json for the rest. */
+static void print_values(const char *json)
+{
+    size_t len = strlen(json);
+    int depth = 0, in_str = 0, first = 1, key_next = 0;
+    const char *key = NULL;
+    if (!strcmp(json, "null")) return;
+    if (len <= 200 || json[0] != '{') {
+        printf("values:      %s\n", json);
+        return;
+    }
+    printf("values:      {");
+    for (const char *p = json; *p; p++) {
+        if (in_str) {
+            if (*p == '\\' && p[1]) p++;
+            else if (*p == '"') {
+                in_str = 0;
+                if (key) {
+                    printf("%s%.*s", first ? "" : ", ", (int)(p - key), key);
+                    first = 0;
+                    key = NULL;
+                }
+            }
+            continue;
+        }
+        switch (*p) {
+        case '"':
+            in_str = 1;
+            if (depth == 1 && key_next) key = p + 1;
+            key_next = 0;
+            break;
+        case '{': case '[': depth++; key_next = depth == 1; break;
+        case '}': case ']': depth--; break;
+        case ',': key_next = depth == 1; break;
+        default: break;
+        }
+    }
+    printf("} (%zu bytes of JSON: see info --json)\n", len);
+}
+
 int cmd_info(int argc, char **argv)
 {
     static const struct option lopts[] = {
@@ -112,8 +153,7 @@ int cmd_info(int argc, char **argv)
                 printf("  %s: %s\n", k, v);
             }
         }
-        if (strcmp(ck_model_values_json(m), "null") != 0)
-            printf("values:      %s\n", ck_model_values_json(m));
+        print_values(ck_model_values_json(m));
     }
     ck_model_close(m);
     ck_ctx_free(ctx);
