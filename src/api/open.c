@@ -5,8 +5,10 @@
  *
  * Memory bound: parsers allocate through the context, whose effective limit
  * grows by 32 bytes per input byte on top of a 64 MiB base, capped by
- * CK_LIMIT_MEMORY. A pickle can only build as many nodes as it has opcodes,
- * so this bound holds for every reader.
+ * CK_LIMIT_MEMORY. The bound is enforced, not estimated: cki_malloc refuses
+ * what would pass it (CK_ENOMEM, "memory limit reached"). A pickle node costs
+ * about 100 bytes and some opcodes are one byte, so a pickle of nothing but
+ * such opcodes stops at the limit instead of opening (tests/unit/t_faults.c).
  */
 #include <ctype.h>
 #include <stdio.h>

@@ -197,8 +197,8 @@ static ck_status parse_string(parser *ps, const char **out, size_t *out_len)
             if (i + 1 >= ps->len) return fail(ps, CK_EFORMAT, start, "unterminated string");
             e = p[i + 1];
             if (e == 'u') {
-                uint32_t cp;
-                size_t step;
+                uint32_t cp = 0;
+                size_t step = 6;
                 if ((st = read_u_escape(ps, i, &cp, &step))) return st;
                 dlen += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
                 i += step;

@@ -2,17 +2,38 @@
  * map.c -- string -> index hash map with open addressing (FNV-1a, linear
  * probing, load <= 1/2). Keys are borrowed; values are indexes into the
  * caller's arrays. Used for O(1) tensor-name and zip-member lookup and for
- * duplicate detection.
+ * duplicate detection. The hash is seeded once per process from the kernel's
+ * random source, so a file cannot pick names that all collide (hash flooding
+ * would make loading quadratic); lookups never depend on slot order, so
+ * outputs stay deterministic.
  */
+#include <sys/random.h>
+
 #include "cki.h"
+
+static uint64_t seed(void)
+{
+    static uint64_t s;
+    if (!s) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+            r = (uint64_t)(uintptr_t)&r ^ 0x9e3779b97f4a7c15ull;
+        s = r | 1;
+    }
+    return s;
+}
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull ^ seed();
     for (size_t i = 0; i < n; i++) {
         h ^= (unsigned char)s[i];
         h *= 1099511628211ull;
     }
+    /* final avalanche so the low bits used for the slot depend on every byte */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
     return h;
 }
 

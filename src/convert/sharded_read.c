@@ -294,7 +294,8 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
         cki_free(ctx, shard_file);
         if (!(shard_file = join(ctx, index_path, dir_len, shards[k]))) { st = CK_ENOMEM; goto out; }
         if ((st = cki_open_file_into(m, shard_file, opts))) {
-            if (st == CK_EFORMAT) st = name_both_shards(m, index_path, shard_file, shards, k, bounds);
+            if (st == CK_EFORMAT)
+                st = name_both_shards(m, index_path, shard_file, shards, k, bounds);
             goto out;
         }
         bounds[k] = m->count;

@@ -13,9 +13,10 @@
  * shares a storage with an earlier one joins that one's shard when the writer keeps
  * storages shared. One shard is written as OUT itself, with no index.
  * total_size is the sum of output tensor bytes; a storage the writer keeps shared counts
- * once, as the byte span its tensors' views cover (their sum if that is smaller). Every shard and the index stay temporary files until all are complete; then
- * the shards are renamed into place and the index last. If a rename fails, the files
- * this call already renamed are removed again.
+ * once, as the byte span its tensors' views cover (their sum if that is smaller). Every
+ * shard and the index stay temporary files until all are complete and synced (so a full
+ * disk shows before anything is renamed); then the shards are renamed into place and the
+ * index last. If a rename fails, the files this call already renamed are removed again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,12 +335,25 @@ static ck_status write_sharded(ck_ctx *ctx, ck_model *in, const cki_format *f, c
             jobs_open = k + 1;
             st = job_run(job, in, f);
             done = job->done_bytes;
+            if (st == CK_ENOMEM) {
+                char why[CKI_ERRMSG_MAX / 2];
+                snprintf(why, sizeof why, "%s", ck_errmsg(ctx));
+                st = cki_fail(ctx, CK_ENOMEM,
+                              "%s: shard %zu of %zu: %s (every shard stays open until all are "
+                              "written: use a larger --shard-size)",
+                              paths[k], k + 1, n, why);
+            }
         }
     }
     if (!st) st = index_json(ctx, plan, shard_of, paths, total_size, &buf);
     if (!st) st = cki_sink_open(ctx, index_path, o->force, in->sources, in->source_count,
                                 &index_sink);
     if (!st) st = cki_sink_write(index_sink, buf.p, buf.len);
+    for (size_t k = 0; !st && k < n; k++) { /* every write error before any rename */
+        for (size_t i = 0; !st && i < jobs[k].side_count; i++) st = cki_sink_sync(jobs[k].side[i]);
+        if (!st) st = cki_sink_sync(jobs[k].sink);
+    }
+    if (!st) st = cki_sink_sync(index_sink);
     for (size_t k = 0; !st && k < n; k++) {
         st = job_commit(&jobs[k]);
         if (!st) committed = k + 1;

@@ -74,8 +74,7 @@ typedef struct rt {
     const char *name;
     size_t name_len;
     ck_dtype dtype;
-    int ndim;
-    int64_t shape[CKI_MAX_DIMS];
+    const cki_json *shape; /* validated: at most 64 integers below 2^63 */
     uint64_t off, len;
     int big;
 } rt;
@@ -173,11 +172,10 @@ static ck_status read_tensor(mreader *r, size_t idx, const cki_json *v, int file
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: tensor '%s': shape has %zu dimensions (at most %d)", r->file, nb,
                         shape->len, CKI_MAX_DIMS);
-    t->ndim = (int)shape->len;
+    t->shape = shape;
     for (size_t d = 0; d < shape->len; d++) {
         snprintf(sb, sizeof sb, "shape[%zu]", d);
         if ((st = tensor_uint(r, nb, sb, &shape->u.items[d], INT64_MAX, &u))) return st;
-        t->shape[d] = (int64_t)u;
         if (cki_mul_u64(&numel, numel, u))
             return cki_fail(r->ctx, CK_EFORMAT,
                             "%s: tensor '%s': shape has more than 2^64 - 1 elements", r->file, nb);
@@ -362,11 +360,16 @@ ck_status cki_raw_read_manifest(ck_model *m, const cki_source *data, const cki_s
         const rt *t = &ts[i];
         cki_storage *sg;
         char what[NAME_BUF + 16];
+        int64_t shape[CKI_MAX_DIMS];
+        for (size_t d = 0; d < t->shape->len; d++) {
+            cki_json_to_u64(&t->shape->u.items[d], &u); /* checked in read_tensor */
+            shape[d] = (int64_t)u;
+        }
         snprintf(what, sizeof what, "tensor '%s'", shown(vb, t->name, t->name_len));
         if ((st = cki_model_storage(m, data, t->off, t->len, t->dtype, what, &sg))) goto out;
         sg->big_endian = t->big && cki_dtype_size(t->dtype) > 1;
-        if ((st = cki_model_add_tensor(m, r.file, t->name, t->name_len, t->dtype, t->ndim,
-                                       t->shape, NULL, 0, sg, 0, NULL)))
+        if ((st = cki_model_add_tensor(m, r.file, t->name, t->name_len, t->dtype,
+                                       (int)t->shape->len, shape, NULL, 0, sg, 0, NULL)))
             goto out;
     }
     if (!strcmp(m->format_name, "?")) m->format_name = "raw";

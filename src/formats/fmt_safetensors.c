@@ -528,6 +528,14 @@ static ck_status check_writable(cki_write_job *job, const cki_out_tensor *ot)
     return CK_OK;
 }
 
+/* The largest header we write: the format's limit, or the context's if lower
+ * (a file this context could not read back is not written). */
+static uint64_t header_cap(const ck_ctx *ctx)
+{
+    uint64_t lim = ctx->limits[CK_LIMIT_HEADER_BYTES];
+    return lim && lim < ST_HEADER_MAX ? lim : ST_HEADER_MAX;
+}
+
 static ck_status build_header(cki_write_job *job, const cki_out_tensor **order, cki_buf *b)
 {
     ck_ctx *ctx = job->ctx;
@@ -580,13 +588,14 @@ static ck_status build_header(cki_write_job *job, const cki_out_tensor **order, 
         off = end;
     }
     cki_buf_putc(b, '}');
-    while (!b->failed && b->len % 8) cki_buf_putc(b, ' ');
-    if (b->failed) {
-        if (ctx->last == CK_ENOMEM) return CK_ENOMEM;
+    while (!b->failed && (8 + b->len) % 8) cki_buf_putc(b, ' ');
+    if (b->failed && ctx->last == CK_ENOMEM) return CK_ENOMEM;
+    if (b->failed || b->len > header_cap(ctx))
         return cki_fail(ctx, CK_ELIMIT,
-                        "%s: header would exceed the safetensors limit of %llu bytes (%zu tensors)",
-                        job->path, ST_HEADER_MAX, job->count);
-    }
+                        "%s: header would exceed the limit of %llu bytes (%zu tensors, %zu "
+                        "metadata entries)",
+                        job->path, (unsigned long long)header_cap(ctx), job->count,
+                        job->meta_count);
     return CK_OK;
 }
 
@@ -606,7 +615,7 @@ static ck_status st_write(cki_write_job *job)
     for (size_t i = 0; i < job->count; i++) order[i] = &job->tensors[i];
     if (job->count) qsort(order, job->count, sizeof *order, write_order);
 
-    cki_buf_init(&b, ctx, (size_t)ST_HEADER_MAX + 1); /* + the NUL it keeps */
+    cki_buf_init(&b, ctx, (size_t)header_cap(ctx) + 8); /* room to pad, and the NUL it keeps */
     if ((st = build_header(job, order, &b))) goto out;
     cki_st_le64(len8, (uint64_t)b.len);
     data_off = 8 + (uint64_t)b.len;

@@ -107,10 +107,11 @@ typedef struct machine {
 
 /* ---- errors -------------------------------------------------------------- */
 
-static ck_status op_fail(machine *m, ck_status st, const char *fmt, ...)
+static void op_message(machine *m, ck_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static ck_status op_fail(machine *m, ck_status st, const char *fmt, ...)
+/* Records "FILE: WHERE: opcode 0xNN (NAME) at byte N: RULE" as the error. */
+static void op_message(machine *m, ck_status st, const char *fmt, ...)
 {
     char rule[CKI_ERRMSG_MAX];
     const char *name = op_names[m->op] ? op_names[m->op] : "unknown";
@@ -118,9 +119,14 @@ static ck_status op_fail(machine *m, ck_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(rule, sizeof rule, fmt, ap);
     va_end(ap);
-    return cki_fail(m->ctx, st, "%s: %s: opcode 0x%02x (%s) at byte %llu: %s", m->file, m->where,
-                    m->op, name, (unsigned long long)(m->base_off + m->op_pos), rule);
+    cki_fail(m->ctx, st, "%s: %s: opcode 0x%02x (%s) at byte %llu: %s", m->file, m->where, m->op,
+             name, (unsigned long long)(m->base_off + m->op_pos), rule);
 }
+
+/* The message, and ST as the value: `return op_fail(m, CK_EFORMAT, ...)`.
+ * A macro so that every reader (the static analyzer included) sees that a
+ * failure returns its nonzero status. */
+#define op_fail(m, st, ...) (op_message((m), (st), __VA_ARGS__), (st))
 
 /* An allocation failed: the allocator left its reason in the context. */
 static ck_status op_nomem(machine *m)
@@ -194,7 +200,7 @@ static ck_status add_items(machine *m, cki_pv *v, cki_pv *const *src, size_t cou
     if (cki_add_size(&need, used, count) || need > UINT32_MAX)
         return op_fail(m, CK_ELIMIT, "%s would hold more than %u items",
                        cki_pv_kind_name(v->kind), (unsigned)UINT32_MAX);
-    if (need > v->cap) {
+    if (need > v->cap || !v->items) {
         size_t cap = v->cap < 4 ? 4 : (size_t)v->cap * 2;
         cki_pv **items;
         if (cap < need) cap = need;
@@ -256,7 +262,7 @@ static ck_status push(machine *m, cki_pv *v)
     ck_status st;
     if ((st = check_stack_room(m))) return st;
     if (m->sp == m->stack_cap) {
-        size_t cap = m->stack_cap ? m->stack_cap * 2 : 64;
+        size_t cap = m->stack_cap * 2;
         cki_pv **s = cki_realloc(m->ctx, m->stack, cap * sizeof *s);
         if (!s) return op_nomem(m);
         m->stack = s;
@@ -312,7 +318,7 @@ static ck_status pop_mark(machine *m, cki_pv ***items, size_t *count)
     size_t mk;
     if (!m->nmarks) return op_fail(m, CK_EFORMAT, "no MARK to pop");
     mk = m->marks[--m->nmarks];
-    *items = m->stack ? m->stack + mk : NULL; /* no pushes yet: nothing above the mark */
+    *items = m->stack + mk;
     *count = m->sp - mk;
     m->sp = mk;
     return CK_OK;
@@ -1388,6 +1394,11 @@ ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t
     m.depth_max = ctx ? ctx->limits[CK_LIMIT_PICKLE_DEPTH] : 1000;
     if (out) memset(out, 0, sizeof *out);
     if (!arena || !out) return cki_fail(ctx, CK_EARG, "%s: %s: no arena or output", m.file, m.where);
+    m.stack_cap = 64; /* allocated up front: the stack pointer is never NULL */
+    m.stack = cki_malloc(ctx, m.stack_cap * sizeof *m.stack);
+    if (!m.stack)
+        return cki_fail(ctx, CK_ENOMEM, "%s: %s: out of memory for the pickle stack", m.file,
+                        m.where);
 
     while (!stopped) {
         if (!left(&m)) {

@@ -492,11 +492,26 @@ static void json_text(cki_buf *b, const char *s, size_t n)
     cki_buf_putc(b, '"');
 }
 
+/* The shortest of %.15g, %.16g, %.17g that reads back as F (0.9, not
+ * 0.90000000000000002); NaN and infinities as strings (JSON has none). */
 static void json_double(cki_buf *b, double f)
 {
-    if (isnan(f)) cki_buf_puts(b, "\"NaN\"");
-    else if (isinf(f)) cki_buf_puts(b, f > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-    else cki_buf_printf(b, "%.17g", f);
+    char tmp[40];
+    if (isnan(f)) {
+        cki_buf_puts(b, "\"NaN\"");
+        return;
+    }
+    if (isinf(f)) {
+        cki_buf_puts(b, f > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, f);
+        if (strtod(tmp, NULL) == f) break;
+    }
+    cki_buf_puts(b, tmp);
+    /* keep floats recognisable as floats: 2.0 is "2.0", not "2" */
+    if (!strpbrk(tmp, ".eEn")) cki_buf_puts(b, ".0");
 }
 
 static void json_bigint(cki_buf *b, const uint8_t *p, uint64_t n)

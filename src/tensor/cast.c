@@ -2,8 +2,10 @@
  * cast.c -- element conversions between dtypes (the scalar reference and the
  * dispatcher) and byte swaps.
  *
- * Rules, chosen so that every cast gives the bits torch 1.13's Tensor.to()
- * gives on a contiguous CPU tensor (checked by tests/interop/test_casts.py):
+ * Rules, chosen so that every cast among F64, F32, F16, BF16, the integers and
+ * bool gives the bits torch 1.13's Tensor.to() gives on a contiguous CPU
+ * tensor (checked by tests/interop/test_casts.py; float -> integer only where
+ * torch defines the result):
  *  - Narrowing float casts round to nearest, ties to even. F64 -> F16, BF16 and
  *    the 8-bit floats round to F32 first and then again, exactly as torch does
  *    (c10::Half and c10::BFloat16 are built from a float); F64 -> F32 and
@@ -27,8 +29,10 @@
  * versions in cast_x86.c, chosen once at run time, CKPTKIT_NO_SIMD=1 to
  * disable); every other pair decodes a chunk into a pivot (F32 bits, F64 or a
  * 64-bit integer) and encodes it. Loops run over fixed-size blocks so that
- * gcc -O2 vectorises them. Misaligned buffers go through an aligned bounce
- * chunk. Hand-written because the bits must match torch, not the C library.
+ * gcc -O2 vectorises them; the F16 loops first try the cheap common case on a
+ * block and redo it with the full rules only if some value needs them.
+ * Misaligned buffers go through an aligned bounce chunk. Hand-written because
+ * the bits must match torch, not the C library.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -106,9 +110,10 @@ __attribute__((always_inline)) static inline uint16_t f32_to_f16_bits(uint32_t u
     uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu, r, b;
     /* 2^-14 <= |x| < 65520: rebias the exponent, round at bit 13 */
     uint32_t normal = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
-    /* 2^-25 < |x| < 2^-14: shift the significand right by 126 - e (14..24): by
-     * 13, then by 8, 4, 2, 1 as the bits of t = 112 - e say; the lowest bit of
-     * x is then the round bit, and every bit shifted out goes to sticky */
+    /* 2^-25 < |x| < 2^-14: the result is the significand shifted right by
+     * 126 - e (14..24). Shift by one less, 13 + t with t = 112 - e, as 13 and
+     * then 8, 4, 2, 1 by the bits of t, so that the lowest bit of x is the round
+     * bit; every bit shifted out goes to sticky */
     uint32_t t = 112u - (a >> 23), x = (a & 0x7fffffu) | 0x800000u, sticky = x & 0x1fffu, q;
     x >>= 13;
     b = (t >> 3) & 1u, sticky |= sel(b, x & 0xffu, 0), x = sel(b, x >> 8, x);
@@ -290,26 +295,34 @@ COUNT_FN(count_16_16, uint16_t, uint16_t, uint32_t)
 
 typedef void (*loop_fn)(const void *src, void *dst, size_t n, cki_cast_stats *st);
 
+/* Converts in spans of SPAN elements so that, when counting, the second look
+ * at a span finds it still in cache (a dense tensor may come in one call). */
+#define SPAN 8192
 #define LOOP(name, ST, DT, COUNT)                                                                 \
-    static void loop_##name(const void *s, void *d, size_t n, cki_cast_stats *st)                 \
+    static void loop_##name(const void *src, void *dst, size_t n, cki_cast_stats *st)             \
     {                                                                                             \
-        BLOCKED(run_##name, (const ST *)s, (DT *)d, n);                                           \
-        if (st) COUNT;                                                                            \
+        for (size_t o = 0; o < n; o += SPAN) {                                                    \
+            const ST *s = (const ST *)src + o;                                                    \
+            DT *d = (DT *)dst + o;                                                                \
+            size_t k = n - o < SPAN ? n - o : SPAN;                                               \
+            BLOCKED(run_##name, s, d, k);                                                         \
+            if (st) COUNT;                                                                        \
+        }                                                                                         \
     }
 
 /* the pairs that widen, or stay inside the range (F16 -> BF16), count nothing */
-LOOP(f32_f16, uint32_t, uint16_t, count_32_16(s, d, n, ABS32, INF32, ABS16, INF_F16, st))
+LOOP(f32_f16, uint32_t, uint16_t, count_32_16(s, d, k, ABS32, INF32, ABS16, INF_F16, st))
 LOOP(f16_f32, uint16_t, uint32_t, (void)0)
-LOOP(f32_bf16, uint32_t, uint16_t, count_32_16(s, d, n, ABS32, INF32, ABS16, INF_BF16, st))
+LOOP(f32_bf16, uint32_t, uint16_t, count_32_16(s, d, k, ABS32, INF32, ABS16, INF_BF16, st))
 LOOP(bf16_f32, uint16_t, uint32_t, (void)0)
-LOOP(f64_f32, double, float, count_64_32(s, d, n, ABS64, INF64, ABS32, INF32, st))
+LOOP(f64_f32, double, float, count_64_32(s, d, k, ABS64, INF64, ABS32, INF32, st))
 LOOP(f32_f64, float, double, (void)0)
-LOOP(f64_f16, double, uint16_t, count_64_16(s, d, n, ABS64, INF64, ABS16, INF_F16, st))
-LOOP(f64_bf16, double, uint16_t, count_64_16(s, d, n, ABS64, INF64, ABS16, INF_BF16, st))
+LOOP(f64_f16, double, uint16_t, count_64_16(s, d, k, ABS64, INF64, ABS16, INF_F16, st))
+LOOP(f64_bf16, double, uint16_t, count_64_16(s, d, k, ABS64, INF64, ABS16, INF_BF16, st))
 LOOP(f16_f64, uint16_t, double, (void)0)
 LOOP(bf16_f64, uint16_t, double, (void)0)
 LOOP(f16_bf16, uint16_t, uint16_t, (void)0)
-LOOP(bf16_f16, uint16_t, uint16_t, count_16_16(s, d, n, ABS16, INF_BF16, ABS16, INF_F16, st))
+LOOP(bf16_f16, uint16_t, uint16_t, count_16_16(s, d, k, ABS16, INF_BF16, ABS16, INF_F16, st))
 #undef LOOP
 
 #if CKI_CAST_X86

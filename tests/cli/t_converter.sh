@@ -196,7 +196,7 @@ cp "$sh/$s1" "$sh/zz-copy.safetensors" # opened after $s1 (shards open in name o
 index twice.index.json "{\"weight_map\": {\"$first\": \"$s1\", \"x\": \"zz-copy.safetensors\"}}"
 expect_exit 1 "$CKPTKIT" ls "$sh/twice.index.json"
 expect_one_line_error
-expect_stderr_has "tensor '$first' appears twice"
+expect_stderr_has "tensor '$first' is in shard '$s1' and again in 'zz-copy.safetensors'"
 # a tensor the index does not list: kept, with a warning (silenced by -q)
 index part.index.json "{\"weight_map\": {\"fc.weight\": \"$s2\"}}"
 expect_exit 0 "$CKPTKIT" ls "$sh/part.index.json"

@@ -4,7 +4,8 @@
 # not touch IN, and the process dies of the signal (exit status 128 + N as
 # the shell reports it: 130, 143, 129). The input is a 2 GiB safetensors
 # file made sparse (header, then truncate), so it costs no disk; the
-# signal is sent as soon as the temporary output has its first bytes.
+# signal is sent as soon as the temporary output has its first bytes. Also
+# SIGBUS, from an input truncated under the running convert.
 . tests/cli/lib.sh
 
 IN=$T/big.safetensors
@@ -57,6 +58,25 @@ interrupt TERM 143 "$T/out.safetensors"                 # copy_file_range path
 mkdir "$T/sub"
 interrupt HUP 129 "$T/sub/out.pth"                      # pth writer, OUT in a subfolder
 interrupt INT 130 "$T/sub/out-bf16.pth" --dtype bf16
+
+# an input truncated while it is being read: the mapping faults (SIGBUS), the
+# handler removes the temporary output, the process dies of SIGBUS (135)
+cp --sparse=always "$IN" "$T/victim.safetensors"
+"$CKPTKIT" convert "$T/victim.safetensors" "$T/bus.safetensors" --dtype f16 2> "$T/.sigerr" &
+pid=$!
+if wait_for_temp "$T"; then
+    truncate -s 4096 "$T/victim.safetensors"
+    wait "$pid"
+    rc=$?
+    [ "$rc" -eq 135 ] || bad "SIGBUS: exit status $rc, expected 135: $(cat "$T/.sigerr")"
+    expect_no_file "$T/bus.safetensors"
+    expect_no_temp "$T"
+else
+    bad "SIGBUS: no temporary output appeared"
+    kill -KILL "$pid" 2> /dev/null
+    wait "$pid"
+fi
+rm -f "$T/victim.safetensors"
 
 # the interrupted runs left nothing, so a full run can still write OUT
 expect_exit 0 "$CKPTKIT" convert "$IN" "$T/whole.safetensors" --include b

@@ -152,7 +152,8 @@ static void check_midpoints(ck_dtype to, unsigned mbits, unsigned ebits, int bia
     uint16_t *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
     for (uint32_t c = 0; c < top; c++) {
         double lo = code_value(c, mbits, ebits, bias);
-        double hi = c + 1 == top ? ldexp(1.0, (1 << (ebits - 1))) : code_value(c + 1, mbits, ebits, bias);
+        double hi = c + 1 == top ? ldexp(1.0, 1 << (ebits - 1)) /* the first power past max */
+                                 : code_value(c + 1, mbits, ebits, bias);
         float mid = (float)((lo + hi) / 2); /* exact: one more bit than the format */
         uint16_t even = (uint16_t)(c & 1 ? c + 1 : c);
         CHECK((double)mid == (lo + hi) / 2);
@@ -581,7 +582,8 @@ TEST(cast_f8_rounding_boundaries)
         int bad = 0;
         for (uint32_t c = 0; c <= p->maxcode; c++) {
             double lo = code_value(c, p->mbits, p->ebits, p->bias);
-            double hi = c == p->maxcode ? lo + ldexp(1, (int)(c >> p->mbits) - p->bias - (int)p->mbits)
+            int ulp_exp = (int)(c >> p->mbits) - p->bias - (int)p->mbits; /* for normal c */
+            double hi = c == p->maxcode ? lo + ldexp(1, ulp_exp)
                                         : code_value(c + 1, p->mbits, p->ebits, p->bias);
             float mid = (float)((lo + hi) / 2);
             /* past the largest code: Inf (E5M2) or NaN */
@@ -860,7 +862,8 @@ TEST(cast_bswap)
             cki_bswap(p, n, es);
             int ok = 1;
             for (size_t i = 0; i < n; i++)
-                for (unsigned j = 0; j < es; j++) ok &= p[i * es + j] == ref[1 + i * es + es - 1 - j];
+                for (unsigned j = 0; j < es; j++)
+                    ok &= p[i * es + j] == ref[1 + i * es + es - 1 - j];
             ok &= memcmp(buf + 1 + n * es, ref + 1 + n * es, sizeof buf - 1 - n * es) == 0;
             ok &= buf[0] == ref[0];
             if (!ok) fprintf(stderr, "  bswap esize %u n %zu\n", es, n);

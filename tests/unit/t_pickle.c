@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "common/cki.h"
+#include "io/sys.h"
 #include "pickle/pickle.h"
 #include "t.h"
 
@@ -324,11 +325,13 @@ TEST(pickle_text_float)
 TEST(pickle_string_escapes)
 {
     tp t;
-    RUN(&t, "(S'a\\nb\\x41\\101\\q\\\\\\''\nS\"it's\"\nS'\\xff'\nS''\nS'\\777'\nt.");
+    RUN(&t, "(S'a\\nb\\x41\\101\\q\\\\\\''\nS\"it's\"\nS'\\xff'\nS''\nS'\\777'\n"
+            "S'\\\"\\b\\f\\t\\r\\v\\a\\7\\08'\nt.");
     CHECK(t.st == CK_OK);
     cki_pv *r = t.pk.root;
-    CHECK(r && r->n == 5);
-    if (r && r->n == 5) {
+    CHECK(r && r->n == 6);
+    if (r && r->n == 6) {
+        CHECK(is_bytes(r->items[5], CKI_PV_STR, "\"\b\f\t\r\v\a\a\0" "8", 10));
         CHECK(is_bytes(r->items[0], CKI_PV_STR, "a\nbAA\\q\\'", 9));
         CHECK(is_bytes(r->items[1], CKI_PV_STR, "it's", 4));
         CHECK(is_bytes(r->items[2], CKI_PV_BYTES, "\xff", 1)); /* not UTF-8: bytes */
@@ -377,9 +380,11 @@ TEST(pickle_unicode_raw_escape)
 TEST(pickle_binunicode_family)
 {
     tp t;
-    RUN(&t, "(X\x03\0\0\0abc\x8c\x02\xc3\xa9\x8d\x01\0\0\0\0\0\0\0z\x8c\x03\xed\xa0\x80t.");
-    CHECK(t.st == CK_OK && t.pk.root && t.pk.root->n == 4);
-    if (t.pk.root && t.pk.root->n == 4) {
+    RUN(&t, "(X\x03\0\0\0abc\x8c\x02\xc3\xa9\x8d\x01\0\0\0\0\0\0\0z\x8c\x03\xed\xa0\x80"
+            "\x8c\x04\xf0\x9f\x98\x80t.");
+    CHECK(t.st == CK_OK && t.pk.root && t.pk.root->n == 5);
+    if (t.pk.root && t.pk.root->n == 5) {
+        CHECK(is_bytes(t.pk.root->items[4], CKI_PV_STR, "\xf0\x9f\x98\x80", 4));
         CHECK(is_bytes(t.pk.root->items[0], CKI_PV_STR, "abc", 3));
         CHECK(is_bytes(t.pk.root->items[1], CKI_PV_STR, "\xc3\xa9", 2));
         CHECK(is_bytes(t.pk.root->items[2], CKI_PV_STR, "z", 1));
@@ -1063,6 +1068,34 @@ TEST(pickle_depth_limit)
     tp_run(&t, b.p, b.n);
     CHECK(t.st == CK_ELIMIT && err_has(&t, "values nest more than 1000 levels deep"));
     tp_free(&t);
+    /* a deep subtree finished first and reached again through a long path:
+     * the path on the walk's stack stays short, the height says 1100 */
+    b.n = 0;
+    bb_str(&b, "N");
+    for (int i = 0; i < 599; i++) bb_str(&b, "\x85");
+    BB_LIT(&b, "q\x00h\x00");
+    for (int i = 0; i < 500; i++) bb_str(&b, "\x85");
+    bb_str(&b, "\x86.");
+    tp_run(&t, b.p, b.n);
+    CHECK(t.st == CK_ELIMIT && err_has(&t, "values nest 1001 levels deep, more than the limit of "
+                                           "1000"));
+    tp_free(&t);
+    b.n = 0;
+    for (uint32_t i = 0; i < 1500; i++) {
+        bb_str(&b, "]r");
+        bb_le32(&b, i);
+        bb_str(&b, "0");
+    }
+    for (uint32_t i = 0; i + 1 < 1500; i++) {
+        bb_str(&b, "j");
+        bb_le32(&b, i);
+        bb_str(&b, "j");
+        bb_le32(&b, i + 1);
+        bb_str(&b, "a0");
+    }
+    bb_str(&b, "j");
+    bb_le32(&b, 0);
+    bb_str(&b, ".");
     /* the same with a raised limit passes, and the height is exact */
     {
         ck_ctx *ctx = ck_ctx_new();
@@ -1713,4 +1746,106 @@ TEST(pickle_bad_corpus_fails_with_expected_lines)
     }
     if (n > 0) free(list);
     CHECK(checked >= 60);
+}
+
+/* ---- allocation failures --------------------------------------------------------- */
+
+/* Fails the 1st, 2nd, ... allocation of a run over P until the run
+ * succeeds; each failure must be CK_ENOMEM naming the opcode, with nothing
+ * left allocated. Returns the number of allocation points, -1 on a bad one. */
+static int alloc_failures(const uint8_t *p, size_t n)
+{
+    int failures = 0;
+    for (unsigned long nth = 1; nth < 100000; nth++) {
+        ck_ctx *ctx = ck_ctx_new();
+        cki_arena ar;
+        cki_pickle pk;
+        ck_status st;
+        int bad = 0;
+        cki_arena_init(&ar, ctx);
+        cki_sys_fail_nth(CKI_SYS_ALLOC, nth);
+        st = cki_pickle_run(ctx, &ar, p, n, "a.pkl", "p", 0, &pk);
+        cki_sys_reset();
+        if (st != CK_OK) {
+            failures++;
+            bad = st != CK_ENOMEM || pk.root != NULL ||
+                  !strstr(ck_errmsg(ctx), "a.pkl: p: opcode 0x") ||
+                  !strstr(ck_errmsg(ctx), "out of memory allocating");
+            if (bad) fprintf(stderr, "  allocation %lu: %s\n", nth, ck_errmsg(ctx));
+        }
+        cki_arena_free(&ar);
+        bad |= ctx->mem_used != 0; /* stack, marks, memo, temporaries all released */
+        ck_ctx_free(ctx);
+        if (bad) return -1;
+        if (st == CK_OK) return failures;
+    }
+    return -1;
+}
+
+TEST(pickle_every_allocation_failure_is_clean)
+{
+    bb b = {0};
+    int n1, n2;
+    n1 = alloc_failures((const uint8_t *)rich_pickle, sizeof rich_pickle - 1);
+    CHECK(n1 >= 8);
+    /* growth of every structure: 300 memo entries, 100 nested marks, 300
+     * stack values, three arena blocks of strings, a 300-digit text long,
+     * text PUT/GET, raw-unicode text */
+    for (int i = 0; i < 100; i++) bb_str(&b, "(");
+    for (int i = 0; i < 300; i++) bb_str(&b, "N\x94");
+    for (int k = 0; k < 3; k++) {
+        bb_str(&b, "B");
+        bb_le32(&b, 40000);
+        for (int i = 0; i < 40000; i++) bb_str(&b, "s");
+    }
+    bb_str(&b, "L");
+    for (int i = 0; i < 300; i++) bb_str(&b, "9");
+    bb_str(&b, "L\np7\ng7\nV\\u20ac\nF1.25\nS'q'\n");
+    for (int i = 0; i < 100; i++) bb_str(&b, "t");
+    bb_str(&b, ".");
+    n2 = alloc_failures(b.p, b.n);
+    CHECK(n2 >= 20);
+    free(b.p);
+}
+
+TEST(pickle_memory_limit_names_the_opcode)
+{
+    bb b = {0};
+    tp t;
+    bb_str(&b, "N");
+    bb_str(&b, "B");
+    bb_le32(&b, 300000);
+    for (int i = 0; i < 300000; i++) bb_str(&b, "y");
+    bb_str(&b, ".");
+    t.ctx = ck_ctx_new();
+    t.ctx->mem_limit_effective = 200000;
+    cki_arena_init(&t.ar, t.ctx);
+    t.st = cki_pickle_run(t.ctx, &t.ar, b.p, b.n, "big.pkl", "p", 0, &t.pk);
+    CHECK(t.st == CK_ENOMEM && err_has(&t, "big.pkl: p: opcode 0x42 (BINBYTES) at byte 1: memory "
+                                           "limit reached"));
+    tp_free(&t);
+    free(b.p);
+}
+
+TEST(pickle_pv_bigint_and_kind_names)
+{
+    cki_pv v;
+    int64_t x;
+    static const char *const names[] = {"none", "bool", "int", "bigint", "float", "str",
+                                        "bytes", "tuple", "list", "dict", "set", "frozenset",
+                                        "global", "reduce", "newobj", "persid"};
+    /* a BIGINT made by another producer, not minimal: still read when it fits */
+    memset(&v, 0, sizeof v);
+    v.kind = CKI_PV_BIGINT;
+    v.u.s.p = "\xfe\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+    v.u.s.len = 10;
+    CHECK(cki_pv_to_i64(&v, &x) == 0 && x == -2);
+    v.u.s.p = "\x01\x02\x03";
+    v.u.s.len = 3;
+    CHECK(cki_pv_to_i64(&v, &x) == 0 && x == 0x030201);
+    v.u.s.p = "\0\0\0\0\0\0\0\x80\0";
+    v.u.s.len = 9;
+    CHECK(cki_pv_to_i64(&v, &x) == 1);
+    for (int k = CKI_PV_NONE; k <= CKI_PV_PERSID; k++)
+        CHECK(!strcmp(cki_pv_kind_name((cki_pv_kind)k), names[k]));
 }

@@ -764,3 +764,30 @@ TEST(safetensors_writer_refusals_name_the_tensor)
         ck_ctx_free(ctx);
     }
 }
+
+TEST(safetensors_writer_header_limit)
+{
+    /* the header cap is the format's 100,000,000 bytes, or the context's
+     * CK_LIMIT_HEADER_BYTES when lower: a file we could not read back is not
+     * written */
+    static const tb_spec specs[] = {{"a", CK_DT_F32, 1, {1}}, {"b", CK_DT_F32, 1, {1}}};
+    char dir[256], out[300];
+    ck_ctx *ctx = ck_ctx_new();
+    uint8_t *b1, *b2;
+    ck_model *empty = tb_build(ctx, NULL, 0, &b1), *two = tb_build(ctx, specs, 2, &b2);
+    CHECK(tfs_mkdtemp(dir, sizeof dir) == 0);
+    tfs_join(out, sizeof out, dir, "x.safetensors");
+    ck_ctx_set_limit(ctx, CK_LIMIT_HEADER_BYTES, 32); /* {"__metadata__":{"format":"pt"}} fits */
+    CHECK(write_st(ctx, empty, out, NULL) == CK_OK);
+    unlink(out);
+    CHECK(write_st(ctx, two, out, NULL) == CK_ELIMIT);
+    CHECK(strstr(ck_errmsg(ctx), "x.safetensors: header would exceed the limit of 32 bytes (2 "
+                                 "tensors, 0 metadata entries)") != NULL);
+    CHECK(tfs_count_entries(dir) == 0);
+    ck_model_close(empty);
+    ck_model_close(two);
+    free(b1);
+    free(b2);
+    tfs_rmtree(dir);
+    ck_ctx_free(ctx);
+}

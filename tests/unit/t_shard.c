@@ -333,7 +333,9 @@ TEST(sharded_read_tensor_in_two_shards)
     expect_open(ctx, dir, "m.index.json", CK_OK, NULL);
     put(dir, "m.index.json", "{\"weight_map\": {\"w0\": \"a.safetensors\", \"x\": "
                              "\"b.safetensors\"}}");
-    expect_open(ctx, dir, "m.index.json", CK_EFORMAT, "tensor 'w0' appears twice");
+    expect_open(ctx, dir, "m.index.json", CK_EFORMAT,
+                "m.index.json: tensor 'w0' is in shard 'a.safetensors' and again in "
+                "'b.safetensors'");
     tfs_rmtree(dir);
     ck_model_close(m);
     ck_ctx_free(ctx);

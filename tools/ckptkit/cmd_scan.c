@@ -196,5 +196,5 @@ int cmd_scan(int argc, char **argv)
     }
     if (o.json) printf("\n]}\n");
     ck_ctx_free(ctx);
-    return any_error ? EXIT_ERROR : any_unsafe ? 1 : EXIT_SAME;
+    return any_error ? EXIT_ERROR : any_unsafe ? EXIT_DIFFER : EXIT_SAME;
 }
