@@ -115,6 +115,12 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
         st = cki_fail(ctx, CK_EARG, "cannot cast to %s", ck_dtype_name(o->dtype));
         goto out;
     }
+    if (o->dtype == CK_DT_F8_E8M0) {
+        /* exponent-only: signs and zeros would vanish without being counted */
+        st = cki_fail(ctx, CK_EARG, "cannot cast to F8_E8M0: it has no sign and no zero, so "
+                                    "values would change silently");
+        goto out;
+    }
     for (size_t i = 0; o->rename && o->rename[i]; i++) {
         if (!strchr(o->rename[i], '=')) {
             st = cki_fail(ctx, CK_EARG, "--rename '%s': expected OLD=NEW", o->rename[i]);

@@ -207,7 +207,7 @@ static ck_status add_items(machine *m, cki_pv *v, cki_pv *const *src, size_t cou
         if (cap > UINT32_MAX) cap = UINT32_MAX;
         items = cki_arena_alloc(m->arena, cap * sizeof *items);
         if (!items) return op_nomem(m);
-        if (used) memcpy(items, v->items, used * sizeof *items);
+        if (v->items) memcpy(items, v->items, used * sizeof *items); /* the old array */
         v->items = items;
         v->cap = (uint32_t)cap;
     }
