@@ -160,7 +160,8 @@ typedef enum ck_limit {
     CK_LIMIT_PICKLE_DEPTH,  /* nesting depth of pickled containers (default 1000) */
     CK_LIMIT_PICKLE_MEMO,   /* memo entries (default 10,000,000) */
     CK_LIMIT_PICKLE_STACK,  /* stack + mark entries (default 10,000,000) */
-    CK_LIMIT_MEMORY,        /* bytes the parsers may allocate (default 1 GiB + 64 x input) */
+    CK_LIMIT_MEMORY,        /* bytes ckptkit may allocate: 64 MiB + 32 x input size, capped by
+                             * this limit (default 4 GiB) */
     CK_LIMIT_INFLATE_BYTES, /* largest inflated zip member (default 4 GiB) */
     CK_LIMIT_TENSORS,       /* tensors in one checkpoint (default 10,000,000) */
     CK_LIMIT_COUNT
@@ -467,7 +468,8 @@ typedef struct ck_diff_result {
     uint64_t only_a, only_b;  /* tensors in one checkpoint only */
     uint64_t dtype_changed;   /* in both, dtypes differ */
     uint64_t shape_changed;   /* in both, shapes differ (values not compared) */
-    uint64_t values_differ;   /* compared, some element does not match */
+    uint64_t values_differ;   /* equal shapes, some element does not match (or the two
+                                 dtypes cannot be compared: complex against float, ...) */
     uint64_t equal;           /* compared, every element matches */
     uint64_t elements;        /* elements compared */
     uint64_t bytes;           /* bytes read from A and B */

@@ -59,15 +59,17 @@ if [ "$want_static" = 1 ]; then
         awk '{ l = $0; sub(/\/\*.*/, "", l); sub(/\/\/.*/, "", l);
                if (l ~ /^[ \t]*\*/) l = ""; print FILENAME ":" FNR ": " l }' "$@"
     }
+    alloc_fns='malloc|calloc|realloc|free|strdup|strndup|aligned_alloc|posix_memalign'
+    print_fns='printf|fprintf|vfprintf|puts|fputs|putchar|perror|exit|_exit|abort|assert'
     raw_alloc=$(strip_comments "${lib_src[@]}" | grep -v '^src/common/alloc.c:' |
-        grep -E '(^|[^_A-Za-z0-9.>])(malloc|calloc|realloc|free|strdup|strndup|aligned_alloc|posix_memalign)[ ]*\(')
+        grep -E "(^|[^_A-Za-z0-9.>])($alloc_fns)[ ]*\\(")
     if [ -n "$raw_alloc" ]; then
         echo "allocation outside cki_malloc (not counted against CK_LIMIT_MEMORY):"
         echo "$raw_alloc"
         fail=1
     fi
     prints=$(strip_comments "${lib_src[@]}" |
-        grep -E '(^|[^_A-Za-z0-9.>])(printf|fprintf|vfprintf|puts|fputs|putchar|perror|exit|_exit|abort|assert)[ ]*\(')
+        grep -E "(^|[^_A-Za-z0-9.>])($print_fns)[ ]*\\(")
     if [ -n "$prints" ]; then
         echo "the library prints, exits or asserts:"
         echo "$prints"
@@ -118,6 +120,11 @@ if [ "$want_static" = 1 ]; then
             printf '%s:%s: %s [%s]\n' "$file" "$lineno" "$msg" "$check"
         fi
     done <<< "$findings"
+    stale=$(grep -v '^#' scripts/lint-known.txt | grep -vxF -f <(cut -f1-3 <<< "$findings") || true)
+    if [ -n "$stale" ]; then
+        echo "no longer found (remove from scripts/lint-known.txt):"
+        printf '%s\n' "$stale" | cut -f1,2 | sed 's/^/  /'
+    fi
     if [ "$new" -gt 0 ]; then
         echo "$new new finding(s) (full notes: rerun clang-tidy on the file)"
         fail=1
@@ -154,7 +161,8 @@ EOF
     vg() {
         local expect=$1
         shift
-        valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        valgrind -q --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite,indirect \
             --show-leak-kinds=definite,indirect "$bin" "$@" > /dev/null 2> "$t/vg.err"
         local rc=$?
         if [ "$rc" -eq 99 ] || grep -q '^==[0-9]*== ' "$t/vg.err"; then
@@ -182,7 +190,8 @@ EOF
         "$fx"/lightning-ckpt/*; do
         [ -f "$f" ] || continue
         [ "$(stat -c %s "$f")" -le 20000000 ] || continue
-        valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        valgrind -q --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite,indirect \
             "$bin" info "$f" > /dev/null 2> "$t/vg.err"
         if [ $? -eq 99 ] || grep -q '^==[0-9]*== ' "$t/vg.err"; then
             echo "memcheck: ckptkit info $f"

@@ -97,6 +97,13 @@ ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts,
     if (cki_is_sharded_path(path)) st = cki_sharded_open(m, path, opts);
     else st = cki_open_file_into(m, path, opts);
     if (st) {
+        /* every message names the file, even those from deep helpers
+         * (allocation limits) that do not know it */
+        if (strncmp(ctx->errmsg, path, strlen(path)) != 0) {
+            char msg[CKI_ERRMSG_MAX];
+            snprintf(msg, sizeof msg, "%s", ctx->errmsg);
+            cki_fail(ctx, st, "%s: %s", path, msg);
+        }
         ck_model_close(m);
         return st;
     }

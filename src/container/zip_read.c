@@ -292,12 +292,14 @@ static ck_status check_locals(cki_zip *z)
     return CK_OK;
 }
 
-static const cki_zip *sort_zip;
+typedef struct by_off {
+    uint64_t off;
+    size_t idx;
+} by_off;
 
-static int by_header_off(const void *a, const void *b)
+static int cmp_off(const void *a, const void *b)
 {
-    uint64_t x = sort_zip->entries[*(const size_t *)a].header_off;
-    uint64_t y = sort_zip->entries[*(const size_t *)b].header_off;
+    uint64_t x = ((const by_off *)a)->off, y = ((const by_off *)b)->off;
     return x < y ? -1 : x > y;
 }
 
@@ -305,16 +307,18 @@ static int by_header_off(const void *a, const void *b)
  * the next header starts. */
 static ck_status check_overlap(cki_zip *z)
 {
-    size_t *order;
+    by_off *order;
     ck_status st = CK_OK;
     if (z->count < 2) return CK_OK;
     order = cki_malloc(z->ctx, z->count * sizeof *order);
     if (!order) return CK_ENOMEM;
-    for (size_t i = 0; i < z->count; i++) order[i] = i;
-    sort_zip = z;
-    qsort(order, z->count, sizeof *order, by_header_off);
+    for (size_t i = 0; i < z->count; i++) {
+        order[i].off = z->entries[i].header_off;
+        order[i].idx = i;
+    }
+    qsort(order, z->count, sizeof *order, cmp_off);
     for (size_t i = 0; i + 1 < z->count; i++) {
-        const cki_zip_entry *a = &z->entries[order[i]], *b = &z->entries[order[i + 1]];
+        const cki_zip_entry *a = &z->entries[order[i].idx], *b = &z->entries[order[i + 1].idx];
         if (a->data_off + a->csize > b->header_off) {
             st = cki_fail(z->ctx, CK_EFORMAT,
                           "%s: zip members '%.*s' (bytes %llu to %llu) and '%.*s' (header at "

@@ -60,5 +60,11 @@ int cki_is_sharded_path(const char *path);
  * tensor is in two shards, every weight_map entry is in the shard it names
  * (rules in sharded_read.c). */
 ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *opts);
+/* The shard files of the sharded checkpoint at PATH (index or folder), after
+ * the same index checks, in reading order; for tools that look at each file
+ * (scan). *FILES and its strings are cki_malloc'd: free with
+ * cki_sharded_list_free. */
+ck_status cki_sharded_list(ck_ctx *ctx, const char *path, char ***files, size_t *count);
+void cki_sharded_list_free(ck_ctx *ctx, char **files, size_t count);
 
 #endif

@@ -81,7 +81,7 @@ ck_status cki_ema_resolve(ck_ctx *ctx, const ck_model *in, int mode, const cki_t
     size_t model_count = 0, swapped = 0, own = 0, unclaimed = 0;
     const char *first_own = NULL, *first_unclaimed = NULL;
     char *twin = NULL;
-    size_t twin_cap = 0;
+    size_t longest = 0;
     ck_status st = CK_OK;
 
     for (size_t i = 0; i < in->count; i++) src[i] = &in->tensors[i];
@@ -95,8 +95,16 @@ ck_status cki_ema_resolve(ck_ctx *ctx, const ck_model *in, int mode, const cki_t
                         "%s: --ema: the checkpoint holds no EMA weights (no 'model_ema.*' tensor "
                         "besides model_ema.decay and model_ema.num_updates)",
                         in->path);
+    for (size_t i = 0; i < in->count; i++) {
+        size_t l = strlen(in->tensors[i].name);
+        if (l > longest) longest = l;
+    }
     claimed = cki_calloc(ctx, in->count, sizeof *claimed);
-    if (!claimed) return CK_ENOMEM;
+    twin = cki_malloc(ctx, longest + sizeof EMA_PREFIX); /* no twin name is longer */
+    if (!claimed || !twin) {
+        st = CK_ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < in->count; i++) {
         const cki_tensor *t = &in->tensors[i];
         const char *rest;
@@ -105,13 +113,6 @@ ck_status cki_ema_resolve(ck_ctx *ctx, const ck_model *in, int mode, const cki_t
         model_count++;
         rest = t->name + strlen(MODEL_PREFIX);
         rl = strlen(rest);
-        if (rl + sizeof EMA_PREFIX > twin_cap) {
-            size_t nc = rl + sizeof EMA_PREFIX + 64;
-            char *n = cki_realloc(ctx, twin, nc);
-            if (!n) { st = CK_ENOMEM; goto out; }
-            twin = n;
-            twin_cap = nc;
-        }
         memcpy(twin, EMA_PREFIX, strlen(EMA_PREFIX));
         k = strlen(EMA_PREFIX);
         for (size_t c = 0; c < rl; c++)

@@ -153,155 +153,194 @@ static ck_status name_both_shards(ck_model *m, const char *index_path, const cha
     return CK_EFORMAT;
 }
 
-ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *opts)
+/* A parsed and checked index: everything that holds before a shard is opened. */
+typedef struct index_info {
+    char *path;             /* the index file (cki_malloc'd) */
+    size_t dir_len;         /* its folder: path[0, dir_len), no trailing '/' */
+    cki_source *src;        /* the mapped index; NULL once a model owns it */
+    cki_arena arena;        /* the JSON tree */
+    const cki_json *wm;     /* weight_map, a non-empty object of checked strings */
+    const char **shards;    /* distinct shard names, sorted (cki_malloc'd) */
+    size_t nshards;
+} index_info;
+
+static void index_free(ck_ctx *ctx, index_info *ix)
 {
-    ck_ctx *ctx = m->ctx;
-    char *index_path = NULL, *shard_file = NULL, *fmt = NULL;
-    const char **shards = NULL;
-    size_t *want = NULL;   /* per weight_map member: its shard's index */
-    size_t *bounds = NULL; /* per shard: tensor count once it is open */
-    unsigned char *found = NULL;
-    size_t nshards = 0, dir_len, unlisted = 0, aliases = 0;
-    const char *first_unlisted = NULL, *first_alias = NULL;
-    const cki_json *root, *wm;
+    cki_free(ctx, ix->path);
+    cki_free(ctx, ix->shards);
+    if (ix->src) cki_source_close(ctx, ix->src);
+    cki_arena_free(&ix->arena);
+    memset(ix, 0, sizeof *ix);
+}
+
+/* Finds, maps, parses and checks the index of PATH (file or folder) and the
+ * existence of every shard it names. IX is freed by index_free in any case. */
+static ck_status index_load(ck_ctx *ctx, const char *path, index_info *ix)
+{
+    const cki_json *root, *md, *wm;
     cki_json_opts jo = {0, 0};
     cki_json_err jerr;
-    cki_source *src;
-    cki_arena arena;
-    cki_map names;
-    cki_buf values; /* {"shard": values, ...} */
     struct stat sb;
     ck_status st;
 
-    cki_arena_init(&arena, ctx);
-    cki_map_init(&names, ctx);
-    cki_buf_init(&values, ctx, 0);
-    if (opts && opts->manifest)
-        return cki_fail(ctx, CK_EARG, "%s: --manifest does not apply to a sharded checkpoint",
-                        path);
+    memset(ix, 0, sizeof *ix);
+    cki_arena_init(&ix->arena, ctx);
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        if ((st = find_index(ctx, path, &index_path))) return st;
-    } else {
-        index_path = cki_strdup(ctx, path);
-        if (!index_path) return CK_ENOMEM;
+        if ((st = find_index(ctx, path, &ix->path))) return st;
+    } else if (!(ix->path = cki_strdup(ctx, path))) {
+        return CK_ENOMEM;
     }
-    dir_len = (size_t)(cki_basename(index_path) - index_path);
-    while (dir_len > 1 && index_path[dir_len - 1] == '/') dir_len--;
-
-    /* the index: kept as a source, so an output can never replace it */
-    if ((st = cki_source_open(ctx, index_path, &src))) goto out;
-    if ((st = cki_model_add_source(m, src))) goto out;
+    ix->dir_len = (size_t)(cki_basename(ix->path) - ix->path);
+    while (ix->dir_len > 1 && ix->path[ix->dir_len - 1] == '/') ix->dir_len--;
+    if ((st = cki_source_open(ctx, ix->path, &ix->src))) return st;
     jo.max_bytes = (size_t)ctx->limits[CK_LIMIT_HEADER_BYTES];
-    if ((st = cki_json_parse(ctx, &arena, src->base ? (const void *)src->base : "", src->len, &jo,
-                             &root, &jerr))) {
-        if (st != CK_ENOMEM)
-            st = cki_fail(ctx, st, "%s: index: %s at byte %zu", index_path, jerr.msg, jerr.off);
-        goto out;
-    }
-    if (root->type != CKI_JSON_OBJECT) {
-        st = cki_fail(ctx, CK_EFORMAT, "%s: index: top level is %s, expected an object",
-                      index_path, cki_json_type_name(root->type));
-        goto out;
-    }
+    st = cki_json_parse(ctx, &ix->arena, ix->src->base ? (const void *)ix->src->base : "",
+                        ix->src->len, &jo, &root, &jerr);
+    if (st == CK_ENOMEM) return st;
+    if (st) return cki_fail(ctx, st, "%s: index: %s at byte %zu", ix->path, jerr.msg, jerr.off);
+    if (root->type != CKI_JSON_OBJECT)
+        return cki_fail(ctx, CK_EFORMAT, "%s: index: top level is %s, expected an object",
+                        ix->path, cki_json_type_name(root->type));
     wm = cki_json_get(root, "weight_map");
-    if (!wm || wm->type != CKI_JSON_OBJECT) {
-        st = cki_fail(ctx, CK_EFORMAT, "%s: index: 'weight_map' is %s, expected an object",
-                      index_path, wm ? cki_json_type_name(wm->type) : "missing");
-        goto out;
-    }
-    {
-        const cki_json *md = cki_json_get(root, "metadata");
-        if (md && md->type != CKI_JSON_OBJECT && md->type != CKI_JSON_NULL) {
-            st = cki_fail(ctx, CK_EFORMAT, "%s: index: 'metadata' is %s, expected an object",
-                          index_path, cki_json_type_name(md->type));
-            goto out;
-        }
-    }
+    if (!wm || wm->type != CKI_JSON_OBJECT)
+        return cki_fail(ctx, CK_EFORMAT, "%s: index: 'weight_map' is %s, expected an object",
+                        ix->path, wm ? cki_json_type_name(wm->type) : "missing");
+    md = cki_json_get(root, "metadata");
+    if (md && md->type != CKI_JSON_OBJECT && md->type != CKI_JSON_NULL)
+        return cki_fail(ctx, CK_EFORMAT, "%s: index: 'metadata' is %s, expected an object",
+                        ix->path, cki_json_type_name(md->type));
+    if (wm->len == 0)
+        return cki_fail(ctx, CK_EFORMAT, "%s: index: 'weight_map' lists no tensors", ix->path);
+    ix->wm = wm;
 
-    if (wm->len == 0) {
-        st = cki_fail(ctx, CK_EFORMAT, "%s: index: 'weight_map' lists no tensors", index_path);
-        goto out;
-    }
-
-    /* names and shard list, all checked before any shard is opened */
-    shards = cki_calloc(ctx, wm->len ? wm->len : 1, sizeof *shards);
-    want = cki_calloc(ctx, wm->len ? wm->len : 1, sizeof *want);
-    found = cki_calloc(ctx, wm->len ? wm->len : 1, 1);
-    if (!shards || !want || !found) { st = CK_ENOMEM; goto out; }
+    /* names, then the distinct shards, all checked before any shard is opened */
+    ix->shards = cki_calloc(ctx, wm->len, sizeof *ix->shards);
+    if (!ix->shards) return CK_ENOMEM;
     for (size_t i = 0; i < wm->len; i++) {
         const cki_json_member *e = &wm->u.members[i];
         const char *why;
-        if (e->key_len != strlen(e->key)) {
-            st = cki_fail(ctx, CK_EFORMAT, "%s: weight_map: a tensor name contains a NUL byte",
-                          index_path);
-            goto out;
-        }
-        if (e->value.type != CKI_JSON_STRING) {
-            st = cki_fail(ctx, CK_EFORMAT,
-                          "%s: weight_map: tensor '%s': shard is %s, expected a string",
-                          index_path, e->key, cki_json_type_name(e->value.type));
-            goto out;
-        }
-        if ((why = bad_shard_name(e->value.u.str, e->value.len))) {
-            st = cki_fail(ctx, CK_EFORMAT, "%s: weight_map: tensor '%s': shard '%s' %s",
-                          index_path, e->key, e->value.u.str, why);
-            goto out;
-        }
-        shards[nshards++] = e->value.u.str;
+        if (e->key_len != strlen(e->key))
+            return cki_fail(ctx, CK_EFORMAT, "%s: weight_map: a tensor name contains a NUL byte",
+                            ix->path);
+        if (e->value.type != CKI_JSON_STRING)
+            return cki_fail(ctx, CK_EFORMAT,
+                            "%s: weight_map: tensor '%s': shard is %s, expected a string",
+                            ix->path, e->key, cki_json_type_name(e->value.type));
+        if ((why = bad_shard_name(e->value.u.str, e->value.len)))
+            return cki_fail(ctx, CK_EFORMAT, "%s: weight_map: tensor '%s': shard '%s' %s",
+                            ix->path, e->key, e->value.u.str, why);
+        ix->shards[ix->nshards++] = e->value.u.str;
+    }
+    qsort(ix->shards, ix->nshards, sizeof *ix->shards, str_cmp);
+    {
+        size_t u = 0;
+        for (size_t i = 0; i < ix->nshards; i++)
+            if (!u || strcmp(ix->shards[u - 1], ix->shards[i])) ix->shards[u++] = ix->shards[i];
+        ix->nshards = u;
+    }
+    if (ix->nshards > MAX_SHARDS)
+        return cki_fail(ctx, CK_ELIMIT, "%s: index names %zu shards (at most %d)", ix->path,
+                        ix->nshards, MAX_SHARDS);
+    for (size_t k = 0; k < ix->nshards; k++) {
+        struct stat ss;
+        char *file = join(ctx, ix->path, ix->dir_len, ix->shards[k]);
+        int e;
+        if (!file) return CK_ENOMEM;
+        e = stat(file, &ss) != 0 ? errno : 0;
+        cki_free(ctx, file);
+        if (e)
+            return cki_fail(ctx, CK_EFORMAT, "%s: shard '%s' listed in the index is missing: %s",
+                            ix->path, ix->shards[k], strerror(e));
+        if (!S_ISREG(ss.st_mode))
+            return cki_fail(ctx, CK_EFORMAT, "%s: shard '%s' listed in the index is not a file",
+                            ix->path, ix->shards[k]);
+    }
+    return CK_OK;
+}
+
+ck_status cki_sharded_list(ck_ctx *ctx, const char *path, char ***files, size_t *count)
+{
+    index_info ix;
+    char **out = NULL;
+    size_t n = 0;
+    ck_status st = index_load(ctx, path, &ix);
+    if (!st && !(out = cki_calloc(ctx, ix.nshards, sizeof *out))) st = CK_ENOMEM;
+    for (; !st && n < ix.nshards; n++)
+        if (!(out[n] = join(ctx, ix.path, ix.dir_len, ix.shards[n]))) st = CK_ENOMEM;
+    index_free(ctx, &ix);
+    if (st) {
+        cki_sharded_list_free(ctx, out, n);
+        return st;
+    }
+    *files = out;
+    *count = n;
+    return CK_OK;
+}
+
+void cki_sharded_list_free(ck_ctx *ctx, char **files, size_t count)
+{
+    for (size_t i = 0; files && i < count; i++) cki_free(ctx, files[i]);
+    cki_free(ctx, files);
+}
+
+ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *opts)
+{
+    ck_ctx *ctx = m->ctx;
+    index_info ix;
+    char *shard_file = NULL, *fmt;
+    size_t *want = NULL;   /* per weight_map member: its shard's index */
+    size_t *bounds = NULL; /* per shard: tensor count once it is open */
+    unsigned char *found = NULL;
+    size_t unlisted = 0, aliases = 0;
+    const char *first_unlisted = NULL, *first_alias = NULL;
+    cki_map names;
+    cki_buf values; /* {"shard": values, ...} */
+    ck_status st;
+
+    if (opts && opts->manifest)
+        return cki_fail(ctx, CK_EARG, "%s: --manifest does not apply to a sharded checkpoint",
+                        path);
+    cki_map_init(&names, ctx);
+    cki_buf_init(&values, ctx, 0);
+    if ((st = index_load(ctx, path, &ix))) goto out;
+    /* the model keeps the index mapped, so an output can never replace it */
+    st = cki_model_add_source(m, ix.src);
+    ix.src = NULL;
+    if (st) goto out;
+    want = cki_calloc(ctx, ix.wm->len, sizeof *want);
+    found = cki_calloc(ctx, ix.wm->len, 1);
+    bounds = cki_calloc(ctx, ix.nshards, sizeof *bounds);
+    if (!want || !found || !bounds) { st = CK_ENOMEM; goto out; }
+    for (size_t i = 0; i < ix.wm->len; i++) {
+        const cki_json_member *e = &ix.wm->u.members[i];
         switch (cki_map_put(&names, e->key, e->key_len, i, NULL)) {
         case 0: break;
-        case 1: /* the parser refuses repeated keys already; kept for safety */
+        case 1: /* the JSON parser refuses repeated keys already; kept for safety */
             st = cki_fail(ctx, CK_EFORMAT, "%s: weight_map: tensor '%s' is listed twice",
-                          index_path, e->key);
+                          ix.path, e->key);
             goto out;
         default: st = CK_ENOMEM; goto out;
         }
-    }
-    qsort(shards, nshards, sizeof *shards, str_cmp);
-    {
-        size_t u = 0;
-        for (size_t i = 0; i < nshards; i++)
-            if (!u || strcmp(shards[u - 1], shards[i])) shards[u++] = shards[i];
-        nshards = u;
-    }
-    if (nshards > MAX_SHARDS) {
-        st = cki_fail(ctx, CK_ELIMIT, "%s: index names %zu shards (at most %d)", index_path,
-                      nshards, MAX_SHARDS);
-        goto out;
-    }
-    for (size_t i = 0; i < wm->len; i++)
-        want[i] = shard_index(shards, nshards, wm->u.members[i].value.u.str);
-    if (!(bounds = cki_calloc(ctx, nshards, sizeof *bounds))) { st = CK_ENOMEM; goto out; }
-    for (size_t k = 0; k < nshards; k++) {
-        struct stat ss;
-        cki_free(ctx, shard_file);
-        if (!(shard_file = join(ctx, index_path, dir_len, shards[k]))) { st = CK_ENOMEM; goto out; }
-        if (stat(shard_file, &ss) != 0) {
-            st = cki_fail(ctx, CK_EFORMAT, "%s: shard '%s' listed in the index is missing: %s",
-                          index_path, shards[k], strerror(errno));
-            goto out;
-        }
-        if (!S_ISREG(ss.st_mode)) {
-            st = cki_fail(ctx, CK_EFORMAT, "%s: shard '%s' listed in the index is not a file",
-                          index_path, shards[k]);
-            goto out;
-        }
+        want[i] = shard_index(ix.shards, ix.nshards, e->value.u.str);
     }
 
     /* open the shards, then hold each one's tensors against weight_map */
-    for (size_t k = 0; k < nshards; k++) {
+    for (size_t k = 0; k < ix.nshards; k++) {
         size_t before = m->count;
         cki_free(ctx, shard_file);
-        if (!(shard_file = join(ctx, index_path, dir_len, shards[k]))) { st = CK_ENOMEM; goto out; }
+        if (!(shard_file = join(ctx, ix.path, ix.dir_len, ix.shards[k]))) {
+            st = CK_ENOMEM;
+            goto out;
+        }
         if ((st = cki_open_file_into(m, shard_file, opts))) {
             if (st == CK_EFORMAT)
-                st = name_both_shards(m, index_path, shard_file, shards, k, bounds);
+                st = name_both_shards(m, ix.path, shard_file, ix.shards, k, bounds);
             goto out;
         }
         bounds[k] = m->count;
         if (m->values_json) { /* gather each shard's non-tensor values under its name */
             cki_buf_puts(&values, values.len ? ", " : "{");
-            cki_buf_json_str(&values, shards[k], strlen(shards[k]));
+            cki_buf_json_str(&values, ix.shards[k], strlen(ix.shards[k]));
             cki_buf_puts(&values, ": ");
             cki_buf_puts(&values, m->values_json);
             cki_model_set_values(m, NULL);
@@ -318,14 +357,14 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
             if (want[i] != k) {
                 st = cki_fail(ctx, CK_EFORMAT,
                               "%s: tensor '%s' is in shard '%s' but weight_map puts it in '%s'",
-                              index_path, tn, shards[k], shards[want[i]]);
+                              ix.path, tn, ix.shards[k], ix.shards[want[i]]);
                 goto out;
             }
             found[i] = 1;
         }
     }
-    for (size_t i = 0; i < wm->len; i++) {
-        const cki_json_member *e = &wm->u.members[i];
+    for (size_t i = 0; i < ix.wm->len; i++) {
+        const cki_json_member *e = &ix.wm->u.members[i];
         const char *kept;
         size_t j;
         if (found[i]) continue;
@@ -338,17 +377,17 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
         st = cki_fail(ctx, CK_EFORMAT,
                       "%s: weight_map lists tensor '%s' in shard '%s' but that shard does not "
                       "hold it",
-                      index_path, e->key, e->value.u.str);
+                      ix.path, e->key, e->value.u.str);
         goto out;
     }
     if (unlisted)
         cki_warn(ctx, "%s: %zu tensors in the shards are not listed in weight_map; kept (first: "
                       "'%s')",
-                 index_path, unlisted, first_unlisted);
+                 ix.path, unlisted, first_unlisted);
     if (aliases)
         cki_warn(ctx, "%s: %zu weight_map entries are aliases of other tensors (recorded in the "
                       "shards' metadata) and are not duplicated (first: '%s')",
-                 index_path, aliases, first_alias);
+                 ix.path, aliases, first_alias);
     if (values.len) {
         char *json;
         cki_buf_putc(&values, '}');
@@ -363,14 +402,12 @@ ck_status cki_sharded_open(ck_model *m, const char *path, const ck_open_opts *op
         m->format_name = fmt;
     }
 out:
-    cki_free(ctx, index_path);
+    index_free(ctx, &ix);
     cki_free(ctx, shard_file);
-    cki_free(ctx, shards);
     cki_free(ctx, want);
     cki_free(ctx, bounds);
     cki_free(ctx, found);
     cki_map_free(&names);
-    cki_arena_free(&arena);
     cki_buf_free(&values);
     return st;
 }

@@ -478,7 +478,8 @@ static ck_status tar_storages(cki_torch_file *tf, const cki_tar_member *m,
     }
     if (pos < m->len && !cki_torch_trivial_tail(p + pos, m->len - pos)) {
         cki_pickle pk;
-        const char *where = fmt_where(tf, "tar member '%s' pickle %llu (views)", m->name, count + 2);
+        const char *where =
+            fmt_where(tf, "tar member '%s' pickle %llu (views)", m->name, count + 2);
         const cki_pv *views;
         if ((st = run(tf, p + pos, m->len - pos, where, m->off + pos, visit, user, &pk)))
             return st;
@@ -492,8 +493,8 @@ static ck_status tar_storages(cki_torch_file *tf, const cki_tar_member *m,
             int64_t off, numel;
             cki_tstorage *root, *s;
             unsigned es;
-            if (!v || v->kind != CKI_PV_TUPLE || v->n != 4 || !(target = text_of(tf, v->items[0])) ||
-                !(rootk = text_of(tf, v->items[1])) || cki_pv_to_i64(v->items[2], &off) ||
+            if (!v || v->kind != CKI_PV_TUPLE || v->n != 4 ||
+                !(target = text_of(tf, v->items[0])) || !(rootk = text_of(tf, v->items[1])) || cki_pv_to_i64(v->items[2], &off) ||
                 cki_pv_to_i64(v->items[3], &numel) || off < 0 || numel < 0)
                 return cki_fail(tf->ctx, CK_EFORMAT,
                                 "%s: %s: view %u is not (key, root key, offset, numel)", tf->file,
@@ -532,7 +533,8 @@ static ck_status tar_tensors(cki_torch_file *tf, const cki_tar_member *m,
     for (uint64_t i = 0; i < count; i++) {
         cki_pickle pk;
         const cki_pv *t;
-        const char *key, *skey, *where = fmt_where(tf, "tar member '%s' pickle %llu", m->name, i + 2);
+        const char *key, *skey;
+        const char *where = fmt_where(tf, "tar member '%s' pickle %llu", m->name, i + 2);
         cki_tstorage *s;
         cki_ttensor *tt;
         cki_tobj *o;

@@ -1396,9 +1396,12 @@ ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t
     if (!arena || !out) return cki_fail(ctx, CK_EARG, "%s: %s: no arena or output", m.file, m.where);
     m.stack_cap = 64; /* allocated up front: the stack pointer is never NULL */
     m.stack = cki_malloc(ctx, m.stack_cap * sizeof *m.stack);
-    if (!m.stack)
-        return cki_fail(ctx, CK_ENOMEM, "%s: %s: out of memory for the pickle stack", m.file,
-                        m.where);
+    if (!m.stack) {
+        char why[CKI_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", ctx && ctx->errmsg[0] ? ctx->errmsg : "out of memory");
+        return cki_fail(ctx, CK_ENOMEM, "%s: %s: before the first opcode: %s", m.file, m.where,
+                        why);
+    }
 
     while (!stopped) {
         if (!left(&m)) {

@@ -70,10 +70,11 @@ struct cki_pv {
      * (for SETITEM/APPEND) or dicts (for APPEND) are refused as malformed. */
     cki_pv *extra;
     cki_pv *extra_list;
-    /* Set when the machine reaches STOP: 1 + the largest height among the
-     * node's children (0 for a node without children), following the back
-     * edges of cycles no further. The root's height is at most
-     * CK_LIMIT_PICKLE_DEPTH. 0 on nodes the root does not reach. */
+    /* Set when the machine reaches STOP, on every node the root reaches: the
+     * number of nodes on the longest downward chain from this node (1 for a
+     * node without children, else 1 + its largest child height), the back
+     * edges of cycles not followed. At most CK_LIMIT_PICKLE_DEPTH (larger
+     * graphs are refused). 0 on nodes the root does not reach. */
     uint32_t height;
 };
 

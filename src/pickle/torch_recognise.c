@@ -33,6 +33,8 @@
 
 #include "../tensor/tensor.h"
 
+#define CKI_TREC_MAX_DEPTH 2000
+
 struct cki_trec_slot {
     const cki_pv *k;
     cki_tobj *v;
@@ -93,8 +95,10 @@ void cki_trec_init(cki_trec *r, ck_ctx *ctx, cki_arena *arena, const char *file,
     r->arena = arena;
     r->file = file;
     r->where = where;
-    r->max_depth = ctx ? (uint32_t)(ctx->limits[CK_LIMIT_PICKLE_DEPTH] > 100000
-                                        ? 100000
+    /* conversion and the walks recurse once per level: whatever the limit,
+     * stay well inside an 8 MiB C stack */
+    r->max_depth = ctx ? (uint32_t)(ctx->limits[CK_LIMIT_PICKLE_DEPTH] > CKI_TREC_MAX_DEPTH
+                                        ? CKI_TREC_MAX_DEPTH
                                         : ctx->limits[CK_LIMIT_PICKLE_DEPTH])
                        : 1000;
     cki_map_init(&r->storage_index, ctx);
@@ -962,9 +966,12 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
 
     if (!strcmp(c->u.g.module, "torch._utils")) {
         const char *n = c->u.g.name;
-        if (!strcmp(n, "_rebuild_tensor_v2")) return rebuild_tensor(r, t, args, off, depth, REBUILD_V2);
-        if (!strcmp(n, "_rebuild_tensor_v3")) return rebuild_tensor(r, t, args, off, depth, REBUILD_V3);
-        if (!strcmp(n, "_rebuild_tensor")) return rebuild_tensor(r, t, args, off, depth, REBUILD_OLD);
+        if (!strcmp(n, "_rebuild_tensor_v2"))
+            return rebuild_tensor(r, t, args, off, depth, REBUILD_V2);
+        if (!strcmp(n, "_rebuild_tensor_v3"))
+            return rebuild_tensor(r, t, args, off, depth, REBUILD_V3);
+        if (!strcmp(n, "_rebuild_tensor"))
+            return rebuild_tensor(r, t, args, off, depth, REBUILD_OLD);
         if (!strcmp(n, "_rebuild_parameter") || !strcmp(n, "_rebuild_parameter_with_state") ||
             !strcmp(n, "_rebuild_device_tensor_from_cpu_tensor")) {
             cki_tobj *x;
@@ -1076,7 +1083,8 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         for (int i = 0; i < 2; i++) {
             if (!p[i]) continue;
             if (p[i]->kind == CKI_TO_FLOAT) part[i] = p[i]->u.f;
-            else if (p[i]->kind == CKI_TO_INT || p[i]->kind == CKI_TO_BOOL) part[i] = (double)p[i]->u.i;
+            else if (p[i]->kind == CKI_TO_INT || p[i]->kind == CKI_TO_BOOL)
+                part[i] = (double)p[i]->u.i;
             else ok = 0;
         }
         if (ok) {

@@ -685,7 +685,9 @@ static void render(jw *j, const cki_tobj *t)
             cki_buf_printf(b, "{\"str_bytes\": %llu}", (unsigned long long)t->u.s.len);
         else json_text(b, t->u.s.p, (size_t)t->u.s.len);
         return;
-    case CKI_TO_BYTES: cki_buf_printf(b, "{\"bytes\": %llu}", (unsigned long long)t->u.s.len); return;
+    case CKI_TO_BYTES:
+        cki_buf_printf(b, "{\"bytes\": %llu}", (unsigned long long)t->u.s.len);
+        return;
     case CKI_TO_TENSOR: render_tensor(j, t->u.t); return;
     case CKI_TO_STORAGE:
         cki_buf_puts(b, "{\"storage\": {\"type\": ");

@@ -24,7 +24,10 @@ for spec in sys.argv[2:]:
     for s in shape:
         n *= s
     nbytes = int(n * sizes[dt] + 0.5)
-    raw = bytes([int(parts[2])]) * nbytes if len(parts) > 2 else bytes(i % 251 for i in range(nbytes))
+    if len(parts) > 2:
+        raw = bytes([int(parts[2])]) * nbytes
+    else:
+        raw = bytes(i % 251 for i in range(nbytes))
     hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [len(data), len(data) + nbytes]}
     data += raw
 hdr["__metadata__"] = {"made_by": "t_safety"}

@@ -27,8 +27,8 @@ static void one(const uint8_t *data, size_t size, int all)
     ck_ctx_set_limit(ctx, CK_LIMIT_INFLATE_BYTES, 16u << 20);
     ck_ctx_set_limit(ctx, CK_LIMIT_MEMORY, 64u << 20);
     ctx->mem_limit_effective = 64u << 20;
-    if (cki_model_new(ctx, "fuzz.pt", &m) || cki_source_from_memory(ctx, "fuzz.pt", data, size, &src) ||
-        cki_model_add_source(m, src))
+    if (cki_model_new(ctx, "fuzz.pt", &m) ||
+        cki_source_from_memory(ctx, "fuzz.pt", data, size, &src) || cki_model_add_source(m, src))
         goto out;
     (void)cki_fmt_torch.probe(src);
     if (cki_fmt_torch.read(m, src, &o) == CK_OK) {

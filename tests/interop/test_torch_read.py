@@ -260,8 +260,8 @@ def lightning_checkpoint():
         "pytorch-lightning_version": "1.9.0",
         "state_dict": model.state_dict(),
         "loops": {"fit_loop": {"epoch_progress": {"total": {"ready": 4}}}},
-        "callbacks": {"ModelCheckpoint{'monitor': 'val_loss'}": {"best_model_score": torch.tensor(0.25),
-                                                                  "best_model_path": "/tmp/x.ckpt"}},
+        "callbacks": {"ModelCheckpoint{'monitor': 'val_loss'}": {
+            "best_model_score": torch.tensor(0.25), "best_model_path": "/tmp/x.ckpt"}},
         "optimizer_states": [opt.state_dict()],
         "lr_schedulers": [],
         "hparams_name": "kwargs",
@@ -541,7 +541,8 @@ def test_malicious_fixtures(scanner, tmp_path, rel):
 def crafted():
     if not os.path.isdir(BAD):
         return []
-    return sorted(f for f in os.listdir(BAD) if f.startswith("evil_") and not f.endswith(".expected"))
+    return sorted(f for f in os.listdir(BAD)
+                  if f.startswith("evil_") and not f.endswith(".expected"))
 
 
 @pytest.mark.parametrize("name", crafted())

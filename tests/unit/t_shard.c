@@ -392,3 +392,21 @@ TEST(sharded_good_corpus_opens)
     ck_model_close(m);
     ck_ctx_free(ctx);
 }
+
+TEST(sharded_list_gives_checked_shard_paths)
+{
+    ck_ctx *ctx = ck_ctx_new();
+    char **files = NULL;
+    size_t n = 0;
+    CHECK(cki_sharded_list(ctx, "tests/corpus/good/sharded", &files, &n) == CK_OK);
+    CHECK(n == 2);
+    CHECK(n == 2 &&
+          !strcmp(files[0], "tests/corpus/good/sharded/model-00001-of-00002.safetensors"));
+    CHECK(n == 2 &&
+          !strcmp(files[1], "tests/corpus/good/sharded/model-00002-of-00002.safetensors"));
+    cki_sharded_list_free(ctx, files, n);
+    CHECK(cki_sharded_list(ctx, BAD_SHARDED "/dotdot.index.json", &files, &n) == CK_EFORMAT);
+    CHECK(strstr(ck_errmsg(ctx), "leaves the index's folder") != NULL);
+    CHECK(ctx->mem_used == 0);
+    ck_ctx_free(ctx);
+}

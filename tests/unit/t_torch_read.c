@@ -256,7 +256,8 @@ TEST(torch_fixtures_values)
         if (doc) {
             CHECK(cki_json_get(cki_json_get(doc, "state_dict"), "tensors") != NULL);
             cb = cki_json_get(doc, "loss_fn");
-            CHECK(cb && cki_json_str_is(cki_json_get(cb, "object"), "torch.nn.modules.loss.MSELoss"));
+            CHECK(cb && cki_json_str_is(cki_json_get(cb, "object"),
+                                        "torch.nn.modules.loss.MSELoss"));
         }
         cki_arena_free(&a);
         ck_model_close(m);
@@ -297,8 +298,8 @@ TEST(torch_every_benign_fixture_opens)
                 void *buf;
                 ck_model_tensor(m, i, &ti);
                 buf = malloc(ti.nbytes ? ti.nbytes : 1);
-                CHECK(ck_model_read(m, i, 0, ti.numel, CK_DT_KEEP, buf, ti.nbytes ? ti.nbytes : 1) ==
-                      CK_OK);
+                CHECK(ck_model_read(m, i, 0, ti.numel, CK_DT_KEEP, buf,
+                                    ti.nbytes ? ti.nbytes : 1) == CK_OK);
                 free(buf);
             }
             opened += m != NULL;
@@ -327,7 +328,8 @@ TEST(torch_v3_untyped_storages_and_new_dtypes)
         blob b = {"0", data, (size_t)cases[c].nbytes};
         ck_ctx *ctx = new_ctx();
         ck_model *m;
-        int64_t elems = cases[c].nbytes / (cases[c].dt == CK_DT_BF16 || cases[c].dt == CK_DT_U16 ? 2 : 1);
+        int wide = cases[c].dt == CK_DT_BF16 || cases[c].dt == CK_DT_U16;
+        int64_t elems = cases[c].nbytes / (wide ? 2 : 1);
         int64_t size[2] = {2, elems / 2}, stride[2] = {elems / 2, 1};
         pk_proto(&pkl);
         pk_empty_dict(&pkl);
@@ -1141,7 +1143,8 @@ TEST(torch_unsupported_tensors_are_skipped_with_a_warning)
         const char *js = ck_model_values_json(m);
         CHECK(ck_model_tensor_count(m) == 1 && !strcmp(tname(m, 0), "w"));
         CHECK(warnings == 2);
-        CHECK(strstr(last_warning, "tensor 'meta': meta tensor (no data) float16: skipped") != NULL);
+        CHECK(strstr(last_warning, "tensor 'meta': meta tensor (no data) float16: skipped") !=
+              NULL);
         CHECK(strstr(js, "\"skipped\": {\"q\": {\"tensor\": {\"dtype\": \"QInt8Storage\", "
                          "\"shape\": [4], \"unsupported\": \"quantized tensor\"}}") != NULL);
         CHECK(strstr(js, "\"meta\": {\"tensor\": {\"dtype\": \"F16\", \"shape\": [4]") != NULL);

@@ -25,6 +25,7 @@ ck_ctx *cli_ctx(const cli_opts *o)
         exit(EXIT_BAD);
     }
     if (!o->quiet) ck_ctx_set_warn(ctx, on_warn, NULL);
+    if (o->max_memory) ck_ctx_set_limit(ctx, CK_LIMIT_MEMORY, o->max_memory);
     return ctx;
 }
 
@@ -226,4 +227,13 @@ void cli_list_free(cli_list *l)
 {
     free(l->v);
     memset(l, 0, sizeof *l);
+}
+
+int cli_opt_max_memory(cli_opts *o, const char *cmd, const char *arg)
+{
+    if (cli_parse_size(arg, &o->max_memory)) {
+        cli_usage_error(cmd, "--max-memory '%s': expected a size such as 512MiB or 2GB", arg);
+        return 1;
+    }
+    return 0;
 }

@@ -19,7 +19,16 @@ typedef struct cli_opts {
     int quiet;    /* -q: no warnings, no summary */
     int json;     /* --json */
     int progress; /* a progress bar on stderr (only when it is a terminal) */
+    uint64_t max_memory; /* --max-memory: CK_LIMIT_MEMORY, 0 = default */
 } cli_opts;
+
+/* The --max-memory option every command takes, and its help line. */
+#define CLI_MAX_MEMORY_OPT {"max-memory", required_argument, 0, 'M'}
+#define CLI_MAX_MEMORY_HELP                                                                       \
+    "  --max-memory SIZE  cap on memory ckptkit allocates (default 64 MiB + 32 x input, at most\n" \
+    "                     4 GiB); e.g. 512MiB\n"
+/* Handles 'M' in a command's option switch; returns nonzero on a bad SIZE. */
+int cli_opt_max_memory(cli_opts *o, const char *cmd, const char *arg);
 
 /* A context whose warnings print as "ckptkit: warning: ..." unless quiet. */
 ck_ctx *cli_ctx(const cli_opts *o);

@@ -43,6 +43,7 @@ static const char help[] =
     "  --manifest M         JSON manifest describing a raw .bin input\n"
     "  --format F           skip detection and read IN as F\n"
     "  --no-crc             do not check CRC-32 of input zip members while copying\n"
+    CLI_MAX_MEMORY_HELP
     "  -q                   no warnings, no summary line\n";
 
 static int parse_dtype(const char *s, ck_dtype *out)
@@ -78,11 +79,11 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
-        {"quiet", no_argument, 0, 'q'},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    cli_opts o = {0, 0, 0};
+    cli_opts o = {0};
     ck_open_opts oo;
     ck_convert_opts co;
     ck_convert_stats stats;
@@ -137,6 +138,9 @@ int cmd_convert(int argc, char **argv)
                                        "5GB, 500MiB or 1048576", optarg);
             break;
         case 'q': o.quiet = 1; break;
+        case 'M':
+            if (cli_opt_max_memory(&o, "convert", optarg)) return EXIT_USAGE;
+            break;
         case 'h': fputs(help, stdout); return EXIT_DONE;
         default: return cli_usage_error("convert", "invalid option");
         }

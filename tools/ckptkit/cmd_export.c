@@ -25,6 +25,7 @@ static const char help[] =
     "  --key PATH         dotted path of the state dict inside a PyTorch checkpoint\n"
     "  --manifest M       JSON manifest describing a raw .bin input\n"
     "  --format-in F      skip detection and read FILE as F\n"
+    CLI_MAX_MEMORY_HELP
     "  -q                 no warnings, no summary line\n";
 
 int cmd_export(int argc, char **argv)
@@ -35,10 +36,10 @@ int cmd_export(int argc, char **argv)
         {"dtype", required_argument, 0, O_DTYPE}, {"force", no_argument, 0, O_FORCE},
         {"key", required_argument, 0, O_KEY},     {"manifest", required_argument, 0, O_MANIFEST},
         {"format-in", required_argument, 0, O_FORMAT_IN},
-        {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,          {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    cli_opts o = {0, 0, 0};
+    cli_opts o = {0};
     ck_open_opts oo;
     ck_export_opts eo = {NULL, CK_DT_KEEP, 0};
     ck_convert_stats stats;
@@ -73,6 +74,9 @@ int cmd_export(int argc, char **argv)
         case O_MANIFEST: oo.manifest = optarg; break;
         case O_FORMAT_IN: oo.format = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'M':
+            if (cli_opt_max_memory(&o, "export", optarg)) return EXIT_USAGE;
+            break;
         case 'h': fputs(help, stdout); return EXIT_DONE;
         default: return cli_usage_error("export", "invalid option");
         }

@@ -16,6 +16,7 @@ static const char help[] =
     "                  (e.g. optimizer_states.0.state.3.exp_avg)\n"
     "  --manifest M    JSON manifest describing a raw .bin file\n"
     "  --format F      skip detection and read FILE as F\n"
+    CLI_MAX_MEMORY_HELP
     "  -q              no warnings\n";
 
 int cmd_ls(int argc, char **argv)
@@ -24,9 +25,9 @@ int cmd_ls(int argc, char **argv)
         {"json", no_argument, 0, 'j'},    {"key", required_argument, 0, 'k'},
         {"all", no_argument, 0, 'a'},     {"manifest", required_argument, 0, 'm'},
         {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
-        {"quiet", no_argument, 0, 'q'},   {0, 0, 0, 0},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,   {0, 0, 0, 0},
     };
-    cli_opts o = {0, 0, 0};
+    cli_opts o = {0};
     ck_open_opts oo;
     ck_ctx *ctx;
     ck_model *m;
@@ -41,6 +42,9 @@ int cmd_ls(int argc, char **argv)
         case 'm': oo.manifest = optarg; break;
         case 'f': oo.format = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'M':
+            if (cli_opt_max_memory(&o, "ls", optarg)) return EXIT_USAGE;
+            break;
         case 'h': fputs(help, stdout); return EXIT_DONE;
         default: return cli_usage_error("ls", "invalid option");
         }

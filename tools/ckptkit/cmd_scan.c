@@ -142,7 +142,7 @@ int cmd_scan(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    cli_opts o = {0, 0, 0};
+    cli_opts o = {0};
     ck_ctx *ctx;
     int c, any_error = 0, any_unsafe = 0;
 

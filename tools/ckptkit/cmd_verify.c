@@ -18,6 +18,7 @@ static const char help[] =
     "  --max N     list at most N differences (default 10)\n"
     "  --key PATH  dotted path of the state dict inside PyTorch checkpoints\n"
     "  --no-crc    do not check CRC-32 of zip members\n"
+    CLI_MAX_MEMORY_HELP
     "  -q          print nothing; only the exit status tells\n";
 
 typedef struct diff_out {
@@ -65,10 +66,10 @@ int cmd_verify(int argc, char **argv)
     static const struct option lopts[] = {
         {"json", no_argument, 0, 'j'},    {"max", required_argument, 0, 'n'},
         {"key", required_argument, 0, 'k'}, {"no-crc", no_argument, 0, 'c'},
-        {"quiet", no_argument, 0, 'q'},   {"help", no_argument, 0, 'h'},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,   {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    cli_opts o = {0, 0, 0};
+    cli_opts o = {0};
     ck_open_opts oo;
     diff_out d = {&o, 0, 10, 0};
     ck_ctx *ctx;
@@ -80,10 +81,20 @@ int cmd_verify(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
         switch (c) {
         case 'j': o.json = 1; break;
-        case 'n': d.max = atoi(optarg); break;
+        case 'n': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 0 || v > 1000000)
+                return cli_usage_error("verify", "--max '%s': expected a count", optarg);
+            d.max = (int)v;
+            break;
+        }
         case 'k': oo.key = optarg; break;
         case 'c': oo.verify_crc = 0; break;
         case 'q': o.quiet = 1; break;
+        case 'M':
+            if (cli_opt_max_memory(&o, "verify", optarg)) return EXIT_USAGE;
+            break;
         case 'h': fputs(help, stdout); return EXIT_SAME;
         default: return cli_usage_error("verify", "invalid option");
         }

@@ -193,13 +193,15 @@ def main():
           pickle(system(canary("evil_legacy_tail"))))
     write("evil_junk_prefix.pt", pickle(system(canary("evil_junk_prefix"))) + good)
     write("evil_tar.tar", tar_file([
-        ("storages", pickle(num(1)) + pickle(tup(uni("0"), uni("cpu"), glob("torch", "FloatStorage")))
+        ("storages", pickle(num(1))
+         + pickle(tup(uni("0"), uni("cpu"), glob("torch", "FloatStorage")))
          + struct.pack("<q", 4) + F32_4),
         ("pickle", pickle(dct((uni("x"), system(canary("evil_tar")))))),
     ]))
     write("evil_build_state.pt", simple_zip(pickle(
         dct((uni("w"), tensor("0", [4])),
-            (uni("obj"), call(glob("builtins", "getattr"), tup(glob("os", "system"), uni("__call__")))
+            (uni("obj"),
+             call(glob("builtins", "getattr"), tup(glob("os", "system"), uni("__call__")))
              + dct((uni("cmd"), uni(canary("evil_build_state")))) + b"b"))), F32_4))
     nm = bytearray(simple_zip(pickle(system(canary("evil_name_mismatch")))))
     i = nm.find(b"archive/data.pkl")  # first occurrence: the local header
@@ -233,8 +235,8 @@ def main():
     j = over.rfind(b"PK\x01\x02")  # the last central entry: 'archive/version'
     over[j + 42:j + 46] = struct.pack("<I", hidden)
     write("overlap.pt", bytes(over))
-    bomb = bytearray(torch_zip([("data.pkl", good_pkl), ("data/0", b"\0" * 200000), ("version", b"3\n")],
-                               compress=("data/0",)))
+    bomb = bytearray(torch_zip([("data.pkl", good_pkl), ("data/0", b"\0" * 200000),
+                                ("version", b"3\n")], compress=("data/0",)))
     write("inflate_ratio.pt", _patch_usize(bytes(bomb), b"archive/data/0", 1 << 30))
     big = bytearray(torch_zip([("data.pkl", good_pkl + b"\0" * 64), ("version", b"3\n")],
                               compress=("data.pkl",)))
@@ -263,8 +265,8 @@ def main():
     write("legacy_count_mismatch.pt", legacy(dct((uni("w"), tensor("k1", [4]))), ["k1"],
                                              [(5, F32_4 + b"\0" * 4)]))
     write("legacy_unlisted.pt", legacy(dct((uni("w"), tensor("k1", [4]))), [], []))
-    write("legacy_bad_protocol.pt", b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-          + b"." + pickle(num(1000)))
+    magic = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+    write("legacy_bad_protocol.pt", b"\x80\x02\x8a\x0a" + magic + b"." + pickle(num(1000)))
     t = bytearray(tar_file([("sys_info", pickle(dct())), ("pickle", good_pkl)]))
     second = 512 + 512  # header, one block of sys_info, then the second header
     t[second] ^= 0x20
