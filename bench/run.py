@@ -305,8 +305,9 @@ class Result:
         return max(self.rss) if self.rss and not self.error else None
 
 
-def measure(name, argv, inputs, outputs, cache, work, res, mode=None):
-    """One timed run of ARGV into RES (unless it already failed)."""
+def measure(name, argv, inputs, outputs, cache, work, res, mode=None, keep=False):
+    """One timed run of ARGV into RES (unless it already failed); KEEP leaves
+    its outputs in place (for the check)."""
     if res.error:
         return
     for o in outputs:
@@ -316,6 +317,13 @@ def measure(name, argv, inputs, outputs, cache, work, res, mode=None):
     so = os.path.join(work, "%s.stdout" % name)
     se = os.path.join(work, "%s.stderr" % name)
     wall, rss, cpu, code = run_child(argv, so, se)
+    # delete the output now, not before the next run: on a file system mounted
+    # with -o discard, freeing 1 GiB of blocks keeps the disk busy for a while
+    if not keep:
+        for o in outputs:
+            if os.path.exists(o):
+                os.unlink(o)
+    os.sync()
     if code != 0:
         res.error = "exit %d: %s" % (code, tail(se) or "(no message)")
         return
@@ -388,12 +396,13 @@ def run_jobs(ck, files, work, cache, runs, only, check, log):
         mode = "warm" if key in CACHED_JOBS else None
         res = {c: Result() for c in contenders}
         log("  %-32s" % title, end="")
-        for _ in range(n):
-            for c in ORDER:
+        for r in range(n):
+            # rotate the order every run so no contender always goes first
+            for c in ORDER[r % len(ORDER):] + ORDER[:r % len(ORDER)]:
                 if c in contenders:
                     argv, outputs = contenders[c]
                     measure("%s-%s" % (key, c.replace("+", "_")), argv, inputs, outputs, cache,
-                            work, res[c], mode)
+                            work, res[c], mode, keep=(c == "ckptkit" and r == n - 1))
             log(".", end="")
         if check and not res["ckptkit"].error and chk:
             if chk[0] == "ls":
@@ -418,6 +427,8 @@ def run_jobs(ck, files, work, cache, runs, only, check, log):
         for c in ORDER:
             if c in res and res[c].error:
                 log("    %s failed: %s" % (c, res[c].error))
+            elif c in res:
+                log("    %-9s wall %s" % (c, " ".join(fmt_time(x) for x in res[c].walls)))
         results[key] = (title, res)
     return results
 
@@ -684,7 +695,7 @@ def main():
         cache = Cache(a.cache)
         cache_note = cache.setup(files["zip"])
         log("cache: " + cache_note)
-        log("timing (%d runs each, median; order per run: cp, cp+fsync, ckptkit, PyTorch)"
+        log("timing (%d runs each, median; contenders interleaved, order rotated every run)"
             % a.runs)
         results = run_jobs(ck, files, work, cache, a.runs, only, not a.no_check, log)
         failed = any(r.error for _, res in results.values() for r in res.values())

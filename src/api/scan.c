@@ -17,7 +17,9 @@
  *    layout), 'pickle', 'sys_info', and any other member starting like a
  *    pickle;
  *  - .npy: the pickle of an object array;
- *  - any other file that no reader claims: a raw pickle stream.
+ *  - safetensors (and GGUF): no pickles; clean when the reader accepts the
+ *    whole file, a failure otherwise (a truncated file is not clean);
+ *  - any other file: a raw pickle stream.
  * After each STOP, bytes that remain (other than NULs and whitespace) must
  * form another pickle, which is scanned too: a loader reading pickles in a
  * row would run it. A pickle that cannot be parsed to its STOP fails the
@@ -299,7 +301,14 @@ ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_v
         }
         f = cki_format_detect(src);
         if (f && (!strcmp(f->name, "safetensors") || !strcmp(f->name, "gguf"))) {
-            st = CK_OK; /* a format that holds no pickles */
+            /* a format that holds no pickles: clean if its reader accepts
+             * the whole file, else it is not what it claims to be */
+            ck_open_opts o;
+            ck_model *m = NULL;
+            memset(&o, 0, sizeof o);
+            o.format = f->name;
+            st = ck_model_open(ctx, path, &o, &m);
+            ck_model_close(m);
             break;
         }
         st = scan_pickles(&s, src->base, src->len, "pickle", 0);

@@ -9,8 +9,8 @@
  * Resident memory stays flat whatever the model's size: the next chunk of the
  * input is asked for ahead of the cursor (MADV_WILLNEED, so the disk works
  * while this chunk is checksummed and written), and the mapped pages behind
- * the cursor are released (MADV_DONTNEED), rounded out to whole pages -- a
- * page shared with a neighbouring tensor is simply read again from the page
+ * the cursor are released (MADV_DONTNEED), rounded out to 2 MiB -- pages
+ * shared with a neighbouring tensor are simply mapped again from the page
  * cache if that tensor comes later.
  *
  * CRC-32 (zlib's: reflected polynomial 0x04C11DB7, inverted in and out) runs
@@ -28,7 +28,6 @@
  * folded CRC is compared with zlib's on a test buffer before it is trusted:
  * any disagreement (or a CPU without PCLMULQDQ) keeps zlib for everything.
  */
-#include <unistd.h>
 #include <zlib.h>
 
 #include "convert.h"
@@ -43,6 +42,8 @@
 
 /* Bytes asked for ahead of the cursor when reading through the mapping. */
 #define AHEAD (8u << 20)
+/* Releases are rounded out to this (the largest page-cache folio, PMD size). */
+#define RELEASE_ALIGN (2ull << 20)
 
 static uint32_t crc_zlib(uint32_t crc, const uint8_t *p, uint64_t n)
 {
@@ -178,14 +179,15 @@ static int64_t file_pos(const cki_storage *sg, uint64_t pos)
 }
 
 /* Storage bytes [pos, pos+len) are done: drop their pages from the mapping,
- * rounded out to whole pages. */
+ * rounded out to RELEASE_ALIGN. A fault may map a whole large page-cache
+ * folio (up to 2 MiB), beyond the bytes asked for and into neighbouring
+ * tensors; rounding to the page would leave those pages mapped for good. */
 static void done_with(const cki_storage *sg, uint64_t pos, uint64_t len)
 {
     int64_t f = file_pos(sg, pos);
-    long pg = sysconf(_SC_PAGESIZE);
-    uint64_t start, end, mask;
-    if (f < 0 || !len || pg <= 0) return;
-    mask = (uint64_t)pg - 1;
+    const uint64_t mask = RELEASE_ALIGN - 1;
+    uint64_t start, end;
+    if (f < 0 || !len) return;
     start = (uint64_t)f & ~mask;
     end = ((uint64_t)f + len + mask) & ~mask;
     cki_source_release(sg->src, start, end - start);

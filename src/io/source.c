@@ -45,7 +45,6 @@ ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
                             (unsigned long long)st.st_size, strerror(e));
         }
         s->base = p;
-        madvise(p, (size_t)s->len, MADV_NOHUGEPAGE);
     }
     *out = s;
     return CK_OK;

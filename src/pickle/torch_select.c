@@ -44,7 +44,13 @@ static void put_key(cki_buf *b, const cki_tobj *k)
     }
     switch (k->kind) {
     case CKI_TO_STR:
-    case CKI_TO_BYTES: cki_buf_put(b, k->u.s.p, (size_t)k->u.s.len); break;
+    case CKI_TO_BYTES:
+        /* a NUL would cut the name short in C strings: spell it out */
+        for (uint64_t i = 0; i < k->u.s.len; i++) {
+            if (k->u.s.p[i]) cki_buf_putc(b, k->u.s.p[i]);
+            else cki_buf_puts(b, "\\x00");
+        }
+        break;
     case CKI_TO_INT: cki_buf_printf(b, "%lld", (long long)k->u.i); break;
     case CKI_TO_BOOL: cki_buf_puts(b, k->u.i ? "True" : "False"); break;
     case CKI_TO_FLOAT: cki_buf_printf(b, "%.17g", k->u.f); break;
@@ -54,6 +60,68 @@ static void put_key(cki_buf *b, const cki_tobj *k)
     case CKI_TO_DTYPE: cki_buf_printf(b, "torch.%s", k->u.dt.name); break;
     default: cki_buf_printf(b, "<%s>", k->kind == CKI_TO_TUPLE ? "tuple" : "key"); break;
     }
+}
+
+/* The distinct keys of a dict in first-seen order, each with the index of its
+ * last pair: a pickle may repeat a key, and like a Python dict the key keeps
+ * its first position and takes its last value. Keys are compared by text
+ * (BY_KIND: by kind and text, so 1 and "1" stay apart). */
+typedef struct keyset {
+    const char **key; /* [kind byte] + text, in the arena */
+    size_t *klen;     /* bytes of key */
+    size_t skip;      /* 1 when keys carry a kind byte */
+    size_t *last;     /* index of the last pair with this key (valid at first pairs) */
+    cki_map first;    /* key -> index of its first pair */
+} keyset;
+
+static void keyset_free(cki_trec *r, keyset *ks)
+{
+    cki_map_free(&ks->first);
+    cki_free(r->ctx, ks->key);
+    cki_free(r->ctx, ks->klen);
+    cki_free(r->ctx, ks->last);
+    memset(ks, 0, sizeof *ks);
+}
+
+static ck_status keyset_build(cki_trec *r, const cki_tobj *d, int by_kind, keyset *ks)
+{
+    memset(ks, 0, sizeof *ks);
+    cki_map_init(&ks->first, r->ctx);
+    ks->skip = by_kind ? 1 : 0;
+    if (!d->n) return CK_OK;
+    ks->key = cki_malloc(r->ctx, sizeof *ks->key * d->n);
+    ks->klen = cki_malloc(r->ctx, sizeof *ks->klen * d->n);
+    ks->last = cki_malloc(r->ctx, sizeof *ks->last * d->n);
+    if (!ks->key || !ks->klen || !ks->last) goto oom;
+    for (uint32_t i = 0; i < d->n; i++) {
+        const cki_tobj *k = d->items[2 * i];
+        cki_buf kb;
+        size_t at;
+        int res;
+        cki_buf_init(&kb, r->ctx, 0);
+        if (by_kind) cki_buf_putc(&kb, (char)('A' + (k ? (int)k->kind : 0)));
+        put_key(&kb, k);
+        ks->key[i] = kb.failed ? NULL : cki_arena_strndup(r->arena, kb.p ? kb.p : "", kb.len);
+        ks->klen[i] = kb.len;
+        cki_buf_free(&kb);
+        if (!ks->key[i]) goto oom;
+        ks->last[i] = i;
+        res = cki_map_put(&ks->first, ks->key[i], ks->klen[i], i, &at);
+        if (res < 0) goto oom;
+        if (res == 1) ks->last[at] = i;
+    }
+    return CK_OK;
+oom:
+    keyset_free(r, ks);
+    return CK_ENOMEM;
+}
+
+/* 1 if pair I is the first with its key: the one to print or walk, with the
+ * value of pair ks->last[I]. */
+static int keyset_first(const keyset *ks, uint32_t i)
+{
+    size_t at;
+    return !cki_map_get(&ks->first, ks->key[i], ks->klen[i], &at) && at == i;
 }
 
 /* ---- naming walk ------------------------------------------------------------- */
@@ -123,10 +191,15 @@ static ck_status walk_child(walker *w, const cki_tobj *key, uint64_t index, cki_
 
 static ck_status walk_dict(walker *w, const cki_tobj *d)
 {
-    ck_status st;
-    for (uint32_t i = 0; d && i < d->n; i++)
-        if ((st = walk_child(w, d->items[2 * i], 0, d->items[2 * i + 1]))) return st;
-    return CK_OK;
+    keyset ks;
+    ck_status st = CK_OK;
+    if (!d) return CK_OK;
+    if ((st = keyset_build(w->r, d, 1, &ks))) return st;
+    for (uint32_t i = 0; i < d->n && !st; i++)
+        if (keyset_first(&ks, i))
+            st = walk_child(w, d->items[2 * i], 0, d->items[2 * ks.last[i] + 1]);
+    keyset_free(w->r, &ks);
+    return st;
 }
 
 static ck_status walk_seq(walker *w, const cki_tobj *s)
@@ -151,6 +224,30 @@ static int in_set(const cki_tobj *set, const cki_tobj *key)
 
 /* nn.Module: what module.state_dict() names: parameters, persistent
  * buffers, then submodules, recursively. */
+enum { PAIRS_ALL, PAIRS_TENSORS, PAIRS_PERSISTENT_TENSORS };
+
+/* The pairs of a module's _parameters, _buffers or _modules dict, each key
+ * once (last value). */
+static ck_status walk_pairs(walker *w, const cki_tobj *d, int which, const cki_tobj *nonp)
+{
+    keyset ks;
+    ck_status st = CK_OK;
+    if (!d) return CK_OK;
+    if ((st = keyset_build(w->r, d, 1, &ks))) return st;
+    for (uint32_t i = 0; i < d->n && !st; i++) {
+        cki_tobj *v;
+        if (!keyset_first(&ks, i)) continue;
+        v = d->items[2 * ks.last[i] + 1];
+        if (which != PAIRS_ALL && (!v || v->kind != CKI_TO_TENSOR)) continue;
+        if (which == PAIRS_PERSISTENT_TENSORS && in_set(nonp, d->items[2 * i])) continue;
+        st = walk_child(w, d->items[2 * i], 0, v);
+    }
+    keyset_free(w->r, &ks);
+    return st;
+}
+
+/* nn.Module: what module.state_dict() names: parameters, persistent
+ * buffers, then submodules, recursively. */
 static ck_status walk_module(walker *w, cki_tobj *m)
 {
     const cki_tobj *params = cki_tobj_as_dict(cki_tobj_get(m->state, "_parameters"));
@@ -158,20 +255,9 @@ static ck_status walk_module(walker *w, cki_tobj *m)
     const cki_tobj *mods = cki_tobj_as_dict(cki_tobj_get(m->state, "_modules"));
     const cki_tobj *nonp = cki_tobj_get(m->state, "_non_persistent_buffers_set");
     ck_status st;
-    for (uint32_t i = 0; params && i < params->n; i++) {
-        cki_tobj *v = params->items[2 * i + 1];
-        if (v && v->kind == CKI_TO_TENSOR && (st = walk_child(w, params->items[2 * i], 0, v)))
-            return st;
-    }
-    for (uint32_t i = 0; bufs && i < bufs->n; i++) {
-        cki_tobj *v = bufs->items[2 * i + 1];
-        if (v && v->kind == CKI_TO_TENSOR && !in_set(nonp, bufs->items[2 * i]) &&
-            (st = walk_child(w, bufs->items[2 * i], 0, v)))
-            return st;
-    }
-    for (uint32_t i = 0; mods && i < mods->n; i++)
-        if ((st = walk_child(w, mods->items[2 * i], 0, mods->items[2 * i + 1]))) return st;
-    return CK_OK;
+    if ((st = walk_pairs(w, params, PAIRS_TENSORS, NULL))) return st;
+    if ((st = walk_pairs(w, bufs, PAIRS_PERSISTENT_TENSORS, nonp))) return st;
+    return walk_pairs(w, mods, PAIRS_ALL, NULL);
 }
 
 static ck_status walk(walker *w, cki_tobj *t)
@@ -319,7 +405,7 @@ static cki_tobj *child_at(const cki_tobj *t, const char *path, size_t *used)
             const cki_tobj *k = d->items[2 * i];
             if (k && (k->kind == CKI_TO_STR || k->kind == CKI_TO_BYTES)) {
                 size_t kl = (size_t)k->u.s.len;
-                if (kl > best_len && !strncmp(path, k->u.s.p, kl) &&
+                if (kl >= best_len && !strncmp(path, k->u.s.p, kl) &&
                     (path[kl] == 0 || path[kl] == '.')) {
                     best = d->items[2 * i + 1];
                     best_len = kl;
@@ -329,7 +415,7 @@ static cki_tobj *child_at(const cki_tobj *t, const char *path, size_t *used)
                 if (k->kind == CKI_TO_INT) snprintf(tmp, sizeof tmp, "%lld", (long long)k->u.i);
                 else snprintf(tmp, sizeof tmp, "%s", k->u.i ? "True" : "False");
                 kl = strlen(tmp);
-                if (kl > best_len && !strncmp(path, tmp, kl) &&
+                if (kl >= best_len && !strncmp(path, tmp, kl) &&
                     (path[kl] == 0 || path[kl] == '.')) {
                     best = d->items[2 * i + 1];
                     best_len = kl;
@@ -593,21 +679,26 @@ static void render_seq(jw *j, const cki_tobj *t)
     cki_buf_putc(&j->b, ']');
 }
 
+/* A dict's pairs as a JSON object, each key once (keyset: JSON compares
+ * keys by text, so 1 and "1" merge too, the later value winning). */
 static void render_dict(jw *j, const cki_tobj *t)
 {
+    keyset ks;
+    size_t k = 0;
+    if (keyset_build(j->r, t, 0, &ks)) {
+        j->b.failed = 1;
+        return;
+    }
     cki_buf_putc(&j->b, '{');
     for (uint32_t i = 0; i < t->n; i++) {
-        cki_buf kb;
-        if (i) cki_buf_puts(&j->b, ", ");
-        cki_buf_init(&kb, j->r->ctx, 0);
-        put_key(&kb, t->items[2 * i]);
-        json_text(&j->b, kb.p ? kb.p : "", kb.len);
-        if (kb.failed) j->b.failed = 1;
-        cki_buf_free(&kb);
+        if (!keyset_first(&ks, i)) continue;
+        if (k++) cki_buf_puts(&j->b, ", ");
+        json_text(&j->b, ks.key[i], ks.klen[i]);
         cki_buf_puts(&j->b, ": ");
-        render(j, t->items[2 * i + 1]);
+        render(j, t->items[2 * ks.last[i] + 1]);
     }
     cki_buf_putc(&j->b, '}');
+    keyset_free(j->r, &ks);
 }
 
 static void render_tensor(jw *j, const cki_ttensor *tt)

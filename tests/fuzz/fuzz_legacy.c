@@ -8,9 +8,10 @@
  * in front, so no mutation is spent finding it and every input reaches the
  * layout (fuzz_torch, which reads any torch container, has to find it
  * first). An input that already starts with the magic (a whole legacy file,
- * as the replay's fixture folders hold) is taken as it is. The stream is parsed and read as fuzz_torch_layout.h describes,
- * with its promises checked: storages inside the file and disjoint, the
- * model's tensors readable and consistent.
+ * as the replay's fixture folders hold) is taken as it is. The stream is
+ * parsed and read as fuzz_torch_layout.h describes, with its promises
+ * checked: storages inside the file and disjoint, the model's tensors
+ * readable and consistent.
  */
 #include "fuzz_torch_layout.h"
 

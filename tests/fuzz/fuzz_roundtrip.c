@@ -89,8 +89,8 @@ static void check_convert_message(const ck_ctx *ctx, ck_status st, const char *o
     size_t nl = strlen(FZ_NAME), dl = strlen(dir);
     fz_check(ck_last_status(ctx) == st && msg[0] && !strchr(msg, '\n'));
     if (st == CK_ENOMEM) return;
-    if ((!strncmp(msg, FZ_NAME, nl) && msg[nl] == ':') || (!strncmp(msg, dir, dl) && msg[dl] == '/'))
-        return;
+    if (!strncmp(msg, FZ_NAME, nl) && msg[nl] == ':') return;
+    if (!strncmp(msg, dir, dl) && msg[dl] == '/') return;
     fprintf(stderr, "fuzz: converting to %s: message names neither file: %s\n", out, msg);
     abort();
 }
@@ -192,7 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!ctx) return 0;
     if (fz_open(ctx, FZ_NAME, data, size, &m, &f) == CK_OK && m->count <= TENSOR_CAP) {
         int big = 0;
-        for (size_t i = 0; i < m->count; i++) big |= cki_add_u64(&total, total, m->tensors[i].nbytes);
+        for (size_t i = 0; i < m->count; i++)
+            big |= cki_add_u64(&total, total, m->tensors[i].nbytes);
         if (!big && total <= BYTES_CAP)
             for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) round_trip(ctx, m, k);
     }

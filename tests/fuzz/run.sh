@@ -36,7 +36,8 @@ mkdir -p "$out/obj" tests/fuzz/crashes
 printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
     'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
     > "$out/probe.c"
-"$cc" -fsanitize=fuzzer,address,undefined -o "$out/probe" "$out/probe.c" > "$out/probe.log" 2>&1 ||
+"$cc" -fsanitize=fuzzer,address,undefined -o "$out/probe" "$out/probe.c" \
+    > "$out/probe.log" 2>&1 ||
     skip "$cc cannot link libFuzzer (Debian: apt-get install libclang-rt-14-dev): $(head -n 1 "$out/probe.log")"
 
 flags=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined

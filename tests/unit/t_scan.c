@@ -205,6 +205,19 @@ TEST(scan_pickle_streams_and_zip_records)
         tbb_free(&zip);
         tbb_free(&pkl);
     }
+    {
+        /* a safetensors file is clean only when it reads whole */
+        size_t n = 0;
+        uint8_t *st = tfs_read(T_FIXTURES "/safetensors/hf_samples_overall.safetensors", &n);
+        CHECK(st != NULL && n > 600);
+        if (st) {
+            CHECK(scan_bytes(dir, "ok.safetensors", st, n, &s, &worst, msg, sizeof msg) == CK_OK);
+            CHECK(scan_bytes(dir, "cut.safetensors", st, n - 10, &s, &worst, msg, sizeof msg) ==
+                  CK_EFORMAT);
+            CHECK(strstr(msg, "cut.safetensors: ") != NULL);
+        }
+        free(st);
+    }
     CHECK(scan_bytes(dir, "empty.pkl", "", 0, &s, &worst, msg, sizeof msg) == CK_EFORMAT);
     CHECK(strstr(msg, "empty file") != NULL);
     tfs_rmtree(dir);

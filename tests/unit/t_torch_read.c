@@ -866,6 +866,59 @@ TEST(torch_shared_containers_are_bounded)
     ck_ctx_free(ctx);
 }
 
+TEST(torch_repeated_dict_keys_keep_the_last_value)
+{
+    /* {'w': first 2 elements, 'x': T, 'w': all 4}: Python keeps 'w' first,
+     * with the last value; JSON and names must show 'w' once */
+    tb_bytes pkl = {0}, zip;
+    blob b = {"0", F4V, sizeof F4V};
+    ck_ctx *ctx = new_ctx();
+    ck_model *m;
+    pk_proto(&pkl);
+    pk_empty_dict(&pkl);
+    pk_mark(&pkl);
+    pk_str(&pkl, "w");
+    pk_part(&pkl, "FloatStorage", "0", 4, 2);
+    pk_str(&pkl, "x");
+    pk_vec(&pkl, "FloatStorage", "0", 4);
+    pk_str(&pkl, "w");
+    pk_vec(&pkl, "FloatStorage", "0", 4);
+    pk_strn(&pkl, "n\0ul", 4); /* a NUL inside a key: spelled out in the name */
+    pk_vec(&pkl, "FloatStorage", "0", 4);
+    pk_str(&pkl, "cfg");
+    pk_empty_dict(&pkl);
+    pk_mark(&pkl);
+    pk_str(&pkl, "a");
+    pk_int(&pkl, 1);
+    pk_str(&pkl, "a");
+    pk_int(&pkl, 2);
+    pk_setitems(&pkl);
+    pk_setitems(&pkl);
+    pk_stop(&pkl);
+    torch_zip(&pkl, &b, 1, NULL, &zip);
+    CHECK(open_mem(ctx, zip.p, zip.n, NULL, &m) == CK_OK);
+    if (m) {
+        ck_tensor_info ti;
+        const char *js = ck_model_values_json(m);
+        const cki_json *doc = NULL;
+        cki_json_err err;
+        cki_arena a;
+        size_t at;
+        CHECK(ck_model_tensor_count(m) == 3 && !strcmp(tname(m, 0), "w") &&
+              !strcmp(tname(m, 1), "x") && !strcmp(tname(m, 2), "n\\x00ul"));
+        CHECK(ck_model_find(m, "n\\x00ul", &at) == CK_OK && at == 2);
+        CHECK(ck_model_tensor(m, 0, &ti) == CK_OK && ti.numel == 4);
+        cki_arena_init(&a, NULL);
+        CHECK(cki_json_parse(NULL, &a, js, strlen(js), NULL, &doc, &err) == CK_OK);
+        CHECK(strstr(js, "\"cfg\": {\"a\": 2}") != NULL);
+        cki_arena_free(&a);
+    }
+    ck_model_close(m);
+    tbb_free(&pkl);
+    tbb_free(&zip);
+    ck_ctx_free(ctx);
+}
+
 /* ---- values ---------------------------------------------------------------- */
 
 TEST(torch_values_json_for_plain_and_opaque_objects)

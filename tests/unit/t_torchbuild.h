@@ -93,6 +93,12 @@ static inline void pk_str(tb_bytes *b, const char *s)
     tbb_le32(b, (uint32_t)strlen(s));
     tbb_s(b, s);
 }
+static inline void pk_strn(tb_bytes *b, const char *s, size_t n)
+{
+    tbb_c(b, 'X');
+    tbb_le32(b, (uint32_t)n);
+    tbb_put(b, s, n);
+}
 static inline void pk_bytes(tb_bytes *b, const void *p, size_t n)
 {
     tbb_c(b, 'B'); /* BINBYTES: protocol 3, accepted by the machine */
