@@ -16,18 +16,6 @@
 
 #include "../convert/convert.h"
 
-#define MEM_BASE (64ull << 20)
-#define MEM_PER_INPUT_BYTE 32
-
-static void grow_mem_limit(ck_ctx *ctx, uint64_t input_len)
-{
-    uint64_t add, lim = ctx->limits[CK_LIMIT_MEMORY];
-    if (cki_mul_u64(&add, input_len, MEM_PER_INPUT_BYTE)) add = UINT64_MAX;
-    if (!ctx->mem_limit_effective) ctx->mem_limit_effective = MEM_BASE;
-    if (cki_add_u64(&ctx->mem_limit_effective, ctx->mem_limit_effective, add))
-        ctx->mem_limit_effective = UINT64_MAX;
-    if (ctx->mem_limit_effective > lim) ctx->mem_limit_effective = lim;
-}
 
 /* A message for content that no reader claims: say what it looks like. */
 static ck_status unknown_format(ck_ctx *ctx, const cki_source *src)
@@ -71,7 +59,7 @@ ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *
 
     if ((st = cki_source_open(ctx, path, &src))) return st;
     if ((st = cki_model_add_source(m, src))) return st;
-    grow_mem_limit(ctx, src->len);
+    cki_mem_allow_input(ctx, src->len);
     if (opts && opts->manifest) {
         f = cki_format_by_name("raw", CKI_CAP_READ);
     } else if (opts && opts->format) {

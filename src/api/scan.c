@@ -33,8 +33,6 @@
 #include "../formats/torch_read.h"
 #include "../pickle/verdict.h"
 
-#define MEM_BASE (64ull << 20)
-#define MEM_PER_INPUT_BYTE 32
 
 typedef struct scanner {
     ck_ctx *ctx;
@@ -254,16 +252,6 @@ static ck_status scan_tar(scanner *s, const cki_source *src)
     return CK_OK;
 }
 
-static void grow_mem_limit(ck_ctx *ctx, uint64_t input_len)
-{
-    uint64_t add, lim = ctx->limits[CK_LIMIT_MEMORY];
-    if (cki_mul_u64(&add, input_len, MEM_PER_INPUT_BYTE)) add = UINT64_MAX;
-    if (!ctx->mem_limit_effective) ctx->mem_limit_effective = MEM_BASE;
-    if (cki_add_u64(&ctx->mem_limit_effective, ctx->mem_limit_effective, add))
-        ctx->mem_limit_effective = UINT64_MAX;
-    if (ctx->mem_limit_effective > lim) ctx->mem_limit_effective = lim;
-}
-
 ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_verdict *worst)
 {
     scanner s;
@@ -278,7 +266,7 @@ ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_v
     s.user = user;
     s.worst = CK_VERDICT_ALLOWED;
     if ((st = cki_source_open(ctx, path, &src))) return st;
-    grow_mem_limit(ctx, src->len);
+    cki_mem_allow_input(ctx, src->len);
     if (src->len == 0) {
         st = cki_fail(ctx, CK_EFORMAT, "%s: empty file: nothing to scan", path);
         goto done;

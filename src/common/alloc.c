@@ -91,3 +91,16 @@ char *cki_strdup(ck_ctx *ctx, const char *s)
 {
     return cki_strndup(ctx, s, strlen(s));
 }
+
+#define MEM_BASE (64ull << 20)
+#define MEM_PER_INPUT_BYTE 32
+
+void cki_mem_allow_input(ck_ctx *ctx, uint64_t input_len)
+{
+    uint64_t add, lim = ctx->limits[CK_LIMIT_MEMORY];
+    if (cki_mul_u64(&add, input_len, MEM_PER_INPUT_BYTE)) add = UINT64_MAX;
+    if (!ctx->mem_limit_effective) ctx->mem_limit_effective = MEM_BASE;
+    if (cki_add_u64(&ctx->mem_limit_effective, ctx->mem_limit_effective, add))
+        ctx->mem_limit_effective = UINT64_MAX;
+    if (ctx->mem_limit_effective > lim) ctx->mem_limit_effective = lim;
+}

@@ -54,6 +54,10 @@ void *cki_calloc(ck_ctx *ctx, size_t count, size_t size);
 void *cki_realloc(ck_ctx *ctx, void *p, size_t n);
 void cki_free(ck_ctx *ctx, void *p);
 char *cki_strdup(ck_ctx *ctx, const char *s);
+/* Raises the context's effective memory limit for one more input of
+ * INPUT_LEN bytes: 64 MiB base + 32 bytes per input byte, capped by
+ * CK_LIMIT_MEMORY. Parsing memory is thus a documented function of the input. */
+void cki_mem_allow_input(ck_ctx *ctx, uint64_t input_len);
 char *cki_strndup(ck_ctx *ctx, const char *s, size_t n);
 
 /* ---- checked arithmetic (return 1 on overflow, 0 on success) -------------- */

@@ -132,6 +132,16 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
     in_names = cki_calloc(ctx, in->count ? in->count : 1, sizeof *in_names);
     if (!plan->tensors || !values || !in_names) { st = CK_ENOMEM; goto out; }
     if ((st = cki_ema_resolve(ctx, in, o->ema, values))) goto out;
+    for (size_t i = 0; i < in->skipped_count; i++) {
+        const char *n = in->skipped_names[i];
+        if (o->include && o->include[0] && !any_glob(o->include, n)) continue;
+        if (any_glob(o->exclude, n)) continue;
+        st = cki_fail(ctx, CK_EUNSUPPORTED,
+                      "%s: tensor '%s' is %s, which ckptkit cannot convert; leave it out with "
+                      "--exclude '%s'",
+                      in->path, n, in->skipped_why[i], n);
+        goto out;
+    }
     for (size_t i = 0; i < in->count; i++) {
         const cki_tensor *t = &in->tensors[i], *v = values[i];
         cki_out_tensor *ot;

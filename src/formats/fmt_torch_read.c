@@ -167,10 +167,12 @@ static ck_status add_one(reader *rd, const cki_tnamed *nt)
     cki_storage *cs = NULL;
     ck_status st;
     if (t->unsupported) {
-        cki_warn(rd->m->ctx, "%s: tensor '%s': %s%s%s: skipped (ckptkit cannot represent it)",
-                 rd->src->path, nt->name, t->unsupported, t->torch_dtype ? " " : "",
+        char why[256];
+        snprintf(why, sizeof why, "%s%s%s", t->unsupported, t->torch_dtype ? " " : "",
                  t->torch_dtype ? t->torch_dtype : "");
-        return CK_OK;
+        cki_warn(rd->m->ctx, "%s: tensor '%s': %s: skipped (ckptkit cannot represent it)",
+                 rd->src->path, nt->name, why);
+        return cki_model_add_skipped(rd->m, nt->name, why);
     }
     if ((st = bind(rd, t->storage, t->dtype, nt->name, &cs))) return st;
     return cki_model_add_tensor(rd->m, rd->src->path, nt->name, nt->name_len, t->dtype, t->ndim,

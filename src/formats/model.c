@@ -53,6 +53,8 @@ void ck_model_close(ck_model *m)
     cki_free(ctx, m->meta_keys);
     cki_free(ctx, m->meta_vals);
     cki_free(ctx, m->values_json);
+    cki_free(ctx, m->skipped_names);
+    cki_free(ctx, m->skipped_why);
     cki_arena_free(&m->arena);
     cki_free(ctx, m->path);
     cki_free(ctx, m);
@@ -193,6 +195,25 @@ ck_status cki_model_set_meta(ck_model *m, const char *key, size_t key_len, const
     m->meta_keys[m->meta_count] = k;
     m->meta_vals[m->meta_count] = v;
     m->meta_count++;
+    return CK_OK;
+}
+
+ck_status cki_model_add_skipped(ck_model *m, const char *name, const char *why)
+{
+    const char *n = cki_arena_strdup(&m->arena, name), *w = cki_arena_strdup(&m->arena, why);
+    if (!n || !w) return CK_ENOMEM;
+    if (m->skipped_count == m->skipped_cap) {
+        size_t cap = m->skipped_cap;
+        if (grow(m->ctx, (void **)&m->skipped_names, &cap, m->skipped_count, sizeof(char *)))
+            return CK_ENOMEM;
+        cap = m->skipped_cap;
+        if (grow(m->ctx, (void **)&m->skipped_why, &cap, m->skipped_count, sizeof(char *)))
+            return CK_ENOMEM;
+        m->skipped_cap = cap;
+    }
+    m->skipped_names[m->skipped_count] = n;
+    m->skipped_why[m->skipped_count] = w;
+    m->skipped_count++;
     return CK_OK;
 }
 

@@ -32,6 +32,12 @@ struct ck_model {
 
     char *values_json; /* owned (cki_malloc) or NULL */
 
+    /* tensors the reader found but cannot represent (quantized, sparse, ...):
+     * names and reasons in the arena; a conversion that would include one
+     * fails naming it, so nothing is dropped silently */
+    const char **skipped_names, **skipped_why;
+    size_t skipped_count, skipped_cap;
+
     void *driver_data;
     void (*driver_free)(ck_model *m, void *data);
 };
@@ -57,6 +63,8 @@ ck_status cki_model_add_tensor(ck_model *m, const char *file, const char *name, 
 /* Adds or replaces KEY -> VALUE (copied). */
 ck_status cki_model_set_meta(ck_model *m, const char *key, size_t key_len, const char *val,
                              size_t val_len);
+/* Records a tensor the reader cannot represent (copied), with the reason. */
+ck_status cki_model_add_skipped(ck_model *m, const char *name, const char *why);
 /* Takes ownership of JSON (cki_malloc'd with m->ctx). */
 void cki_model_set_values(ck_model *m, char *json);
 /* Removes tensors for which KEEP[i] is 0, keeping order (selection). */

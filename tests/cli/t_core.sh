@@ -114,4 +114,19 @@ d = {t["name"]: t["dtype"] for t in json.load(sys.stdin)["tensors"]}
 assert d == {"B": "U8", "H": "U16", "I": "U32", "b": "I8", "d": "F16", "e": "F16",
              "f": "F16", "h": "I16", "i": "I32"}, d
 ' || bad "--dtype f16 changed the wrong tensors"
+# a tensor ckptkit cannot represent (quantized) is never dropped silently:
+# convert fails naming it, and --exclude leaves it out on purpose
+py - "$T/q.pt" <<'PYEOF'
+import sys, torch
+torch.manual_seed(0)
+q = torch.quantize_per_tensor(torch.randn(4), 0.1, 0, torch.quint8)
+torch.save({"w": torch.randn(3), "q": q}, sys.argv[1])
+PYEOF
+expect_exit 0 "$CKPTKIT" ls "$T/q.pt"
+expect_stderr_has "tensor 'q': quantized tensor"
+expect_exit 1 "$CKPTKIT" convert -q "$T/q.pt" "$T/q.safetensors"
+expect_one_line_error
+expect_stderr_has "tensor 'q' is quantized tensor QUInt8Storage, which ckptkit cannot convert"
+expect_no_file "$T/q.safetensors"
+expect_exit 0 "$CKPTKIT" convert -q "$T/q.pt" "$T/q.safetensors" --exclude q
 finish
