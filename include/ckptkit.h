@@ -192,6 +192,9 @@ typedef struct ck_open_opts {
     const char *manifest; /* JSON manifest for raw .bin input; NULL: OUT.json beside it if any */
     int all;              /* expose every tensor of the object tree under its dotted path */
     int verify_crc;       /* check CRC-32 of every zip member as it is read */
+    int allow_unsafe;     /* load a PyTorch file even when its pickle references globals that
+                           * would run code under Python (os.system, eval, ...). They are never
+                           * executed either way; without this the open fails with CK_EUNSAFE */
 } ck_open_opts;
 
 /* Opens PATH read-only (memory-mapped). The format is detected from content,

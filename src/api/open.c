@@ -49,6 +49,38 @@ static ck_status unknown_format(ck_ctx *ctx, const cki_source *src)
                     src->path, (unsigned long long)n, hex);
 }
 
+typedef struct first_bad {
+    char what[300];
+    size_t count;
+} first_bad;
+
+static void note_dangerous(void *user, const ck_scan_item *it)
+{
+    first_bad *fb = user;
+    if (it->verdict != CK_VERDICT_DANGEROUS) return;
+    if (!fb->count++)
+        snprintf(fb->what, sizeof fb->what, "%s.%s in %s", it->module, it->name, it->where);
+}
+
+/* The reader refuses a main pickle with dangerous references; this also
+ * covers every other pickle in the file (extra zip records, a legacy tail,
+ * bytes after STOP) with the scanner's own parse, so what loads is never
+ * something `ckptkit scan` would call unsafe. */
+static ck_status refuse_unsafe(ck_ctx *ctx, const cki_source *src)
+{
+    first_bad fb;
+    ck_verdict worst = CK_VERDICT_ALLOWED;
+    memset(&fb, 0, sizeof fb);
+    cki_scan_source(ctx, src, note_dangerous, &fb, &worst);
+    cki_clear(ctx);
+    if (!fb.count) return CK_OK;
+    return cki_fail(ctx, CK_EUNSAFE,
+                    "%s: refusing to load: a pickle references %s, which would run code under "
+                    "Python's unpickler (%zu such global%s; see 'ckptkit scan'); nothing was run, "
+                    "and --allow-unsafe extracts the tensors anyway",
+                    src->path, fb.what, fb.count, fb.count == 1 ? "" : "s");
+}
+
 /* Opens one file and runs its reader into M (also used for each shard). */
 ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *opts)
 {
@@ -72,7 +104,9 @@ ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *
     }
     if (!f) return cki_fail(ctx, CK_EUNSUPPORTED, "%s: raw input is not available", path);
     if (!strcmp(m->format_name, "?")) m->format_name = f->name;
-    return f->read(m, src, opts);
+    if ((st = f->read(m, src, opts))) return st;
+    if (!strcmp(f->name, "torch") && !(opts && opts->allow_unsafe)) return refuse_unsafe(ctx, src);
+    return CK_OK;
 }
 
 ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts, ck_model **out)

@@ -30,6 +30,7 @@
 #include <stdio.h>
 
 #include "../formats/format.h"
+#include "../convert/convert.h"
 #include "../formats/torch_read.h"
 #include "../pickle/verdict.h"
 
@@ -252,25 +253,22 @@ static ck_status scan_tar(scanner *s, const cki_source *src)
     return CK_OK;
 }
 
-ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_verdict *worst)
+/* Scans every pickle of an open source (see ck_scan). Also used by the
+ * loader, which refuses files whose pickles reference dangerous globals
+ * anywhere, not only in the part torch.load would run. */
+ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
+                          ck_verdict *worst)
 {
     scanner s;
-    cki_source *src;
     ck_status st;
-    if (!ctx || !path) return cki_fail(ctx, CK_EARG, "ck_scan: missing argument");
-    cki_clear(ctx);
+    const char *path = src->path;
     memset(&s, 0, sizeof s);
     s.ctx = ctx;
     s.path = path;
     s.fn = fn;
     s.user = user;
     s.worst = CK_VERDICT_ALLOWED;
-    if ((st = cki_source_open(ctx, path, &src))) return st;
-    cki_mem_allow_input(ctx, src->len);
-    if (src->len == 0) {
-        st = cki_fail(ctx, CK_EFORMAT, "%s: empty file: nothing to scan", path);
-        goto done;
-    }
+    if (src->len == 0) return cki_fail(ctx, CK_EFORMAT, "%s: empty file: nothing to scan", path);
     switch (cki_torch_sniff(src->base, src->len)) {
     case CKI_TORCH_ZIP: st = scan_zip(&s, src, 0); break;
     case CKI_TORCH_LEGACY: st = scan_legacy(&s, src); break;
@@ -303,8 +301,21 @@ ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_v
         break;
     }
     }
-done:
+    if (worst) *worst = s.worst; /* what was seen, even when a later pickle failed */
+    return st;
+}
+
+ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_verdict *worst)
+{
+    cki_source *src;
+    ck_status st;
+    ck_verdict w = CK_VERDICT_ALLOWED;
+    if (!ctx || !path) return cki_fail(ctx, CK_EARG, "ck_scan: missing argument");
+    cki_clear(ctx);
+    if ((st = cki_source_open(ctx, path, &src))) return st;
+    cki_mem_allow_input(ctx, src->len);
+    st = cki_scan_source(ctx, src, fn, user, &w);
     cki_source_close(ctx, src);
-    if (!st && worst) *worst = s.worst;
+    if (!st && worst) *worst = w;
     return st;
 }

@@ -6,6 +6,11 @@
 
 #include "../formats/format.h"
 
+/* Scans every pickle of SRC like ck_scan; *WORST is the worst verdict seen
+ * (set even when a later pickle fails to parse). */
+ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
+                          ck_verdict *worst);
+
 /* Opens one file with its detected reader and adds its tensors to M. */
 ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *opts);
 

@@ -19,8 +19,9 @@
  * Probe: PK\3\4 at 0 and a record whose name ends in /data.pkl (90); the
  * legacy magic (95); a ustar header and a member named 'pickle' (90); any
  * other PK\3\4 file or ustar header scores 20 so that its zip or tar error is
- * reported. Loading never runs anything, but globals that would be dangerous
- * under a Python unpickler get a warning pointing at `ckptkit scan`.
+ * reported. Loading never runs anything; still, a pickle that references
+ * globals that would be dangerous under a Python unpickler is refused
+ * (CK_EUNSAFE) unless ck_open_opts.allow_unsafe is set, and then warned about.
  */
 #include <stdio.h>
 
@@ -206,6 +207,15 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
     if ((st = cki_torch_parse(m->ctx, src->path, src->base, src->len, kind, note_globals, &rd,
                               &rd.tf)))
         return st;
+    if (rd.dangerous && !(opts && opts->allow_unsafe)) {
+        st = cki_fail(m->ctx, CK_EUNSAFE,
+                      "%s: refusing to load: the pickle references %s, which would run code under "
+                      "Python's unpickler (%zu such global%s; see 'ckptkit scan'); nothing was run, "
+                      "and --allow-unsafe extracts the tensors anyway",
+                      src->path, rd.first, rd.dangerous, rd.dangerous == 1 ? "" : "s");
+        cki_torch_close(&rd.tf);
+        return st;
+    }
     if (rd.dangerous)
         cki_warn(m->ctx,
                  "%s: the pickle references %zu global(s) that would run code under Python's "

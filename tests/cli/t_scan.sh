@@ -73,16 +73,25 @@ for f in "$BAD"/evil_*; do
         expect_one_line_error
         expect_no_file "$T/$stem.safetensors"
     else
-        expect_exit 0 "$CKPTKIT" convert "$f" "$T/$stem.safetensors"
-        run "$CKPTKIT" info --json "$f"
+        # well-formed but dangerous: refused by default, extracted on request
+        expect_exit 1 "$CKPTKIT" convert "$f" "$T/$stem.safetensors"
+        expect_one_line_error
+        expect_stderr_has "refusing to load"
+        expect_no_file "$T/$stem.safetensors"
+        expect_exit 0 "$CKPTKIT" convert -q --allow-unsafe "$f" "$T/$stem.safetensors"
+        run "$CKPTKIT" info --allow-unsafe --json "$f"
         [ "$RC" -eq 0 ] || bad "info $name exited $RC"
     fi
     run "$CKPTKIT" ls --all "$f"
     [ -e "$canary" ] && bad "payload of $name ran: $canary exists"
 done
 
-# the loader warns about dangerous references it leaves inert
-expect_exit 0 "$CKPTKIT" ls "$BAD/evil_reduce_zip.pt"
+# dangerous references: refused by default (exit 1, one line), and with
+# --allow-unsafe left inert with a warning while the tensors come out
+expect_exit 1 "$CKPTKIT" ls "$BAD/evil_reduce_zip.pt"
+expect_one_line_error
+expect_stderr_has "references os.system"
+expect_exit 0 "$CKPTKIT" ls --allow-unsafe "$BAD/evil_reduce_zip.pt"
 expect_stderr_has "ckptkit never runs them"
 expect_stdout_has "w "
 

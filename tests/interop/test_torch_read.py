@@ -549,7 +549,8 @@ def crafted():
 def test_crafted_malicious_never_runs(scanner, dumper, tmp_path, name):
     """Scan says unsafe (or fails); loading, listing and converting never run the
     payload. Files with a .expected line are malformed: they must not load.
-    The others load, minus the payload, which stays an opaque object."""
+    The others are refused by default and, with --allow-unsafe, load minus the
+    payload, which stays an opaque object."""
     path = os.path.join(BAD, name)
     canary = "/tmp/ckptkit-canary-" + name.split(".")[0]
     if os.path.exists(canary):
@@ -570,11 +571,15 @@ def test_crafted_malicious_never_runs(scanner, dumper, tmp_path, name):
         r = subprocess.run([dumper, rel], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == want
     else:
+        # well-formed but dangerous: refused unless --allow-unsafe
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "refusing to load" in r.stderr and not out.exists()
+        r = ckptkit("convert", "--allow-unsafe", path, str(out))
         assert r.returncode == 0, r.stderr
         _, got, _ = dump(dumper, str(out))
         assert [g["name"] for g in got] in (["w"], [])
     ckptkit("info", "--json", path)
-    ckptkit("ls", "--all", path)
+    ckptkit("ls", "--all", "--allow-unsafe", path)
     assert not os.path.exists(canary)
 
 

@@ -159,7 +159,15 @@ static int check_evil_loads(const char *path)
     snprintf(exp_path, sizeof exp_path, "%.*s.expected", (int)(dot - path), path);
     if (tfs_exists(exp_path) || !strstr(path, "/evil_")) return 0;
     ctx = new_ctx();
-    CHECK(ck_model_open(ctx, path, NULL, &m) == CK_OK);
+    /* refused by default, naming the dangerous reference */
+    CHECK(ck_model_open(ctx, path, NULL, &m) == CK_EUNSAFE);
+    CHECK(m == NULL && strstr(ck_errmsg(ctx), "refusing to load") != NULL);
+    {
+        ck_open_opts o;
+        memset(&o, 0, sizeof o);
+        o.allow_unsafe = 1;
+        CHECK(ck_model_open(ctx, path, &o, &m) == CK_OK);
+    }
     if (m) {
         if (ck_model_tensor_count(m) == 1) {
             CHECK(!strcmp(tname(m, 0), "w"));
@@ -176,7 +184,7 @@ static int check_evil_loads(const char *path)
     return 1;
 }
 
-TEST(torch_evil_corpus_loads_without_payload)
+TEST(torch_evil_corpus_refused_then_loads_without_payload)
 {
     CHECK(each_bad(check_evil_loads) >= 6);
 }

@@ -27,6 +27,11 @@ typedef struct cli_opts {
 #define CLI_MAX_MEMORY_HELP                                                                       \
     "  --max-memory SIZE  cap on memory ckptkit allocates (default 64 MiB + 32 x input, at most\n" \
     "                     4 GiB); e.g. 512MiB\n"
+/* --allow-unsafe: load PyTorch files whose pickles reference dangerous globals. */
+#define CLI_ALLOW_UNSAFE_OPT {"allow-unsafe", no_argument, 0, 'U'}
+#define CLI_ALLOW_UNSAFE_HELP                                                                     \
+    "  --allow-unsafe     load a PyTorch file even if its pickle references code-running\n"       \
+    "                     globals (never executed; without it such files are refused)\n"
 /* Handles 'M' in a command's option switch; returns nonzero on a bad SIZE. */
 int cli_opt_max_memory(cli_opts *o, const char *cmd, const char *arg);
 

@@ -44,6 +44,7 @@ static const char help[] =
     "  --format F           skip detection and read IN as F\n"
     "  --no-crc             do not check CRC-32 of input zip members while copying\n"
     CLI_MAX_MEMORY_HELP
+    CLI_ALLOW_UNSAFE_HELP
     "  -q                   no warnings, no summary line\n";
 
 static int parse_dtype(const char *s, ck_dtype *out)
@@ -79,7 +80,7 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -138,6 +139,7 @@ int cmd_convert(int argc, char **argv)
                                        "5GB, 500MiB or 1048576", optarg);
             break;
         case 'q': o.quiet = 1; break;
+        case 'U': oo.allow_unsafe = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "convert", optarg)) return EXIT_USAGE;
             break;

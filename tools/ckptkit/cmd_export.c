@@ -26,6 +26,7 @@ static const char help[] =
     "  --manifest M       JSON manifest describing a raw .bin input\n"
     "  --format-in F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
+    CLI_ALLOW_UNSAFE_HELP
     "  -q                 no warnings, no summary line\n";
 
 int cmd_export(int argc, char **argv)
@@ -36,7 +37,7 @@ int cmd_export(int argc, char **argv)
         {"dtype", required_argument, 0, O_DTYPE}, {"force", no_argument, 0, O_FORCE},
         {"key", required_argument, 0, O_KEY},     {"manifest", required_argument, 0, O_MANIFEST},
         {"format-in", required_argument, 0, O_FORMAT_IN},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,          {"help", no_argument, 0, 'h'},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,          {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     cli_opts o = {0};
@@ -74,6 +75,7 @@ int cmd_export(int argc, char **argv)
         case O_MANIFEST: oo.manifest = optarg; break;
         case O_FORMAT_IN: oo.format = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'U': oo.allow_unsafe = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "export", optarg)) return EXIT_USAGE;
             break;

@@ -20,6 +20,7 @@ static const char help[] =
     "  --manifest M    JSON manifest describing a raw .bin file\n"
     "  --format F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
+    CLI_ALLOW_UNSAFE_HELP
     "  -q              no warnings\n";
 
 /* Text mode: short value documents in full; long ones as their top-level
@@ -69,7 +70,7 @@ int cmd_info(int argc, char **argv)
         {"json", no_argument, 0, 'j'},    {"key", required_argument, 0, 'k'},
         {"all", no_argument, 0, 'a'},     {"manifest", required_argument, 0, 'm'},
         {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,   {0, 0, 0, 0},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,   {0, 0, 0, 0},
     };
     cli_opts o = {0};
     ck_open_opts oo;
@@ -87,6 +88,7 @@ int cmd_info(int argc, char **argv)
         case 'm': oo.manifest = optarg; break;
         case 'f': oo.format = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'U': oo.allow_unsafe = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "info", optarg)) return EXIT_USAGE;
             break;

@@ -17,6 +17,7 @@ static const char help[] =
     "  --manifest M    JSON manifest describing a raw .bin file\n"
     "  --format F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
+    CLI_ALLOW_UNSAFE_HELP
     "  -q              no warnings\n";
 
 int cmd_ls(int argc, char **argv)
@@ -25,7 +26,7 @@ int cmd_ls(int argc, char **argv)
         {"json", no_argument, 0, 'j'},    {"key", required_argument, 0, 'k'},
         {"all", no_argument, 0, 'a'},     {"manifest", required_argument, 0, 'm'},
         {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT,   {0, 0, 0, 0},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,   {0, 0, 0, 0},
     };
     cli_opts o = {0};
     ck_open_opts oo;
@@ -42,6 +43,7 @@ int cmd_ls(int argc, char **argv)
         case 'm': oo.manifest = optarg; break;
         case 'f': oo.format = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'U': oo.allow_unsafe = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "ls", optarg)) return EXIT_USAGE;
             break;
