@@ -96,6 +96,12 @@ typedef struct machine {
 
     memo_slot *memo;
     size_t memo_count, memo_cap; /* cap: power of two or 0 */
+    /* picklers number memo keys 0, 1, 2, ...: keys below dense_cap live in a
+     * plain array (fast, cache-friendly); others in the hash above. The array
+     * only doubles when a key falls just past its end and it holds about as
+     * many entries as it would have slots, so memory stays O(input). */
+    cki_pv **dense;
+    size_t dense_cap;
 
     cki_pickle_global *globals; /* in the arena */
     size_t global_count, global_cap;
@@ -329,9 +335,19 @@ static size_t memo_index(uint64_t key, size_t cap)
     return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
 }
 
+static cki_pv *memo_get_hashed(const machine *m, uint64_t key)
+{
+    size_t j;
+    if (!m->memo_cap) return NULL;
+    for (j = memo_index(key, m->memo_cap); m->memo[j].val; j = (j + 1) & (m->memo_cap - 1))
+        if (m->memo[j].key == key) return m->memo[j].val;
+    return NULL;
+}
+
 static cki_pv *memo_get(const machine *m, uint64_t key)
 {
     size_t j;
+    if (key < m->dense_cap && m->dense[key]) return m->dense[key];
     if (!m->memo_cap) return NULL;
     for (j = memo_index(key, m->memo_cap); m->memo[j].val; j = (j + 1) & (m->memo_cap - 1))
         if (m->memo[j].key == key) return m->memo[j].val;
@@ -364,6 +380,28 @@ static ck_status memo_put(machine *m, uint64_t key)
     ck_status st;
     if ((st = need_values(m, 1))) return st;
     v = top(m);
+    if (key >= m->dense_cap && key < 2 * (uint64_t)(m->dense_cap ? m->dense_cap : 512) &&
+        2 * (uint64_t)(m->dense_cap ? m->dense_cap : 512) <= 2 * ((uint64_t)m->memo_count + 1024)) {
+        /* the next key of a 0, 1, 2, ... numbering: double the dense array
+         * (keys already hashed stay there; scattered keys never grow it) */
+        size_t ncap = m->dense_cap ? 2 * m->dense_cap : 1024;
+        cki_pv **nd;
+        nd = cki_realloc(m->ctx, m->dense, ncap * sizeof *nd);
+        if (!nd) return op_nomem(m);
+        memset(nd + m->dense_cap, 0, (ncap - m->dense_cap) * sizeof *nd);
+        m->dense = nd;
+        m->dense_cap = ncap;
+    }
+    if (key < m->dense_cap && (m->dense[key] || !memo_get_hashed(m, key))) {
+        if (!m->dense[key]) {
+            if (m->memo_count + 1 > m->memo_max)
+                return op_fail(m, CK_ELIMIT, "memo of %zu entries reaches the limit of %llu",
+                               m->memo_count, (unsigned long long)m->memo_max);
+            m->memo_count++;
+        }
+        m->dense[key] = v;
+        return CK_OK;
+    }
     if (m->memo_cap) {
         for (j = memo_index(key, m->memo_cap); m->memo[j].val; j = (j + 1) & (m->memo_cap - 1)) {
             if (m->memo[j].key == key) {
@@ -1428,5 +1466,6 @@ ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t
     cki_free(ctx, m.stack);
     cki_free(ctx, m.marks);
     cki_free(ctx, m.memo);
+    cki_free(ctx, m.dense);
     return st;
 }

@@ -153,7 +153,8 @@ int cmd_convert(int argc, char **argv)
     co.exclude = exc.v;
     co.rename = ren.v;
     co.metadata = meta.v;
-    oo.verify_crc = !co.no_crc;
+    /* CRCs of storages are checked while their bytes are copied (emit.c), in
+     * the same pass; checking them at open would read the whole input twice */
     const char *in = argv[optind], *out = argv[optind + 1];
     if (!co.format && !ck_format_for_path(out))
         return cli_usage_error("convert", "cannot tell the output format of '%s' from its "
