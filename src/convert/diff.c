@@ -241,6 +241,8 @@ ck_status ck_diff(ck_ctx *ctx, ck_model *a, ck_model *b, const ck_diff_opts *opt
     if (!ctx || !a || !b || !result) return cki_fail(ctx, CK_EARG, "ck_diff: missing argument");
     cki_clear(ctx);
     if (!opts) opts = &exact;
+    cki_model_streaming(a);
+    cki_model_streaming(b);
     if (!(opts->rtol >= 0) || !(opts->atol >= 0) || isinf(opts->rtol) || isinf(opts->atol))
         return cki_fail(ctx, CK_EARG, "ck_diff: tolerances must be finite and >= 0 (rtol %g, "
                                       "atol %g)",

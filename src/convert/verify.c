@@ -55,6 +55,8 @@ ck_status ck_verify(ck_ctx *ctx, ck_model *a, ck_model *b, ck_diff_fn fn, void *
     int all_same = 1, stop = 0;
     uint64_t done = 0;
     if (!ctx || !a || !b || !same) return cki_fail(ctx, CK_EARG, "ck_verify: missing argument");
+    cki_model_streaming(a);
+    cki_model_streaming(b);
     ba = cki_malloc(ctx, CHUNK);
     bb = cki_malloc(ctx, CHUNK);
     if (!ba || !bb) { st = CK_ENOMEM; goto out; }

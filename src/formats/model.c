@@ -263,3 +263,8 @@ ck_status cki_model_rename(ck_model *m, size_t i, const char *name)
     if (!m->tensors[i].name) return CK_ENOMEM;
     return cki_model_reindex(m);
 }
+
+void cki_model_streaming(const ck_model *m)
+{
+    for (size_t i = 0; m && i < m->source_count; i++) cki_source_sequential(m->sources[i]);
+}

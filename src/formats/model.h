@@ -72,6 +72,8 @@ ck_status cki_model_filter(ck_model *m, const unsigned char *keep);
 /* Renames tensor I (copied); fails on a collision, naming both. O(n): for
  * many renames, set the names directly and call cki_model_reindex once. */
 ck_status cki_model_rename(ck_model *m, size_t i, const char *name);
+/* Readies every source of M for streaming (sequential read-ahead). */
+void cki_model_streaming(const ck_model *m);
 /* Rebuilds the name index; fails if two tensors now share a name. */
 ck_status cki_model_reindex(ck_model *m);
 

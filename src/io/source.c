@@ -45,6 +45,10 @@ ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
                             (unsigned long long)st.st_size, strerror(e));
         }
         s->base = p;
+        /* opening touches scattered headers (zip local headers, legacy
+         * storage counts): no read-ahead around them. Streaming copies ask
+         * for what they need next with cki_source_will_need. */
+        madvise(p, (size_t)s->len, MADV_RANDOM);
     }
     *out = s;
     return CK_OK;
@@ -100,4 +104,9 @@ void cki_source_release(const cki_source *s, uint64_t off, uint64_t len)
 void cki_source_will_need(const cki_source *s, uint64_t off, uint64_t len)
 {
     advise(s, off, len, MADV_WILLNEED);
+}
+
+void cki_source_sequential(const cki_source *s)
+{
+    if (s && s->fd >= 0 && s->base) madvise((void *)s->base, (size_t)s->len, MADV_SEQUENTIAL);
 }

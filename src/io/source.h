@@ -29,6 +29,9 @@ void cki_source_close(ck_ctx *ctx, cki_source *src);
 /* Tells the kernel the pages of [off, off+len) will not be needed again
  * (streaming: keeps resident memory flat). Harmless to call on any range. */
 void cki_source_release(const cki_source *src, uint64_t off, uint64_t len);
+/* Switches the whole mapping to sequential read-ahead: call before streaming
+ * tensor bytes (opening maps with no read-ahead, for scattered headers). */
+void cki_source_sequential(const cki_source *src);
 /* Hints that [off, off+len) will be read soon, in order. */
 void cki_source_will_need(const cki_source *src, uint64_t off, uint64_t len);
 
