@@ -8,7 +8,7 @@ For each broken rule R, in tests/corpus/bad/raw/:
                the manifest R.raw.json (paths as the tests give them)
 
 The expected lines are written here by hand from the rules in src/formats/fmt_raw.c
-and docs/notes/raw.md; byte offsets ("at byte N") are offsets into the manifest,
+and docs/FORMATS.md (raw); byte offsets ("at byte N") are offsets into the manifest,
 computed from the text laid out here. Nothing here runs ckptkit.
 
 Usage: make_bad_raw.py [REPO_ROOT]   (default: two folders up from this file)
