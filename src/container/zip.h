@@ -4,7 +4,7 @@
  * What it accepts:
  *  - an end-of-central-directory record (EOCD), with or without the zip64
  *    EOCD record and locator (torch writes zip64 records even for tiny files);
- *  - bytes before the archive (a self-extractor stub, junk): offsets in the
+ *  - bytes before the archive (a self-extractor program, junk): offsets in the
  *    archive are shifted by the amount the central directory moved;
  *  - a comment that contains another EOCD signature: candidates are tried from
  *    the end of the file backwards and the last one whose central directory
