@@ -226,6 +226,23 @@ ck_status cki_emit_tensor(cki_write_job *job, const cki_out_tensor *ot, uint32_t
             }
             return CK_OK;
         }
+        if (sg->src && sg->src->fd >= 0) {
+            /* through the scratch buffer with pread: one copy, as through the
+             * mapping, but no page faults and no resident pages */
+            uint64_t file_off = (uint64_t)(bytes - sg->src->base);
+            while (left) {
+                size_t k = left > CKI_SCRATCH ? CKI_SCRATCH : (size_t)left;
+                if ((st = cki_source_pread(job->ctx, sg->src, file_off + off, job->scratch, k)))
+                    return st;
+                if (crc) *crc = crc_update(*crc, job->scratch, k);
+                if (check) in_crc = crc_update(in_crc, job->scratch, k);
+                if ((st = cki_sink_write(job->sink, job->scratch, k))) return st;
+                if ((st = progress(job, k))) return st;
+                off += k;
+                left -= k;
+            }
+            left = 0;
+        }
         if (left > CKI_SCRATCH) ahead(sg, base, AHEAD);
         while (left) {
             uint64_t k = left > CKI_SCRATCH ? CKI_SCRATCH : left;

@@ -108,5 +108,30 @@ void cki_source_will_need(const cki_source *s, uint64_t off, uint64_t len)
 
 void cki_source_sequential(const cki_source *s)
 {
-    if (s && s->fd >= 0 && s->base) madvise((void *)s->base, (size_t)s->len, MADV_SEQUENTIAL);
+    if (!s || s->fd < 0 || !s->base) return;
+    madvise((void *)s->base, (size_t)s->len, MADV_SEQUENTIAL);
+    posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+}
+
+ck_status cki_source_pread(ck_ctx *ctx, const cki_source *s, uint64_t off, void *dst, size_t len)
+{
+    uint8_t *d = dst;
+    if (cki_out_of(off, len, s->len))
+        return cki_fail(ctx, CK_EARG, "%s: read of [%llu, +%zu) outside the file", s->path,
+                        (unsigned long long)off, len);
+    if (s->fd < 0) {
+        memcpy(dst, s->base + off, len);
+        return CK_OK;
+    }
+    while (len) {
+        ssize_t r = pread(s->fd, d, len, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return cki_fail(ctx, CK_EIO, "%s: read failed at byte %llu: %s", s->path,
+                            (unsigned long long)off, r < 0 ? strerror(errno) : "file shrank");
+        d += r;
+        off += (uint64_t)r;
+        len -= (size_t)r;
+    }
+    return CK_OK;
 }

@@ -29,6 +29,11 @@ void cki_source_close(ck_ctx *ctx, cki_source *src);
 /* Tells the kernel the pages of [off, off+len) will not be needed again
  * (streaming: keeps resident memory flat). Harmless to call on any range. */
 void cki_source_release(const cki_source *src, uint64_t off, uint64_t len);
+/* Copies [off, off+len) of SRC into DST with pread (no page of the mapping is
+ * touched, so streaming does not grow resident memory). Sources made from
+ * memory are copied from there. */
+ck_status cki_source_pread(ck_ctx *ctx, const cki_source *src, uint64_t off, void *dst,
+                           size_t len);
 /* Switches the whole mapping to sequential read-ahead: call before streaming
  * tensor bytes (opening maps with no read-ahead, for scattered headers). */
 void cki_source_sequential(const cki_source *src);
