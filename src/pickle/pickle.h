@@ -76,6 +76,8 @@ struct cki_pv {
      * edges of cycles not followed. At most CK_LIMIT_PICKLE_DEPTH (larger
      * graphs are refused). 0 on nodes the root does not reach. */
     uint32_t height;
+    void *walk; /* scratch for one walker at a time (the torch recogniser caches the object it
+                 * made from this node here); NULL when the machine made the node */
 };
 
 /*

@@ -150,9 +150,7 @@ struct cki_trec {
     const char *where;
     cki_persid_fn persid; /* NULL: 'storage' tuples only */
     void *persid_user;
-    /* pickle node -> tobj */
-    struct cki_trec_slot *memo;
-    size_t memo_cap, memo_count;
+    /* pickle node -> tobj: cached in cki_pv.walk */
     /* storages by key (+ view key) */
     cki_tstorage **storages;
     size_t storage_count, storage_cap;

@@ -35,55 +35,21 @@
 
 #define CKI_TREC_MAX_DEPTH 2000
 
-struct cki_trec_slot {
-    const cki_pv *k;
-    cki_tobj *v;
-};
+/* ---- node memo ---------------------------------------------------------- */
 
-/* ---- pointer memo ------------------------------------------------------- */
-
-static size_t ptr_hash(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    return (size_t)x;
-}
-
+/* Each pickle node converts once: its object is cached in the node itself
+ * (cki_pv.walk), so shared nodes and cycles cost O(1) per visit without a
+ * pointer-keyed hash over every node. */
 static cki_tobj *memo_get(const cki_trec *r, const cki_pv *k)
 {
-    size_t mask, i;
-    if (!r->memo_cap) return NULL;
-    mask = r->memo_cap - 1;
-    for (i = ptr_hash(k) & mask; r->memo[i].k; i = (i + 1) & mask)
-        if (r->memo[i].k == k) return r->memo[i].v;
-    return NULL;
+    (void)r;
+    return (cki_tobj *)k->walk;
 }
 
 static int memo_put(cki_trec *r, const cki_pv *k, cki_tobj *v)
 {
-    size_t mask, i;
-    if ((r->memo_count + 1) * 2 > r->memo_cap) {
-        size_t ncap = r->memo_cap ? r->memo_cap * 2 : 256;
-        struct cki_trec_slot *n = cki_calloc(r->ctx, ncap, sizeof *n);
-        if (!n) return -1;
-        for (size_t j = 0; j < r->memo_cap; j++) {
-            if (!r->memo[j].k) continue;
-            for (i = ptr_hash(r->memo[j].k) & (ncap - 1); n[i].k; i = (i + 1) & (ncap - 1)) {
-            }
-            n[i] = r->memo[j];
-        }
-        cki_free(r->ctx, r->memo);
-        r->memo = n;
-        r->memo_cap = ncap;
-    }
-    mask = r->memo_cap - 1;
-    for (i = ptr_hash(k) & mask; r->memo[i].k; i = (i + 1) & mask) {
-    }
-    r->memo[i].k = k;
-    r->memo[i].v = v;
-    r->memo_count++;
+    (void)r;
+    ((cki_pv *)k)->walk = v;
     return 0;
 }
 
@@ -107,12 +73,10 @@ void cki_trec_init(cki_trec *r, ck_ctx *ctx, cki_arena *arena, const char *file,
 void cki_trec_free(cki_trec *r)
 {
     if (!r) return;
-    cki_free(r->ctx, r->memo);
     cki_free(r->ctx, r->storages);
     cki_map_free(&r->storage_index);
-    r->memo = NULL;
     r->storages = NULL;
-    r->memo_cap = r->memo_count = r->storage_count = r->storage_cap = 0;
+    r->storage_count = r->storage_cap = 0;
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
