@@ -31,6 +31,7 @@ static ck_status unknown_format(ck_ctx *ctx, const cki_source *src)
                         src->path, (unsigned long long)n);
     {
         size_t i = 0;
+        if (n >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF) i = 3; /* UTF-8 BOM */
         while (i < n && i < 64 && isspace(p[i])) i++;
         if (n - i >= 5 && (p[i] == '<') &&
             (strncasecmp((const char *)p + i, "<!doctype html", n - i < 14 ? n - i : 14) == 0 ||
@@ -42,6 +43,11 @@ static ck_status unknown_format(ck_ctx *ctx, const cki_source *src)
                             "download probably returned an error or login page",
                             src->path, (unsigned long long)n);
     }
+    if (n >= 2 && p[0] == 0x1f && p[1] == 0x8b)
+        return cki_fail(ctx, CK_EFORMAT,
+                        "%s: this is gzip-compressed data (%llu bytes), not a checkpoint: "
+                        "decompress it first (gunzip)",
+                        src->path, (unsigned long long)n);
     for (uint64_t i = 0; i < n && i < 8; i++) sprintf(hex + 3 * i, "%02x ", p[i]);
     if (*hex) hex[strlen(hex) - 1] = 0;
     return cki_fail(ctx, CK_EFORMAT,

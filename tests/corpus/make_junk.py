@@ -49,12 +49,9 @@ REL = "tests/corpus/bad/junk"
 # Inputs whose current message is unclear or wrong (reported to the lead): not written
 # until the message is fixed. name -> why.
 HELD_BACK = {
-    "html_bom_error_page.pt":
-        "a UTF-8 BOM before the page hides it: the message is the generic 'not a checkpoint "
-        "format ... starting ef bb bf' instead of naming HTML",
     "burn_tar_float32.trunc02.tar":
-        "491 bytes with 'ustar' at byte 257 but under one 512-byte block: 'not a checkpoint "
-        "format', not a truncated tar header",
+        "327 bytes with 'ustar' at byte 257 but less than one 512-byte block: 'not a "
+        "checkpoint format', not a truncated tar header",
     "burn_tar_float32.trunc03.tar": "as trunc02 (a first header block cut short)",
     "burn_tar_float32.trunc04.tar":
         "the first member whole, the rest cut: the tar opens without a 'pickle' member, the "

@@ -36,9 +36,11 @@ mkdir -p "$out/obj" tests/fuzz/crashes
 printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
     'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
     > "$out/probe.c"
-"$cc" -fsanitize=fuzzer,address,undefined -o "$out/probe" "$out/probe.c" \
-    > "$out/probe.log" 2>&1 ||
-    skip "$cc cannot link libFuzzer (Debian: apt-get install libclang-rt-14-dev): $(head -n 1 "$out/probe.log")"
+if ! "$cc" -fsanitize=fuzzer,address,undefined -o "$out/probe" "$out/probe.c" \
+        > "$out/probe.log" 2>&1; then
+    why=$(head -n 1 "$out/probe.log")
+    skip "$cc cannot link libFuzzer (Debian: apt-get install libclang-rt-14-dev): $why"
+fi
 
 flags=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
        -fno-sanitize-recover=all -Iinclude -Isrc)
@@ -99,6 +101,7 @@ echo "fuzz: $# target(s), ${secs}s each, $jobs at a time"
 failed=()
 running=()
 start=$(date +%s)
+touch "$out/started"
 for t in "$@"; do
     if [ ! -f "tests/fuzz/$t.c" ]; then
         echo "fuzz: no target tests/fuzz/$t.c"
@@ -118,7 +121,7 @@ done
 echo "fuzz: done in $(($(date +%s) - start))s"
 if [ "${#failed[@]}" -ne 0 ]; then
     echo "fuzz: FAILED: ${failed[*]}"
-    ls -1 tests/fuzz/crashes/ 2> /dev/null | sed 's|^|fuzz: reproducer tests/fuzz/crashes/|'
+    find tests/fuzz/crashes -type f -newer "$out/started" | sort | sed 's|^|fuzz: reproducer |'
     exit 1
 fi
 exit 0
