@@ -242,4 +242,9 @@ ck_status cki_torch_values_json(cki_trec *r, const cki_tobj *root, const cki_tse
 typedef ck_status (*cki_meta_fn)(void *user, const char *key, const char *value);
 ck_status cki_torch_lightning_meta(const cki_tobj *root, cki_meta_fn fn, void *user);
 
+/* Item size of a numpy typestr such as "<f4" or "|b1": the digits after its
+ * byte-order and kind characters, 1 to 64; -1 when they are not all digits or
+ * out of range. */
+int cki_np_itemsize(const char *descr);
+
 #endif

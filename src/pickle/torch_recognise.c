@@ -35,6 +35,18 @@
 
 #define CKI_TREC_MAX_DEPTH 2000
 
+int cki_np_itemsize(const char *descr)
+{
+    int v = 0;
+    if (strlen(descr) < 3) return -1;
+    for (const char *p = descr + 2; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        v = v * 10 + (*p - '0');
+        if (v > 64) return -1;
+    }
+    return v >= 1 ? v : -1;
+}
+
 /* ---- node memo ---------------------------------------------------------- */
 
 /* Each pickle node converts once: its object is cached in the node itself
@@ -748,7 +760,7 @@ static int numpy_scalar(cki_tobj *t, const cki_tobj *dtype, const cki_tobj *raw)
     if (strlen(d) < 3) return 1;
     be = d[0] == '>';
     kind = d[1];
-    size = atoi(d + 2);
+    size = cki_np_itemsize(d);
     if (size <= 0 || size > 16 || raw->u.s.len != (uint64_t)size) return 1;
     for (int i = 0; i < size; i++) b[i] = (uint8_t)raw->u.s.p[be ? size - 1 - i : i];
     switch (kind) {
@@ -864,7 +876,8 @@ static int numpy_array(cki_trec *r, cki_tobj *t, const cki_tobj *state)
         a->data = (const uint8_t *)raw->u.s.p;
         a->len = raw->u.s.len;
     }
-    if (strlen(a->dtype) < 3 || cki_mul_u64(&need, numel, (uint64_t)atoi(a->dtype + 2)) ||
+    if (strlen(a->dtype) < 3 || cki_np_itemsize(a->dtype) < 0 ||
+        cki_mul_u64(&need, numel, (uint64_t)cki_np_itemsize(a->dtype)) ||
         need != a->len)
         return 1;
     t->kind = CKI_TO_ARRAY;

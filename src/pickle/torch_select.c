@@ -633,7 +633,7 @@ static void json_shape(cki_buf *b, int ndim, const int64_t *shape)
 static void json_array_values(cki_buf *b, const cki_tarray *a)
 {
     const char *d = a->dtype;
-    int be = d[0] == '>', size = atoi(d + 2);
+    int be = d[0] == '>', size = cki_np_itemsize(d);
     char kind = d[1];
     uint64_t n;
     if (size <= 0 || size > 8 || (size & (size - 1)) || a->len / (uint64_t)size > 64) return;
