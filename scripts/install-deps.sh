@@ -6,7 +6,7 @@
 #                        print what is missing and fail
 # Build: gcc (or clang), make, zlib1g-dev. Tests: python3-torch, python3-numpy,
 # python3-pytest (run with /usr/bin/python3). Fuzzing: clang, libclang-rt-14-dev.
-# Lint: cppcheck, clang-tidy.
+# Lint: cppcheck, clang-tidy, valgrind.
 set -eu
 build_pkgs="make gcc zlib1g-dev"
 test_pkgs="python3-torch python3-numpy python3-pytest"
@@ -15,7 +15,7 @@ if [ "$mode" = "--list" ]; then
     echo "build: $build_pkgs"
     echo "test:  $test_pkgs"
     echo "fuzz:  clang libclang-rt-14-dev"
-    echo "lint:  cppcheck clang-tidy"
+    echo "lint:  cppcheck clang-tidy valgrind"
     exit 0
 fi
 missing=""
@@ -26,6 +26,10 @@ command -v "${CC:-cc}" >/dev/null || missing="$missing gcc"
 /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || missing="$missing python3-torch"
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || missing="$missing python3-numpy"
 /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || missing="$missing python3-pytest"
+# static checks and memcheck (make lint, CI)
+command -v cppcheck >/dev/null || missing="$missing cppcheck"
+command -v clang-tidy >/dev/null || missing="$missing clang-tidy"
+command -v valgrind >/dev/null || missing="$missing valgrind"
 [ -z "$missing" ] && exit 0
 echo "ckptkit needs these Debian packages:$missing"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
