@@ -305,6 +305,45 @@ ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, voi
     return st;
 }
 
+/* Sharded input: every shard is scanned; items name the shard. */
+typedef struct shard_relay {
+    ck_scan_fn fn;
+    void *user;
+    const char *shard;
+} shard_relay;
+
+static void relay(void *user, const ck_scan_item *it)
+{
+    shard_relay *r = user;
+    char where[1024];
+    ck_scan_item copy = *it;
+    snprintf(where, sizeof where, "%s: %s", r->shard, it->where);
+    copy.where = where;
+    if (r->fn) r->fn(r->user, &copy);
+}
+
+static ck_status scan_sharded(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user,
+                              ck_verdict *worst)
+{
+    char **files;
+    size_t n;
+    ck_status st;
+    *worst = CK_VERDICT_ALLOWED;
+    if ((st = cki_sharded_list(ctx, path, &files, &n))) return st;
+    for (size_t i = 0; i < n && !st; i++) {
+        cki_source *src;
+        ck_verdict w = CK_VERDICT_ALLOWED;
+        shard_relay r = {fn, user, cki_basename(files[i])};
+        if ((st = cki_source_open(ctx, files[i], &src))) break;
+        cki_mem_allow_input(ctx, src->len);
+        st = cki_scan_source(ctx, src, relay, &r, &w);
+        if (w > *worst) *worst = w;
+        cki_source_close(ctx, src);
+    }
+    cki_sharded_list_free(ctx, files, n);
+    return st;
+}
+
 ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_verdict *worst)
 {
     cki_source *src;
@@ -312,6 +351,11 @@ ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_v
     ck_verdict w = CK_VERDICT_ALLOWED;
     if (!ctx || !path) return cki_fail(ctx, CK_EARG, "ck_scan: missing argument");
     cki_clear(ctx);
+    if (cki_is_sharded_path(path)) {
+        st = scan_sharded(ctx, path, fn, user, &w);
+        if (!st && worst) *worst = w;
+        return st;
+    }
     if ((st = cki_source_open(ctx, path, &src))) return st;
     cki_mem_allow_input(ctx, src->len);
     st = cki_scan_source(ctx, src, fn, user, &w);

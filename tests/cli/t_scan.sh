@@ -95,4 +95,15 @@ expect_exit 0 "$CKPTKIT" ls --allow-unsafe "$BAD/evil_reduce_zip.pt"
 expect_stderr_has "ckptkit never runs them"
 expect_stdout_has "w "
 
+# a sharded checkpoint (index or folder) is scanned shard by shard
+mkdir -p "$T/shards"
+expect_exit 0 "$CKPTKIT" convert -q examples/mnist.safetensors "$T/shards/pytorch_model.bin" --shard-size 500KB
+expect_exit 0 "$CKPTKIT" scan "$T/shards"
+expect_stdout_has "pytorch_model-00002-of-00003.bin: "
+expect_stdout_has "torch._utils._rebuild_tensor_v2"
+expect_exit 0 "$CKPTKIT" scan "$T/shards/pytorch_model.bin.index.json"
+rm "$T/shards/pytorch_model-00002-of-00003.bin"
+expect_exit 2 "$CKPTKIT" scan "$T/shards"
+expect_one_line_error
+
 finish
