@@ -243,6 +243,12 @@ int cki_map_put(cki_map *m, const char *key, size_t key_len, size_t value, size_
 /* 0 found (*value set), 1 absent. */
 int cki_map_get(const cki_map *m, const char *key, size_t key_len, size_t *value);
 
+/* ---- CRC-32 ------------------------------------------------------------- */
+
+/* zlib's crc32() over any length (start with 0), carry-less multiply where the
+ * CPU has it. */
+uint32_t cki_crc32(uint32_t crc, const void *p, uint64_t n);
+
 /* ---- misc ---------------------------------------------------------------- */
 
 /* 1 if S[0..n) is valid UTF-8 (no overlongs, no surrogates). */

@@ -108,7 +108,5 @@ ck_status cki_zip_peek(cki_zip *z, const cki_zip_entry *e, uint8_t *buf, size_t 
  * was not computed (0 on non-empty data: warns) or for empty members. */
 ck_status cki_zip_check_crc(cki_zip *z, const cki_zip_entry *e, const uint8_t *data, uint64_t len);
 
-/* zlib's CRC-32 over any length (zlib takes at most 4 GiB per call). */
-uint32_t cki_zip_crc32(uint32_t crc, const uint8_t *p, uint64_t n);
 
 #endif

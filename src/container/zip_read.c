@@ -57,17 +57,6 @@
 /* Compression ratios are only judged on members bigger than this. */
 #define RATIO_MIN_BYTES 65536u
 
-uint32_t cki_zip_crc32(uint32_t crc, const uint8_t *p, uint64_t n)
-{
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = (uint32_t)crc32(crc, p, k);
-        p += k;
-        n -= k;
-    }
-    return crc;
-}
-
 int cki_zip_sniff(const uint8_t *p, uint64_t len)
 {
     return len >= 4 && p[0] == 'P' && p[1] == 'K' &&
@@ -506,7 +495,7 @@ ck_status cki_zip_check_crc(cki_zip *z, const cki_zip_entry *e, const uint8_t *d
         }
         return CK_OK;
     }
-    crc = cki_zip_crc32(0, data, len);
+    crc = cki_crc32(0, data, len);
     if (crc != e->crc)
         return cki_fail(z->ctx, CK_EFORMAT,
                         "%s: zip member '%.*s': CRC-32 of its %llu bytes is %08x but the directory "

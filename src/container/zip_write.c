@@ -35,7 +35,6 @@
  */
 #include "zip_write.h"
 
-#include <zlib.h>
 
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
@@ -185,22 +184,9 @@ ck_status cki_zipw_end(cki_zipw *z, uint32_t crc)
     return CK_OK;
 }
 
-static uint32_t crc_of(const void *data, size_t len)
-{
-    const Bytef *p = data;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (len) {
-        uInt k = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        crc = crc32(crc, p, k);
-        p += k;
-        len -= k;
-    }
-    return (uint32_t)crc;
-}
-
 ck_status cki_zipw_add(cki_zipw *z, const char *name, const void *data, size_t len)
 {
-    ck_status st = start_entry(z, name, len, crc_of(data, len), 0);
+    ck_status st = start_entry(z, name, len, cki_crc32(0, data, len), 0);
     if (st) return st;
     return cki_sink_write(z->sink, data, len);
 }
