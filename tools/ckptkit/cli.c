@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -236,4 +237,38 @@ int cli_opt_max_memory(cli_opts *o, const char *cmd, const char *arg)
         return 1;
     }
     return 0;
+}
+
+int cli_parse_inspect(int argc, char **argv, const char *cmd, const char *help, cli_opts *o,
+                      ck_open_opts *oo, const char **file)
+{
+    static const struct option lopts[] = {
+        {"json", no_argument, 0, 'j'},         {"key", required_argument, 0, 'k'},
+        {"all", no_argument, 0, 'a'},          {"manifest", required_argument, 0, 'm'},
+        {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
+        {"quiet", no_argument, 0, 'q'},        CLI_MAX_MEMORY_OPT,
+        CLI_ALLOW_UNSAFE_OPT,                  {0, 0, 0, 0},
+    };
+    int c;
+    memset(oo, 0, sizeof *oo);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'j': o->json = 1; break;
+        case 'k': oo->key = optarg; break;
+        case 'a': oo->all = 1; break;
+        case 'm': oo->manifest = optarg; break;
+        case 'f': oo->format = optarg; break;
+        case 'q': o->quiet = 1; break;
+        case 'U': oo->allow_unsafe = 1; break;
+        case 'M':
+            if (cli_opt_max_memory(o, cmd, optarg)) return EXIT_USAGE;
+            break;
+        case 'h': fputs(help, stdout); return EXIT_DONE;
+        default: return cli_usage_error(cmd, "invalid option");
+        }
+    }
+    if (argc - optind != 1) return cli_usage_error(cmd, "expected one FILE");
+    *file = argv[optind];
+    return -1;
 }

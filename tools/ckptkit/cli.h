@@ -68,6 +68,12 @@ typedef struct cli_list {
 void cli_list_add(cli_list *l, const char *s);
 void cli_list_free(cli_list *l);
 
+/* Parses the options info and ls share (--json --key --all --manifest --format
+ * -q --max-memory --allow-unsafe --help) and the one FILE. Returns -1 to go on
+ * with *FILE set, or an exit status to return (help printed, usage error). */
+int cli_parse_inspect(int argc, char **argv, const char *cmd, const char *help, cli_opts *o,
+                      ck_open_opts *oo, const char **file);
+
 int cmd_info(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_convert(int argc, char **argv);

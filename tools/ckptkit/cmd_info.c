@@ -3,7 +3,6 @@
  * counts, bytes, a dtype histogram, metadata and non-tensor values. Touches
  * headers only: no tensor byte is read.
  */
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,39 +65,16 @@ static void print_values(const char *json)
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"json", no_argument, 0, 'j'},    {"key", required_argument, 0, 'k'},
-        {"all", no_argument, 0, 'a'},     {"manifest", required_argument, 0, 'm'},
-        {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,   {0, 0, 0, 0},
-    };
     cli_opts o = {0};
     ck_open_opts oo;
     ck_ctx *ctx;
     ck_model *m;
     uint64_t params = 0, bytes = 0, hist[CK_DT_COUNT] = {0};
-    int c;
-    memset(&oo, 0, sizeof oo);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
-        switch (c) {
-        case 'j': o.json = 1; break;
-        case 'k': oo.key = optarg; break;
-        case 'a': oo.all = 1; break;
-        case 'm': oo.manifest = optarg; break;
-        case 'f': oo.format = optarg; break;
-        case 'q': o.quiet = 1; break;
-        case 'U': oo.allow_unsafe = 1; break;
-        case 'M':
-            if (cli_opt_max_memory(&o, "info", optarg)) return EXIT_USAGE;
-            break;
-        case 'h': fputs(help, stdout); return EXIT_DONE;
-        default: return cli_usage_error("info", "invalid option");
-        }
-    }
-    if (argc - optind != 1) return cli_usage_error("info", "expected one FILE");
+    const char *file;
+    int rc = cli_parse_inspect(argc, argv, "info", help, &o, &oo, &file);
+    if (rc >= 0) return rc;
     ctx = cli_ctx(&o);
-    if (ck_model_open(ctx, argv[optind], &oo, &m)) {
+    if (ck_model_open(ctx, file, &oo, &m)) {
         int r = cli_fail(ctx, EXIT_BAD);
         ck_ctx_free(ctx);
         return r;
@@ -114,7 +90,7 @@ int cmd_info(int argc, char **argv)
     if (o.json) {
         int first = 1;
         printf("{\"file\": ");
-        cli_json_str(stdout, argv[optind]);
+        cli_json_str(stdout, file);
         printf(", \"format\": ");
         cli_json_str(stdout, ck_model_format(m));
         printf(", \"tensors\": %zu, \"parameters\": %llu, \"bytes\": %llu, \"dtypes\": {", n,
@@ -138,7 +114,7 @@ int cmd_info(int argc, char **argv)
     } else {
         char b[32];
         int first = 1;
-        printf("file:        %s\n", argv[optind]);
+        printf("file:        %s\n", file);
         printf("format:      %s\n", ck_model_format(m));
         printf("tensors:     %zu\n", n);
         printf("parameters:  %llu\n", (unsigned long long)params);

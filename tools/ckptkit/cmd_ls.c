@@ -2,7 +2,6 @@
  * cmd_ls.c -- `ckptkit ls FILE [--json]`: one line per tensor (name, dtype,
  * shape, bytes), or {"format": ..., "tensors": [...]} with --json.
  */
-#include <getopt.h>
 #include <string.h>
 
 #include "cli.h"
@@ -22,38 +21,15 @@ static const char help[] =
 
 int cmd_ls(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"json", no_argument, 0, 'j'},    {"key", required_argument, 0, 'k'},
-        {"all", no_argument, 0, 'a'},     {"manifest", required_argument, 0, 'm'},
-        {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,   {0, 0, 0, 0},
-    };
     cli_opts o = {0};
     ck_open_opts oo;
     ck_ctx *ctx;
     ck_model *m;
-    int c;
-    memset(&oo, 0, sizeof oo);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
-        switch (c) {
-        case 'j': o.json = 1; break;
-        case 'k': oo.key = optarg; break;
-        case 'a': oo.all = 1; break;
-        case 'm': oo.manifest = optarg; break;
-        case 'f': oo.format = optarg; break;
-        case 'q': o.quiet = 1; break;
-        case 'U': oo.allow_unsafe = 1; break;
-        case 'M':
-            if (cli_opt_max_memory(&o, "ls", optarg)) return EXIT_USAGE;
-            break;
-        case 'h': fputs(help, stdout); return EXIT_DONE;
-        default: return cli_usage_error("ls", "invalid option");
-        }
-    }
-    if (argc - optind != 1) return cli_usage_error("ls", "expected one FILE");
+    const char *file;
+    int rc = cli_parse_inspect(argc, argv, "ls", help, &o, &oo, &file);
+    if (rc >= 0) return rc;
     ctx = cli_ctx(&o);
-    if (ck_model_open(ctx, argv[optind], &oo, &m)) {
+    if (ck_model_open(ctx, file, &oo, &m)) {
         int r = cli_fail(ctx, EXIT_BAD);
         ck_ctx_free(ctx);
         return r;
