@@ -609,17 +609,23 @@ static ck_status bad_method(cki_zip *z, const cki_zip_entry *e)
                     z->file, name_width(e->name_len), e->name, e->method);
 }
 
+/* A stored member's sizes in the central directory must agree. */
+static ck_status check_stored(const cki_zip *z, const cki_zip_entry *e)
+{
+    if (e->csize == e->usize) return CK_OK;
+    return cki_fail(z->ctx, CK_EFORMAT,
+                    "%s: zip member '%.*s': stored member has %llu compressed and %llu "
+                    "uncompressed bytes (must be equal)",
+                    z->file, name_width(e->name_len), e->name, (unsigned long long)e->csize,
+                    (unsigned long long)e->usize);
+}
+
 ck_status cki_zip_read(cki_zip *z, const cki_zip_entry *e, int check_crc, const uint8_t **data,
                        uint64_t *len, uint8_t **owned)
 {
     ck_status st;
     if (e->method == CKI_ZIP_STORED) {
-        if (e->csize != e->usize)
-            return cki_fail(z->ctx, CK_EFORMAT,
-                            "%s: zip member '%.*s': stored member has %llu compressed and %llu "
-                            "uncompressed bytes (must be equal)",
-                            z->file, name_width(e->name_len), e->name,
-                            (unsigned long long)e->csize, (unsigned long long)e->usize);
+        if ((st = check_stored(z, e))) return st;
         if (check_crc && (st = cki_zip_check_crc(z, e, z->base + e->data_off, e->usize)))
             return st;
         *data = z->base + e->data_off;
@@ -658,12 +664,8 @@ ck_status cki_zip_peek(cki_zip *z, const cki_zip_entry *e, uint8_t *buf, size_t 
 {
     if (e->method == CKI_ZIP_STORED) {
         uint64_t n = e->usize < cap ? e->usize : cap;
-        if (e->csize != e->usize)
-            return cki_fail(z->ctx, CK_EFORMAT,
-                            "%s: zip member '%.*s': stored member has %llu compressed and %llu "
-                            "uncompressed bytes (must be equal)",
-                            z->file, name_width(e->name_len), e->name,
-                            (unsigned long long)e->csize, (unsigned long long)e->usize);
+        ck_status st = check_stored(z, e);
+        if (st) return st;
         memcpy(buf, z->base + e->data_off, (size_t)n);
         *got = (size_t)n;
         return CK_OK;

@@ -1,8 +1,8 @@
 /*
  * emit.c -- the streaming copy at the heart of every writer. A tensor's
  * output bytes are produced in chunks of at most CKI_SCRATCH bytes:
- *  - unchanged dense little-endian bytes go straight from the mapping to the
- *    sink (copy_file_range when no CRC is wanted), with the input's zip
+ *  - unchanged dense little-endian bytes go from the file to the sink
+ *    (copy_file_range when no CRC is wanted, else pread), with the input's zip
  *    CRC-32 (cki_crc32) checked in the same pass when the tensor covers its
  *    storage;
  *  - anything else (casts, strided views, big-endian storages) is gathered
@@ -88,31 +88,21 @@ ck_status cki_emit_tensor(cki_write_job *job, const cki_out_tensor *ot, uint32_t
             }
             return CK_OK;
         }
-        if (sg->src && sg->src->fd >= 0) {
-            /* through the scratch buffer with pread: one copy, as through the
-             * mapping, but no page faults and no resident pages */
-            uint64_t file_off = (uint64_t)(bytes - sg->src->base);
-            while (left) {
-                size_t k = left > CKI_SCRATCH ? CKI_SCRATCH : (size_t)left;
-                if ((st = cki_source_pread(job->ctx, sg->src, file_off + off, job->scratch, k)))
-                    return st;
-                if (crc) *crc = cki_crc32(*crc, job->scratch, k);
-                if (check) in_crc = cki_crc32(in_crc, job->scratch, k);
-                if ((st = cki_sink_write(job->sink, job->scratch, k))) return st;
-                if ((st = progress(job, k))) return st;
-                off += k;
-                left -= k;
-            }
-            left = 0;
-        }
-        if (left > CKI_SCRATCH) ahead(sg, base, AHEAD);
+        /* file-backed bytes come through the scratch buffer with pread: one
+         * copy, as through the mapping, but no page faults and nothing stays
+         * resident; owned bytes (inflated members) are used in place */
         while (left) {
-            uint64_t k = left > CKI_SCRATCH ? CKI_SCRATCH : left;
-            if (left > k) ahead(sg, base + off + AHEAD, k);
-            if (crc) *crc = cki_crc32(*crc, bytes + off, k);
-            if (check) in_crc = cki_crc32(in_crc, bytes + off, k);
-            if ((st = cki_sink_write(job->sink, bytes + off, (size_t)k))) return st;
-            done_with(sg, base + off, k);
+            size_t k = left > CKI_SCRATCH ? CKI_SCRATCH : (size_t)left;
+            const uint8_t *p = bytes + off;
+            if (sg->src) {
+                uint64_t file_off = (uint64_t)(bytes - sg->src->base) + off;
+                if ((st = cki_source_pread(job->ctx, sg->src, file_off, job->scratch, k)))
+                    return st;
+                p = job->scratch;
+            }
+            if (crc) *crc = cki_crc32(*crc, p, k);
+            if (check) in_crc = cki_crc32(in_crc, p, k);
+            if ((st = cki_sink_write(job->sink, p, k))) return st;
             if ((st = progress(job, k))) return st;
             off += k;
             left -= k;

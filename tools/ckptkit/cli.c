@@ -272,3 +272,14 @@ int cli_parse_inspect(int argc, char **argv, const char *cmd, const char *help, 
     *file = argv[optind];
     return -1;
 }
+
+int cli_open_one(const cli_opts *o, const char *file, const ck_open_opts *oo, ck_ctx **ctx,
+                 ck_model **m)
+{
+    *ctx = cli_ctx(o);
+    if (!ck_model_open(*ctx, file, oo, m)) return -1;
+    cli_fail(*ctx, EXIT_BAD);
+    ck_ctx_free(*ctx);
+    *ctx = NULL;
+    return EXIT_BAD;
+}

@@ -74,6 +74,11 @@ void cli_list_free(cli_list *l);
 int cli_parse_inspect(int argc, char **argv, const char *cmd, const char *help, cli_opts *o,
                       ck_open_opts *oo, const char **file);
 
+/* A context for O and FILE opened into *M. Returns -1 on success; else prints
+ * the error, frees the context and returns EXIT_BAD. */
+int cli_open_one(const cli_opts *o, const char *file, const ck_open_opts *oo, ck_ctx **ctx,
+                 ck_model **m);
+
 int cmd_info(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_convert(int argc, char **argv);

@@ -28,12 +28,7 @@ int cmd_ls(int argc, char **argv)
     const char *file;
     int rc = cli_parse_inspect(argc, argv, "ls", help, &o, &oo, &file);
     if (rc >= 0) return rc;
-    ctx = cli_ctx(&o);
-    if (ck_model_open(ctx, file, &oo, &m)) {
-        int r = cli_fail(ctx, EXIT_BAD);
-        ck_ctx_free(ctx);
-        return r;
-    }
+    if ((rc = cli_open_one(&o, file, &oo, &ctx, &m)) >= 0) return rc;
     size_t n = ck_model_tensor_count(m);
     if (o.json) {
         printf("{\"format\": ");
