@@ -14,6 +14,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 PYTHON  ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
+VENV_PY ?= $(B)/venv/bin/python
 BENCH_SIZE ?= 1GiB
 
 SOVERSION := 0
@@ -38,7 +39,7 @@ FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_OBJ := $(LIB_SRC:%.c=$(B)/asan/%.o)
 
-.PHONY: all check unit cli interop asan fuzz-replay demo bench fuzz lint install clean deps \
+.PHONY: all check venv unit cli interop asan fuzz-replay demo bench fuzz lint install clean deps \
         check-deps
 
 all: $(B)/libckptkit.a $(B)/libckptkit.so $(B)/ckptkit
@@ -95,8 +96,16 @@ asan: $(B)/unit_tests_asan
 fuzz-replay: $(FUZZ_NAMES:%=$(B)/fuzz/%)
 	tests/fuzz/replay.sh $(B)/fuzz $(FUZZ_NAMES)
 
-interop: all
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
+# The pinned environment (torch 2.13, safetensors, Lightning, ...): build/venv.
+venv:
+	@scripts/venv.sh >/dev/null
+
+# Two lanes: the pinned environment (current PyTorch and the tools people run
+# today), then Debian's python3 with PyTorch 1.13, the oldest PyTorch we support.
+# Tests that need a package the old lane lacks skip themselves there.
+interop: all venv
+	CKPTKIT_LANE=current $(VENV_PY) -m pytest -q -p no:cacheprovider tests/interop
+	CKPTKIT_LANE=oldest $(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
 
 check: check-deps all unit cli fuzz-replay interop asan
 	@echo "make check: all suites passed"
