@@ -104,8 +104,10 @@ venv:
 # today), then Debian's python3 with PyTorch 1.13, the oldest PyTorch we support.
 # Tests that need a package the old lane lacks skip themselves there.
 interop: all venv
+	@$(VENV_PY) tests/interop/render_compat.py --clean
 	CKPTKIT_LANE=current $(VENV_PY) -m pytest -q -p no:cacheprovider tests/interop
 	CKPTKIT_LANE=oldest $(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
+	@$(VENV_PY) tests/interop/render_compat.py
 
 check: check-deps all unit cli fuzz-replay interop asan
 	@echo "make check: all suites passed"
