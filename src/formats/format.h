@@ -58,7 +58,9 @@ enum {
     CKI_CAP_READ = 1,
     CKI_CAP_WRITE = 2,
     CKI_CAP_METADATA = 4, /* writer keeps string metadata */
-    CKI_CAP_SHARED = 8    /* writer keeps shared storages shared */
+    CKI_CAP_SHARED = 8,   /* writer keeps shared storages shared */
+    CKI_CAP_WINDOW = 16   /* reader needs only the head of the file in view (its header,
+                           * through cki_source_view): offered files too large to hold */
 };
 
 typedef struct cki_format {
