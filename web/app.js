@@ -70,7 +70,7 @@
     busy('');
     endConversion();
     restartWorker();
-    if (model && files.length) { reopening = true; post({t: 'scan', files: files}); }
+    if (model && files.length) reopen();
   }
 
   function onWorker(m) {
@@ -82,7 +82,7 @@
       fillFormats();
       return;
     case 'scan':
-      if (reopening) { post({t: 'load', unsafe: lastUnsafe}); return; }
+      if (reopening) return;
       busy('');
       showVerdict(m.res);
       return;
@@ -417,8 +417,14 @@
     endConversion();
     $('c-done').textContent = 'Cancelled: nothing was written.';
     restartWorker();
+    reopen();
+  }
+  /* a fresh worker opens the same files again; requests made meanwhile
+   * queue behind these two */
+  function reopen() {
     reopening = true;
     post({t: 'scan', files: files});
+    post({t: 'load', unsafe: lastUnsafe});
   }
 
   /* ---- for anyone (and the tests) to check that the worker cannot connect ---- */

@@ -43,6 +43,9 @@ function mount(files) {
   mounted = true;
   if (files.length === 1) return '/in/' + files[0].name;
   const idx = files.filter(f => f.name.endsWith('.index.json'));
+  /* a raw tensor file with its manifest beside it: NAME and NAME.json */
+  const man = files.length === 2 && files.find(f => files.some(g => g.name === f.name + '.json'));
+  if (!idx.length && man) return '/in/' + man.name;
   if (idx.length !== 1)
     throw new Error(files.length + ' files chosen: several files are read as the shards of ' +
                     'one checkpoint, so include exactly one *.index.json that lists them');
