@@ -199,7 +199,8 @@ CK_API void ck_ctx_set_output(ck_ctx *ctx, const ck_output_ops *ops);
 
 /* Output formats this library writes, I = 0, 1, ...: the name ck_convert_opts
  * takes ("safetensors", "pth", ...), and in *EXT (if EXT is not NULL) the
- * file extension it is usually given (".safetensors"). NULL past the last. */
+ * file extension it is usually given (".safetensors"), or NULL for a format
+ * with none (raw). NULL past the last. */
 CK_API const char *ck_output_format(size_t i, const char **ext);
 
 /* Removes every temporary output file this process has open. Async-signal-safe:

@@ -14,7 +14,7 @@
   let reopening = false;    /* after a cancel: a fresh worker reopens the same files */
   let rows = [];
   let sortKey = null, sortDir = 1;
-  let heapBytes = 0, quota = null;
+  let heapBytes = 0;
   let conv = null;          /* the conversion running */
   const outputs = new Map();
   const cspViolations = [];
@@ -41,7 +41,6 @@
   }
   function debugLine() {
     $('debug').textContent = 'wasm heap: ' + human(heapBytes) +
-      (quota !== null ? ' · storage quota: ' + human(quota) : '') +
       ' · blocked by the CSP: ' + cspViolations.length;
   }
   function stem(name) {
@@ -302,7 +301,7 @@
         const h = await window.showSaveFilePicker({suggestedName: opts.out});
         writable = await h.createWritable();
       } catch (e) { if (e.name !== 'AbortError') showError(e.message); return; }
-    } else if (estimate() > 2 * GB && await maybePrivate()) {
+    } else if (estimate() > 2 * GB) {
       const go = await confirmBig();
       if (!go) return;
     }
@@ -315,20 +314,14 @@
     $('c-rate').textContent = 'starting...';
     post(opts);
   }
-  async function maybePrivate() {
-    /* Chromium gives a private (off-the-record) profile a quota of a small
-     * share of memory; a normal profile gets a share of the disk */
-    try {
-      const e = await navigator.storage.estimate();
-      quota = e.quota; debugLine();
-      return e.quota < 4 * 1024 * 1024 * 1024;
-    } catch (err) { return true; }
-  }
   function confirmBig() {
     return new Promise(resolve => {
-      $('c-warn-text').textContent = 'The output will be about ' + human(estimate()) + '. This looks like a private ' +
-        'window, where Chromium cancels downloads over 2 GB. Use a normal window, or "Convert and save to a file", ' +
-        'or convert anyway.';
+      /* Chromium fails downloads over 2 GB in a private (off-the-record)
+       * profile, and deliberately gives a page no way to tell it is in one */
+      $('c-warn-text').textContent = 'The output will be about ' + human(estimate()) + '. In a private (incognito) ' +
+        'window Chromium cancels downloads over 2 GB, and a page cannot tell whether it is in one: if this is a ' +
+        'private window, use a normal one' + (typeof window.showSaveFilePicker === 'function' ?
+        ' or "Convert and save to a file"' : '') + '.';
       $('c-warn').hidden = false;
       $('c-warn-go').focus();
       const done = v => { $('c-warn').hidden = true; $('c-warn-go').onclick = $('c-warn-no').onclick = null; resolve(v); };

@@ -335,8 +335,10 @@ def test_sparse_5gib_lists_and_stats_past_4gib(open_page, big5):
     pg.p.select_option('#c-format', 'safetensors')
     pg.p.fill('#c-name', 'sparse5g-copy.safetensors')
     pg.p.click('#c-go')
-    pg.confirm_big()
-    pg.p.wait_for_function
+    # over 2 GB: the page warns first (a private window would cancel the download)
+    pg.p.wait_for_selector('#c-warn:not([hidden])')
+    assert '2 GB' in pg.p.inner_text('#c-warn-text')
+    pg.p.click('#c-warn-go')
     pg.p.wait_for_selector('#c-rate:has-text("/s")', timeout=60000)
     pg.p.screenshot(path=os.path.join(DOCS, 'web-converting.png'))
     pg.p.click('#c-cancel')
