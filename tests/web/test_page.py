@@ -111,6 +111,7 @@ def test_one_self_contained_file():
 def test_empty_page_screenshot(open_page):
     pg = open_page()
     assert pg.p.is_hidden('#summary') and pg.p.is_hidden('#verdict')
+    assert pg.p.is_hidden('#c-cancel') and pg.p.is_hidden('#c-progress-box')
     formats = pg.p.eval_on_selector_all('#c-format option', 'o => o.map(x => x.value)')
     # whatever this build of the library writes, in the library's order
     assert formats and 'safetensors' in formats and 'pth' in formats
@@ -124,6 +125,7 @@ def test_lightning_checkpoint_matches_cli(open_page):
     assert pg.summary() == expected_summary(LIGHTNING)
     assert pg.table() == expected_table(LIGHTNING)
     assert pg.error() is None
+    assert pg.p.is_hidden('#c-cancel') and pg.p.is_visible('#c-go')
     pg.p.click('#values-box summary')
     pg.p.screenshot(path=os.path.join(DOCS, 'web-lightning.png'), full_page=True)
 
