@@ -305,8 +305,9 @@
       const go = await confirmBig();
       if (!go) return;
     }
+    const opfs = writable ? null : await stagingDir();
     conv = {start: performance.now(), writable: writable, mainPath: '/out/' + opts.out, chain: Promise.resolve(),
-            failed: null, files: []};
+            failed: null, files: [], opfs: opfs};
     $('c-go').disabled = $('c-save').disabled = true;
     $('c-cancel').hidden = false;
     $('c-progress-box').hidden = false;
@@ -342,17 +343,44 @@
     $('c-rate').textContent = human(done) + ' of ' + human(total) + ' · ' +
       (secs > 0 ? human(done / secs) + '/s' : '');
   }
+  /* Where the output goes: a file the user picked (showSaveFilePicker), else a
+   * staging file in the origin-private file system, which lives on disk, so
+   * the download of any size is a disk-backed File (over http; file:// pages
+   * have no such storage), else Blob parts kept by the browser. */
   function outOpen(id, path) {
     const o = {path: path, name: path.replace(/^.*\//, ''), parts: [], size: 0, patches: [], writable: null};
     if (conv && conv.writable && path === conv.mainPath) { o.writable = conv.writable; conv.writable = null; }
+    else if (conv && conv.opfs) {
+      const dir = conv.opfs;
+      o.staged = STAGE + Date.now() + '-' + id;
+      conv.chain = conv.chain.then(() => dir.getFileHandle(o.staged, {create: true}))
+        .then(fh => { o.fh = fh; return fh.createWritable(); }).then(w => { o.writable = w; })
+        .catch(e => { if (conv) conv.failed = e; });
+    }
     outputs.set(id, o);
+  }
+  const STAGE = 'ckptkit-output-';
+  async function stagingDir() {
+    try {
+      const dir = await navigator.storage.getDirectory();
+      const old = [];
+      for await (const name of dir.keys()) if (name.startsWith(STAGE)) old.push(name);
+      for (const name of old) await dir.removeEntry(name).catch(() => {});
+      return dir;
+    } catch (e) { return null; }
+  }
+  function download(blob, name) {
+    const a = el('a', {href: URL.createObjectURL(blob), download: name});
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 120000);
   }
   function outWrite(id, off, buf) {
     const o = outputs.get(id);
     if (!o) return;
-    if (o.writable) {
-      const w = o.writable;
-      conv.chain = conv.chain.then(() => w.write({type: 'write', position: off, data: buf}))
+    if (o.writable || o.staged) {
+      conv.chain = conv.chain.then(() => o.writable && o.writable.write({type: 'write', position: off, data: buf}))
         .catch(e => { if (conv) conv.failed = e; });
       if (off === o.size) o.size += buf.byteLength;
       return;
@@ -364,6 +392,13 @@
     const o = outputs.get(id);
     if (!o) return;
     outputs.delete(id);
+    if (o.staged) {
+      const c = conv;
+      c.chain = c.chain.then(() => o.writable.close()).then(() => o.fh.getFile())
+        .then(f => { download(f, o.name); c.files.push(o.name + ' (' + human(f.size) + ')'); })
+        .catch(e => { c.failed = e; });
+      return;
+    }
     if (o.writable) {
       conv.chain = conv.chain.then(() => o.writable.close());
       conv.files.push(o.name + ' (saved)');
@@ -373,11 +408,7 @@
     for (const p of o.patches)  /* a few bytes rewritten (zip CRC fields): slice around them */
       blob = new Blob([blob.slice(0, p.off), p.bytes, blob.slice(p.off + p.bytes.length)],
                       {type: 'application/octet-stream'});
-    const a = el('a', {href: URL.createObjectURL(blob), download: o.name});
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 120000);
+    download(blob, o.name);
     if (conv) conv.files.push(o.name + ' (' + human(blob.size) + ')');
   }
   function outAbort(id) {
@@ -432,4 +463,5 @@
 
   startWorker();
   debugLine();
+  stagingDir();  /* removes staged outputs an earlier visit left */
 })();
