@@ -280,6 +280,42 @@ def test_convert_options_strip_include_prune(open_page, tmp_path):
     assert sha256(a) != sha256(b)
 
 
+def test_raw_output_downloads_both_files(open_page, tmp_path):
+    pg = open_page()
+    pg.open(need(SAFETENSORS))
+    got = []
+    pg.p.on('download', lambda d: got.append(d))
+    pg.p.select_option('#c-format', 'raw')
+    pg.p.fill('#c-name', 'overall.bin')
+    pg.p.click('#c-go')
+    pg.p.wait_for_selector('#c-done:has-text("Done")')
+    pg.p.wait_for_timeout(500)
+    cli('convert', SAFETENSORS, str(tmp_path / 'overall.bin'), '--to', 'raw')
+    names = sorted(d.suggested_filename for d in got)
+    assert names == ['overall.bin', 'overall.bin.json'], names
+    for d in got:
+        assert sha256(d.path()) == sha256(tmp_path / d.suggested_filename)
+
+
+def test_sharded_checkpoint_from_several_files(open_page, tmp_path):
+    d = tmp_path / 'shards'
+    d.mkdir()
+    src = need(os.path.join(REAL, 'safetensors', 'darts_tiny_chronos2.safetensors'))
+    cli('convert', src, str(d / 'model.safetensors'), '--shard-size', '4KB')
+    files = sorted(str(f) for f in d.iterdir())
+    index = [f for f in files if f.endswith('.index.json')]
+    assert len(files) > 2 and len(index) == 1
+    pg = open_page()
+    pg.open(*files)
+    want = expected_summary(index[0])
+    assert want['format'].startswith('sharded:')
+    assert pg.summary() == want
+    assert pg.table() == expected_table(index[0])
+    # the shards without their index: one clear line
+    pg.open(*[f for f in files if f not in index], expect='error')
+    assert 'index.json' in pg.error()
+
+
 # ---- big files ----------------------------------------------------------------------
 
 def sparse_safetensors(path, tensors, fill):
