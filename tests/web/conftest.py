@@ -107,7 +107,8 @@ class Page:
     def open(self, *paths, expect='summary', timeout=60000):
         self.p.set_input_files('#file', list(paths))
         if expect == 'summary':
-            self.p.wait_for_selector('#summary:not([hidden])', timeout=timeout)
+            self.p.wait_for_selector('#summary:not([hidden]), #error:not([hidden])', timeout=timeout)
+            assert self.error() is None, self.error()
         elif expect == 'verdict':
             self.p.wait_for_selector('#verdict:not([hidden])', timeout=timeout)
         elif expect == 'error':

@@ -316,6 +316,18 @@ def test_sharded_checkpoint_from_several_files(open_page, tmp_path):
     assert 'index.json' in pg.error()
 
 
+def test_a_larger_file_after_a_small_one(open_page, tmp_path):
+    # the second file is read whole into the heap (under 1 GiB): that must
+    # not count against the memory bound the first, small file set
+    path = str(tmp_path / 'mid.safetensors')
+    sparse_safetensors(path, [('w', 'F32', [20 << 20], 80 << 20)], {'w': b'\0\0\x80\x3f' * 8})
+    pg = open_page()
+    pg.open(need(LIGHTNING))
+    pg.open(path)
+    assert pg.error() is None
+    assert pg.table() == expected_table(path)
+
+
 # ---- big files ----------------------------------------------------------------------
 
 def sparse_safetensors(path, tensors, fill):
