@@ -98,6 +98,7 @@ static void convert_both(const char *in, const char *name, const char *dir)
     CHECK(file && flen == mem.len && !memcmp(file, mem.p, flen));
     free(file);
     /* a failing write: one line, the output aborted, never committed */
+    free(mem.p);
     memset(&mem, 0, sizeof mem);
     mem.fail_at_write = 1;
     CHECK(ck_convert(ctx, m, out, NULL, NULL) == CK_EIO);
