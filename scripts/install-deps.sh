@@ -50,7 +50,7 @@ web_zlib() {
     printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         > "$t/src.sources"
     local o="-o Dir::Etc::SourceList=$t/src.sources -o Dir::Etc::SourceParts=/nonexistent"
-    o="$o -o Dir::State::Lists=$t/lists -o Dir::Cache=$t/cache"
+    o="$o -o Dir::State::Lists=$t/lists -o Dir::Cache=$t/cache -o APT::Sandbox::User=root"
     # shellcheck disable=SC2086
     (cd "$t" && apt-get -qq $o update && apt-get -qq $o source --download-only zlib) >/dev/null
     mkdir -p "$WEB_ZLIB"
