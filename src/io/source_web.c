@@ -13,7 +13,7 @@
  * cki_source_pread, so the heap stays bounded whatever the file's size.
  *
  * The view stands for the native build's mapping, so like the mapping it is
- * not counted against CK_LIMIT_MEMORY (plain malloc, not cki_malloc): the
+ * not counted against CK_LIMIT_MEMORY (cki_malloc without a context): the
  * limit bounds what parsing allocates, and is set per open from the input's
  * size only after the source is open.
  */
@@ -22,7 +22,6 @@
 #ifdef __EMSCRIPTEN__
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,7 +72,7 @@ ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
     s->len = (uint64_t)st.st_size;
     s->view_len = s->len <= CKI_SOURCE_WHOLE_MAX ? s->len : CKI_SOURCE_WINDOW;
     if (s->view_len) {
-        buf = malloc((size_t)s->view_len);
+        buf = cki_malloc(NULL, (size_t)s->view_len);
         if (!buf) {
             cki_source_close(ctx, s);
             return cki_fail(ctx, CK_ENOMEM, "%s: cannot hold %llu bytes in memory", path,
@@ -108,7 +107,7 @@ void cki_source_close(ck_ctx *ctx, cki_source *s)
 {
     if (!s) return;
     if (s->fd >= 0) {
-        free((void *)s->base);
+        cki_free(NULL, (void *)s->base);
         close(s->fd);
     }
     cki_free(ctx, s->path);
@@ -132,17 +131,17 @@ ck_status cki_source_view(ck_ctx *ctx, const cki_source *cs, uint64_t want)
                         "(CK_LIMIT_HEADER_BYTES %llu)",
                         s->path, (unsigned long long)want,
                         (unsigned long long)ctx->limits[CK_LIMIT_HEADER_BYTES]);
-    buf = malloc((size_t)want);
+    buf = cki_malloc(NULL, (size_t)want);
     if (!buf)
         return cki_fail(ctx, CK_ENOMEM, "%s: cannot hold a header of %llu bytes in memory",
                         s->path, (unsigned long long)want);
     memcpy(buf, s->base, (size_t)s->view_len);
     if ((rc = read_at(ctx, s->path, s->fd, s->view_len, buf + s->view_len,
                       (size_t)(want - s->view_len)))) {
-        free(buf);
+        cki_free(NULL, buf);
         return rc;
     }
-    free((void *)s->base);
+    cki_free(NULL, (void *)s->base);
     s->base = buf;
     s->view_len = want;
     return CK_OK;
