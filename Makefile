@@ -171,9 +171,9 @@ $(WB)/obj/%.o: %.c $(shell find include src -name '*.h')
 	@mkdir -p $(dir $@)
 	$(EMCC) $(WEB_CFLAGS) -c $< -o $@
 
-$(WB)/zlib/%.o: $(WEB_ZLIB)/%.c
+$(WB)/zlib/%.o: | $(WEB_ZLIB)/inflate.c
 	@mkdir -p $(dir $@)
-	$(EMCC) -O2 -I$(WEB_ZLIB) -c $< -o $@
+	$(EMCC) -O2 -I$(WEB_ZLIB) -c $(WEB_ZLIB)/$*.c -o $@
 
 $(WEB_ZLIB)/inflate.c:
 	@scripts/install-deps.sh --check-or-install
