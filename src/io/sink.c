@@ -300,6 +300,7 @@ ck_status cki_sink_copy(cki_sink *s, const cki_source *src, uint64_t off, uint64
     if (off + len > src->view_len) { /* a web window: through a buffer */
         uint8_t *tmp = cki_malloc(s->ctx, SINK_BUF);
         if (!tmp) return CK_ENOMEM;
+        st = CK_OK;
         while (len) {
             size_t k = len > SINK_BUF ? SINK_BUF : (size_t)len;
             if ((st = cki_source_pread(s->ctx, src, off, tmp, k)) ||
