@@ -37,9 +37,12 @@ typedef struct cki_zipw_entry {
     const char *name; /* in the writer's arena */
     uint16_t name_len;
     uint8_t patch_crc; /* local header still holds CRC 0 */
+    uint8_t method;    /* 0 stored, 8 deflate */
+    uint8_t local_z64; /* the local header has a zip64 extra field */
     uint32_t crc;
     uint64_t off;  /* local header offset */
-    uint64_t size; /* data bytes (stored: compressed == uncompressed) */
+    uint64_t size; /* data bytes (uncompressed) */
+    uint64_t csize; /* bytes in the archive (stored: == size) */
 } cki_zipw_entry;
 
 typedef struct cki_zipw {
@@ -63,6 +66,13 @@ ck_status cki_zipw_begin(cki_zipw *z, const char *name, uint64_t size);
 /* Closes the open entry: checks that exactly the declared bytes were
  * written and records CRC (zlib crc32 of the data). */
 ck_status cki_zipw_end(cki_zipw *z, uint32_t crc);
+/* A deflated entry of SIZE uncompressed bytes: the caller writes the raw
+ * deflate stream (zlib, -MAX_WBITS) to the sink, then calls
+ * cki_zipw_end_deflated with the CRC-32 of the uncompressed bytes and the
+ * number of compressed bytes written; cki_zipw_finish patches both into the
+ * local header (no data descriptor is needed: the sink can seek back). */
+ck_status cki_zipw_begin_deflated(cki_zipw *z, const char *name, uint64_t size);
+ck_status cki_zipw_end_deflated(cki_zipw *z, uint32_t crc, uint64_t csize);
 /* A whole entry from memory (CRC computed here). */
 ck_status cki_zipw_add(cki_zipw *z, const char *name, const void *data, size_t len);
 /* Writes the central directory, the zip64 EOCD record and locator and the
