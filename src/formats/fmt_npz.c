@@ -447,8 +447,8 @@ static ck_status npz_write(cki_write_job *job)
     if (ml_count)
         cki_warn(job->ctx,
                  "%s: %zu tensor%s (first '%s') of dtypes NumPy has no spelling for (BF16, F8) "
-                 "written as ml_dtypes saves them (bfloat16 as '<V2', float8_e5m2 as '<f1', "
-                 "other float8 as '<V1'): view the loaded arrays with ml_dtypes to get the values",
+                 "written as ml_dtypes saves them (bfloat16 as '<V2', float8 as '<V1'): view the "
+                 "loaded arrays with ml_dtypes to get the values",
                  job->path, ml_count, ml_count == 1 ? "" : "s", ml_first);
     if (job->meta_count)
         cki_warn(job->ctx, "%s: .npz holds no metadata: %zu entr%s dropped", job->path,

@@ -459,7 +459,7 @@ const char *cki_npy_descr(ck_dtype dt, int *ml)
     case CK_DT_C64: return "<c8";
     case CK_DT_C128: return "<c16";
     case CK_DT_BF16: *ml = 1; return "<V2";
-    case CK_DT_F8_E5M2: *ml = 1; return "<f1";
+    case CK_DT_F8_E5M2: /* ml_dtypes saves it as '<f1', which np.load refuses */
     case CK_DT_F8_E4M3:
     case CK_DT_F8_E4M3FNUZ:
     case CK_DT_F8_E5M2FNUZ:

@@ -60,7 +60,8 @@ ck_status cki_npy_parse(ck_ctx *ctx, const char *file, const char *what, const u
 
 /* The type string ckptkit writes for DT ("<f4", "|b1"); for dtypes numpy has
  * no spelling of, what ml_dtypes' arrays save as ("<V2" for bfloat16, "<V1"
- * or "<f1" for float8) and *ML is set to 1. NULL when there is none (F4, F6). */
+ * for float8 -- also for float8_e5m2, which ml_dtypes saves as "<f1", a
+ * descr np.load refuses) and *ML is set to 1. NULL when there is none (F4, F6). */
 const char *cki_npy_descr(ck_dtype dt, int *ml);
 
 /* Appends the whole preamble for an array of DESCR and SHAPE in C order to
