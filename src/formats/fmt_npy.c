@@ -54,7 +54,7 @@ ck_status cki_npy_admit(ck_model *m, const ck_open_opts *opts, const char *file,
     if (h->kind == CKI_NPY_OBJECT) {
         if (!(opts && opts->allow_unsafe))
             return cki_fail(m->ctx, CK_EUNSAFE,
-                            "%s: %s: refusing to load an %s, dtype '%s': numpy.load would "
+                            "%s: %s: refusing to load %s, dtype '%s': numpy.load would "
                             "unpickle it, which can run code (nothing was run; see 'ckptkit "
                             "scan'; --allow-unsafe leaves it out)",
                             file, what, h->why, h->descr);

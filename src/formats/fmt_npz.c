@@ -239,7 +239,11 @@ static ck_status read_header(reader *rd, const cki_zip_entry *e, const char *wha
     if ((st = cki_zip_peek(&rd->z, e, first, sizeof first, &got))) return st;
     if ((st = cki_npy_preamble_len(rd->m->ctx, rd->src->path, what, first, got, &plen))) return st;
     if (plen > e->usize)
-        return cki_npy_parse(rd->m->ctx, rd->src->path, what, first, got, h); /* says why */
+        return cki_fail(rd->m->ctx, CK_EFORMAT,
+                        "%s: %s: npy header length %llu runs past the end of the data (%llu "
+                        "bytes)",
+                        rd->src->path, what, (unsigned long long)(plen - (first[6] == 1 ? 10 : 12)),
+                        (unsigned long long)e->usize);
     buf = cki_malloc(rd->m->ctx, (size_t)plen);
     if (!buf) return CK_ENOMEM;
     st = cki_zip_peek(&rd->z, e, buf, (size_t)plen, &got);

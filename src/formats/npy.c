@@ -221,7 +221,7 @@ static int typestr(const uint8_t *s, size_t n, cki_npy *out)
     kind = (char)s[0];
     if (kind == 'O' && (n == 1 || (digits(s + 1, n - 1, &size) && (size == 4 || size == 8)))) {
         out->kind = CKI_NPY_OBJECT;
-        out->why = "object array (its data is a pickle)";
+        out->why = "an object array (its data is a pickle)";
         return 0;
     }
     if ((kind == 'M' || kind == 'm') && n >= 2 && s[1] == '8') {
@@ -365,8 +365,12 @@ ck_status cki_npy_parse(ck_ctx *ctx, const char *file, const char *what, const u
                 if ((st = parse_any(&ps, 0, -1))) return st;
                 ds = ps.p + dpos;
                 dn = ps.pos - dpos;
-            } else if ((st = parse_str(&ps, &ds, &dn))) {
-                return st;
+            } else if (peek(&ps) == '\'' || peek(&ps) == '"') {
+                if ((st = parse_str(&ps, &ds, &dn))) return st;
+            } else {
+                if ((st = parse_any(&ps, 0, -1))) return st;
+                ps.pos = dpos;
+                return fail_at(&ps, "descr must be a type string or a list of fields%s", NULL);
             }
         } else if (kn == 13 && !memcmp(k, "fortran_order", 13)) {
             if (have_fortran++) return fail_at(&ps, "key 'fortran_order' appears twice%s", NULL);
@@ -417,7 +421,7 @@ ck_status cki_npy_parse(ck_ctx *ctx, const char *file, const char *what, const u
     printable(out->descr, sizeof out->descr, ds, dn);
     if (descr_list) {
         out->kind = ps.object ? CKI_NPY_OBJECT : CKI_NPY_UNSUPPORTED;
-        out->why = ps.object ? "structured dtype with an object field (its data is a pickle)"
+        out->why = ps.object ? "a structured array with an object field (its data is a pickle)"
                              : "structured (record) dtype";
     } else if (typestr(ds, dn, out)) {
         ps.pos = dpos;
