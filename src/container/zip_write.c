@@ -231,7 +231,9 @@ static ck_status write_central(cki_zipw *z, const cki_zipw_entry *e)
 {
     uint8_t h[46 + 28];
     uint8_t *x = h + 46;
-    int big_size = e->size >= MAX32, big_csize = e->csize >= MAX32, big_off = e->off >= MAX32;
+    uint64_t csize = e->method ? e->csize : e->size; /* stored: one size */
+    int z64_local = e->method ? e->local_z64 : local_zip64(e->size);
+    int big_size = e->size >= MAX32, big_csize = csize >= MAX32, big_off = e->off >= MAX32;
     size_t xl = 0;
     ck_status st;
 
@@ -245,7 +247,7 @@ static ck_status write_central(cki_zipw *z, const cki_zipw_entry *e)
             xl += 8;
         }
         if (big_csize) {
-            cki_st_le64(x + xl, e->csize);
+            cki_st_le64(x + xl, csize);
             xl += 8;
         }
         if (big_off) {
@@ -255,13 +257,13 @@ static ck_status write_central(cki_zipw *z, const cki_zipw_entry *e)
     }
     cki_st_le32(h, SIG_CENTRAL);
     cki_st_le16(h + 4, VER_ZIP64);
-    cki_st_le16(h + 6, (uint16_t)(e->local_z64 || big_off ? VER_ZIP64 : VER_PLAIN));
+    cki_st_le16(h + 6, (uint16_t)(z64_local || big_off ? VER_ZIP64 : VER_PLAIN));
     cki_st_le16(h + 8, FLAG_UTF8);
     cki_st_le16(h + 10, e->method);
     cki_st_le16(h + 12, 0);
     cki_st_le16(h + 14, 0);
     cki_st_le32(h + 16, e->crc);
-    cki_st_le32(h + 20, big_csize ? MAX32 : (uint32_t)e->csize);
+    cki_st_le32(h + 20, big_csize ? MAX32 : (uint32_t)csize);
     cki_st_le32(h + 24, big_size ? MAX32 : (uint32_t)e->size);
     cki_st_le16(h + 28, e->name_len);
     cki_st_le16(h + 30, (uint16_t)xl);
