@@ -383,6 +383,22 @@ static ck_status deflate_some(cki_write_job *job, z_stream *zs, uint8_t *obuf, c
     return CK_OK;
 }
 
+/* Mapped input bytes of a dense T's elements [first, first + n) are done:
+ * drop their pages (rounded out to 2 MiB, as emit.c does), so that resident
+ * memory stays flat while a large tensor is compressed. */
+static void release_done(const cki_tensor *t, uint64_t first, uint64_t n)
+{
+    const cki_storage *sg = t->storage;
+    const uint64_t mask = (2ull << 20) - 1;
+    uint64_t off, end;
+    if (!sg->src || !sg->data || !cki_tensor_is_dense(t)) return;
+    off = sg->file_off + (t->offset + first) * cki_dtype_size(t->dtype);
+    end = off + n * cki_dtype_size(t->dtype);
+    off &= ~mask;
+    end = (end + mask) & ~mask;
+    cki_source_release(sg->src, off, end - off);
+}
+
 /* One deflated member: PRE then the tensor's values, streamed. */
 static ck_status write_deflated(cki_write_job *job, cki_zipw *z, const char *member,
                                 const cki_out_tensor *ot, const cki_buf *pre)
@@ -415,6 +431,7 @@ static ck_status write_deflated(cki_write_job *job, cki_zipw *z, const char *mem
         crc = cki_crc32(crc, job->scratch, n * os);
         st = deflate_some(job, &zs, obuf, job->scratch, (size_t)(n * os), 0, &csize);
         if (!st) st = progress(job, n * os);
+        release_done(t, first, n);
         first += n;
     }
     if (!st) st = deflate_some(job, &zs, obuf, NULL, 0, 1, &csize);
