@@ -3,7 +3,7 @@
  *
  * ckptkit opens neural-network checkpoints (safetensors, PyTorch .pth/.pt/.bin
  * in zip, legacy and tar form, Lightning .ckpt, raw .bin with a JSON manifest,
- * Hugging Face sharded checkpoints), lists their tensors, reads tensor values,
+ * Hugging Face sharded checkpoints, NumPy .npy and .npz), lists their tensors, reads tensor values,
  * and converts between formats tensor by tensor in bounded memory.
  *
  * Nothing in an input file is ever executed: pickles are read by a restricted
@@ -215,7 +215,7 @@ CK_API void ck_model_close(ck_model *m);
 CK_API size_t ck_model_omitted_count(const ck_model *m);
 
 /* Reader name: "safetensors", "torch-zip", "torch-legacy", "torch-tar", "raw",
- * "sharded:safetensors", ... Borrowed. */
+ * "npy", "npz", "sharded:safetensors", ... Borrowed. */
 CK_API const char *ck_model_format(const ck_model *m);
 CK_API const char *ck_model_path(const ck_model *m);
 
@@ -266,7 +266,8 @@ CK_API const char *ck_model_values_json(const ck_model *m);
 /* ------------------------------------------------------------------------ */
 
 typedef struct ck_convert_opts {
-    const char *format;     /* "safetensors", "pth", "ckpt", "raw"; NULL: from OUT's extension */
+    const char *format;     /* "safetensors", "pth", "ckpt", "raw", "npz", "npy"; NULL: from OUT's
+                               extension */
     ck_dtype dtype;         /* CK_DT_KEEP, or a floating dtype to cast floating tensors to */
     const char *const *dtype_exclude; /* NULL-terminated globs: tensors never cast */
     int force;              /* replace an existing OUT */
@@ -301,7 +302,7 @@ CK_API ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out,
                             const ck_convert_opts *opts, ck_convert_stats *stats);
 
 /* Output format for a file name by its extension ("safetensors", "pth",
- * "ckpt", "raw"), or NULL. */
+ * "ckpt", "raw", "npz", "npy"), or NULL. */
 CK_API const char *ck_format_for_path(const char *path);
 
 /* ------------------------------------------------------------------------ */
