@@ -86,4 +86,17 @@ expect_exit 0 "$CKPTKIT" ls "$T/sh/model.npz.index.json"
 expect_exit 0 "$CKPTKIT" info "$T/sh"
 expect_stdout_has "sharded:npz"
 
+# ---- a deflated member is checked as it is read ---------------------------------------------
+C=tests/fuzz/corpus/fuzz_npz
+expect_exit 0 "$CKPTKIT" ls "$C/crc_mismatch.npz"
+expect_exit 1 "$CKPTKIT" convert "$C/crc_mismatch.npz" "$T/crc.safetensors"
+expect_one_line_error
+expect_stderr_has "member 'w.npy': CRC-32 of the inflated bytes is 9489972b, the directory says 9489972a"
+expect_no_file "$T/crc.safetensors"
+expect_no_temp "$T"
+expect_exit 2 "$CKPTKIT" verify "$C/crc_mismatch.npz" "$C/deflated.npz"
+expect_exit 1 "$CKPTKIT" convert "$C/corrupt_stream.npz" "$T/cs.npz"
+expect_one_line_error
+expect_no_file "$T/cs.npz"
+
 finish
