@@ -1,11 +1,12 @@
 /*
- * zip_write.c -- the store-only aligned zip writer (see zip_write.h).
+ * zip_write.c -- the aligned zip writer (see zip_write.h): stored entries,
+ * and deflated ones whose compressed size and CRC are patched in at the end.
  *
  * Layout written (PKWARE APPNOTE 6.3; integers little-endian):
  *
  *   local header, per entry, at OFF:
  *     [0,4) 50 4b 03 04   [4,6) version needed: 20, or 45 with zip64
- *     [6,8) flags 0x0800 (UTF-8 name)   [8,10) method 0 (stored)
+ *     [6,8) flags 0x0800 (UTF-8 name)   [8,10) method 0 (stored) or 8 (deflate)
  *     [10,14) DOS time, date: 0         [14,18) CRC-32 (0 until patched)
  *     [18,22) compressed size [22,26) size: 0xffffffff when zip64
  *     [26,28) name length  [28,30) extra length  [30,..) name, extra:

@@ -1,8 +1,9 @@
 /*
- * zip_write.h -- a store-only zip writer laid out the way torch.save lays
- * out its archives, streaming into an atomic sink.
+ * zip_write.h -- a zip writer laid out the way torch.save lays out its
+ * archives, streaming into an atomic sink. Entries are stored, except those
+ * begun with cki_zipw_begin_deflated (npz --compress).
  *
- * Every entry is STORED (method 0) with flag bit 11 (UTF-8 name), DOS time
+ * Every entry has flag bit 11 (UTF-8 name), DOS time
  * and date 0 (the output depends on nothing but its content), and its data
  * starts on a multiple of CKI_ZIPW_ALIGN bytes: the local header carries an
  * extra field with id "FB" whose payload is 'Z' filler, as torch writes. The
@@ -13,7 +14,10 @@
  * Sizes are declared when an entry begins, so local headers carry the true
  * sizes (no data descriptors). CRC-32s of streamed entries are computed by
  * the caller while writing and patched into the local headers by
- * cki_zipw_finish; the central directory carries them directly.
+ * cki_zipw_finish; the central directory carries them directly. A deflated
+ * entry's compressed size is known only at its end: its local header holds 0
+ * (or, when the worst-case deflate output could reach 4 GiB, 0xffffffff and a
+ * zip64 field holding 0) until cki_zipw_finish patches the real value in.
  *
  * Use:
  *     cki_zipw z;
