@@ -155,7 +155,7 @@ EMCC     ?= emcc
 WEB_ZLIB ?= /usr/local/src/ckptkit-web/zlib
 WB       := $(B)/web
 WEB_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O2 -Iinclude -I$(WEB_ZLIB)
-WEB_ZLIB_C := adler32 crc32 inffast inflate inftrees zutil
+WEB_ZLIB_C := adler32 crc32 deflate inffast inflate inftrees trees zutil
 WEB_OBJ := $(LIB_SRC:%.c=$(WB)/obj/%.o) $(WEB_ZLIB_C:%=$(WB)/zlib/%.o) $(WB)/obj/web/ckweb.o
 WEB_EXPORTS := _ckw_formats,_ckw_scan,_ckw_open,_ckw_stats,_ckw_convert,_ckw_close,_malloc,_free
 WEB_LDFLAGS := -O2 -sENVIRONMENT=worker -sFORCE_FILESYSTEM=1 -lworkerfs.js \

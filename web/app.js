@@ -262,19 +262,21 @@
   }
 
   /* ---- converting ---- */
+  /* a format with no usual extension (raw) gets .bin, so that browsers do
+   * not make one up */
   function currentExt() {
     const f = formats.find(x => x.name === $('c-format').value);
-    return f ? f.ext : '';
+    return f ? f.ext || '.bin' : '';
   }
   function fillFormats() {
     const s = $('c-format');
     s.textContent = '';
-    formats.forEach(f => s.append(el('option', {value: f.name}, f.name + ' (' + f.ext + ')')));
+    formats.forEach(f => s.append(el('option', {value: f.name}, f.ext ? f.name + ' (' + f.ext + ')' : f.name)));
     $('c-save').hidden = typeof window.showSaveFilePicker !== 'function';
   }
   $('c-format').addEventListener('change', () => {
     const n = $('c-name').value;
-    const old = formats.map(f => f.ext).find(e => e && n.endsWith(e));
+    const old = formats.map(f => f.ext || '.bin').find(e => n.endsWith(e));
     $('c-name').value = (old ? n.slice(0, n.length - old.length) : n) + currentExt();
   });
   function estimate() {
