@@ -112,7 +112,7 @@ interop: all venv
 	CKPTKIT_LANE=oldest $(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
 	@$(VENV_PY) tests/interop/render_compat.py
 
-check: check-deps all unit cli fuzz-replay interop asan web web-test
+check: check-deps all unit cli fuzz-replay interop asan web unit-websrc web-test
 	@echo "make check: all suites passed"
 
 demo: all
@@ -163,7 +163,7 @@ WEB_LDFLAGS := -O2 -sENVIRONMENT=worker -sFORCE_FILESYSTEM=1 -lworkerfs.js \
     -sDYNAMIC_EXECUTION=0 -sEXPORTED_FUNCTIONS=$(WEB_EXPORTS) \
     -sEXPORTED_RUNTIME_METHODS=FS,ccall,UTF8ToString -sINCOMING_MODULE_JS_API=wasmBinary,onRuntimeInitialized,print,printErr
 
-.PHONY: web web-test
+.PHONY: web web-test unit-websrc
 
 web: $(WB)/ckptkit.html
 
@@ -187,3 +187,17 @@ $(WB)/ckptkit.html: $(WB)/ckw.js web/index.html web/style.css web/app.js web/wor
 
 web-test: web all venv
 	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/web
+
+# The unit tests again over the web build's source backend (lseek + read, a
+# window over files larger than 1 GiB), compiled natively with -DCKI_SOURCE_WEB.
+WS_OBJ := $(LIB_SRC:%.c=$(B)/websrc/%.o)
+
+$(B)/websrc/%.o: %.c $(shell find include src -name '*.h')
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -O1 -DCKI_SOURCE_WEB -Iinclude -c $< -o $@
+
+$(B)/unit_tests_websrc: $(UNIT_SRC) $(WS_OBJ)
+	$(CC) $(BASE) -O1 -Iinclude -Isrc -o $@ $(UNIT_SRC) $(WS_OBJ) $(LDLIBS)
+
+unit-websrc: $(B)/unit_tests_websrc
+	$(B)/unit_tests_websrc

@@ -4,7 +4,7 @@
  */
 #include "source.h"
 
-#ifndef __EMSCRIPTEN__
+#if !defined(__EMSCRIPTEN__) && !defined(CKI_SOURCE_WEB)
 
 #include <errno.h>
 #include <fcntl.h>

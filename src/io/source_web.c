@@ -6,6 +6,9 @@
  * is lseek + read, which carry 64-bit offsets correctly. The browser hands the
  * file through WORKERFS, which reads slices of the File on demand.
  *
+ * Natively, -DCKI_SOURCE_WEB selects this backend too (make unit-websrc runs
+ * the unit tests over it), since lseek and read are plain POSIX.
+ *
  * A file of at most CKI_SOURCE_WHOLE_MAX bytes is read whole into the heap
  * (pickle readers need it all in one range). A larger one gets a window over
  * its head (CKI_SOURCE_WINDOW bytes, extended by cki_source_view for a long
@@ -19,7 +22,7 @@
  */
 #include "source.h"
 
-#ifdef __EMSCRIPTEN__
+#if defined(__EMSCRIPTEN__) || defined(CKI_SOURCE_WEB)
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -61,6 +64,10 @@ ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
     if (S_ISDIR(st.st_mode)) {
         close(fd);
         return cki_fail(ctx, CK_EFORMAT, "%s: is a directory", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return cki_fail(ctx, CK_EFORMAT, "%s: not a regular file", path);
     }
     s = cki_calloc(ctx, 1, sizeof *s);
     if (!s) { close(fd); return CK_ENOMEM; }
