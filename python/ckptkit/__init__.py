@@ -36,13 +36,13 @@ from ._ckptkit import (  # noqa: F401  (re-exported)
     UnsupportedError,
     Warning,
 )
-from ._tensors import Opaque, safe_open  # noqa: F401
+from ._tensors import Global, Opaque, safe_open  # noqa: F401
 
 __version__ = "0.1.0"
 library_version = _ckptkit.library_version
 
 __all__ = [
-    "safe_open", "Opaque", "convert", "verify", "diff", "scan", "info", "ScanResult",
+    "safe_open", "Opaque", "Global", "convert", "verify", "diff", "scan", "info", "ScanResult",
     "Error", "FormatError", "UnsupportedError", "UnsafeError", "LimitError", "ArgumentError",
     "SameFileError", "CancelledError", "Warning", "torch", "numpy",
 ]

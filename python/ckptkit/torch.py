@@ -217,7 +217,7 @@ def load(f, map_location=None, allow_unsafe=False, **_ignored):
     dtypes, numpy arrays and tensors (zero-copy views of the file where
     possible). Every other object is a :class:`ckptkit.Opaque` (module, name,
     args, state) that is never constructed; class references are
-    ``ckptkit._tensors.Global``. A pickle that references a dangerous global
+    :class:`ckptkit.Global`. A pickle that references a dangerous global
     (os.system, eval, ...) raises UnsafeError naming it, unless ALLOW_UNSAFE
     (which still runs nothing). MAP_LOCATION: None, a device or its name, a
     {"cpu": device} dict, or a callable(tensor, "cpu").

@@ -640,7 +640,7 @@ static PyObject *build_inner(builder *b, const ck_value *v, PyObject *key)
     case CK_VALUE_STR:
         o = str_of(v);
         if (o && (v->flags & CK_VALUE_F_DEVICE)) {
-            PyObject *d = PyObject_CallMethod(b->factory, "device", "O", o);
+            PyObject *d = PyObject_CallMethod(b->factory, "device", "(O)", o);
             Py_DECREF(o);
             return d;
         }
@@ -672,7 +672,7 @@ static PyObject *build_inner(builder *b, const ck_value *v, PyObject *key)
                 else Py_DECREF(items[k]);
             }
             if (o && (v->flags & CK_VALUE_F_SIZE)) {
-                PyObject *s = PyObject_CallMethod(b->factory, "size", "O", o);
+                PyObject *s = PyObject_CallMethod(b->factory, "size", "(O)", o);
                 Py_DECREF(o);
                 o = s;
             }
