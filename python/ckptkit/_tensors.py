@@ -266,7 +266,10 @@ def _to_np_index(norm):
         if x is None or isinstance(x, int):
             out.append(x)
         else:
-            out.append(slice(*x))
+            start, stop, step = x
+            # slice.indices gives stop -1 for "past the first element" when
+            # stepping backwards; as a slice bound -1 would mean the last one
+            out.append(slice(start, None if stop is None or stop < 0 else stop, step))
     return tuple(out)
 
 
