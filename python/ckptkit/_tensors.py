@@ -2,6 +2,7 @@
 torch tensors (zero-copy where the stored bytes are usable as they are)."""
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -33,8 +34,19 @@ _TORCH_NAMES = {
 }
 
 
+_NP_CACHE: dict = {}
+_PT_CACHE: dict = {}
+
+
 def numpy_dtype(name: str):
     """The numpy dtype for a ckptkit dtype name ("F32", "BF16", ...)."""
+    dt = _NP_CACHE.get(name)
+    if dt is None:
+        dt = _NP_CACHE[name] = _numpy_dtype(name)
+    return dt
+
+
+def _numpy_dtype(name: str):
     if name in _NP_PLAIN:
         return np.dtype(_NP_PLAIN[name])
     if name in _NP_ML:
@@ -52,6 +64,14 @@ def numpy_dtype(name: str):
 
 
 def torch_dtype(name: str):
+    """The torch dtype for a ckptkit dtype name."""
+    t = _PT_CACHE.get(name)
+    if t is None:
+        t = _PT_CACHE[name] = _torch_dtype(name)
+    return t
+
+
+def _torch_dtype(name: str):
     import torch
     t = getattr(torch, _TORCH_NAMES.get(name, "?"), None)
     if t is None:
@@ -375,10 +395,51 @@ class safe_open:
     def offset_keys(self) -> list:
         """Tensor names in the order their bytes lie in the file."""
         self._check()
-        m = self._model
-        names = m.names()
-        order = sorted(range(len(names)), key=lambda i: (m.info(i)[8], m.info(i)[4], i))
-        return [names[i] for i in order]
+        entries = self._model.entries()
+        return [e[0] for e in sorted(entries, key=lambda e: e[4])]
+
+    def _load_all(self) -> dict:
+        """{name: tensor} for every tensor, in offset order (load_file)."""
+        # tens of thousands of small objects would set off the cyclic
+        # collector again and again, each pass walking torch's whole heap;
+        # nothing made here is cyclic
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load_all_inner()
+        finally:
+            if was:
+                gc.enable()
+
+    def _load_all_inner(self) -> dict:
+        self._check()
+        entries = self._model.entries()
+        order = sorted(range(len(entries)), key=lambda i: entries[i][4])
+        out = {}
+        direct = self._cast is None and self._zero_copy and self._device == "cpu"
+        if self._framework == "np":
+            frombuffer = np.frombuffer
+            for i in order:
+                name, dt, shape, buf, _off = entries[i]
+                if direct and buf is not None:
+                    out[name] = frombuffer(buf, dtype=numpy_dtype(dt)).reshape(shape)
+                else:
+                    out[name] = self._np(i, self._model.info(i))
+            return out
+        import torch
+        frombuffer = torch.frombuffer
+        dtypes: dict = {}
+        for i in order:
+            name, dt, shape, buf, _off = entries[i]
+            if direct and buf is not None and buf.nbytes:
+                tdt = dtypes.get(dt)
+                if tdt is None:
+                    tdt = dtypes[dt] = torch_dtype(dt)
+                t = frombuffer(buf, dtype=tdt)
+                out[name] = t if len(shape) == 1 else t.reshape(shape)
+            else:
+                out[name] = self._pt(i, self._model.info(i))
+        return out
 
     def metadata(self):
         """The string metadata as a dict, or None when the file has none."""

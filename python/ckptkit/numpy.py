@@ -23,21 +23,15 @@ def load_file(filename, *, dtype=None):
     ``safetensors.numpy.load_file``. Arrays usable as stored are zero-copy,
     writable views of the file mapped copy-on-write (writes never reach the
     file). BF16 and F8 need ml_dtypes; DTYPE="F32" casts instead."""
-    out = {}
     with safe_open(filename, framework="np", dtype=dtype) as f:
-        for k in f.offset_keys():
-            out[k] = f.get_tensor(k)
-    return out
+        return f._load_all()
 
 
 def load(data: bytes, *, dtype=None):
     """The tensors of a checkpoint held in DATA (bytes), like
     ``safetensors.numpy.load``; the arrays are copies."""
-    out = {}
     with safe_open(None, framework="np", dtype=dtype, _data=bytes(data)) as f:
-        for k in f.offset_keys():
-            out[k] = f.get_tensor(k)
-    return out
+        return f._load_all()
 
 
 def _items(arrays):

@@ -27,11 +27,8 @@ def load_file(filename, device="cpu", *, dtype=None):
     checkpoint's index file or folder) as {name: torch.Tensor}, like
     ``safetensors.torch.load_file``. Tensors usable as stored are zero-copy
     views of the file (mapped copy-on-write). DEVICE may be "cuda:N"."""
-    out = {}
     with safe_open(filename, framework="pt", device=device, dtype=dtype) as f:
-        for k in f.offset_keys():
-            out[k] = f.get_tensor(k)
-    return out
+        return f._load_all()
 
 
 def _items(tensors):

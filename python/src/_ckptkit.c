@@ -501,16 +501,53 @@ static PyType_Spec Buffer_spec = {
     "ckptkit._ckptkit.Buffer", sizeof(BufferObject), 0, Py_TPFLAGS_DEFAULT, Buffer_slots,
 };
 
+static PyObject *make_view(ModelObject *self, size_t i);
+
 /* view(i) -> Buffer over the tensor's bytes in place, or None when the tensor
  * is not usable as stored (strided, big-endian, compressed, misaligned, sub-byte). */
 static PyObject *Model_view(ModelObject *self, PyObject *arg)
 {
     size_t i;
+    if (model_check(self) || index_arg(self, arg, &i)) return NULL;
+    return make_view(self, i);
+}
+
+/* entries() -> [(name, dtype, shape, view or None, file_offset + storage offset)] for
+ * every tensor in file order: what a whole-file load needs, in one call. */
+static PyObject *Model_entries(ModelObject *self, PyObject *unused)
+{
+    size_t n;
+    PyObject *list;
+    if (model_check(self)) return NULL;
+    n = ck_model_tensor_count(self->m);
+    list = PyList_New((Py_ssize_t)n);
+    if (!list) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        ck_tensor_info ti;
+        PyObject *e;
+        ck_model_tensor(self->m, i, &ti);
+        e = Py_BuildValue("(NsNNK)",
+                          PyUnicode_DecodeUTF8(ti.name, (Py_ssize_t)strlen(ti.name),
+                                               "surrogateescape"),
+                          ck_dtype_name(ti.dtype), shape_tuple(ti.ndim, ti.shape),
+                          make_view(self, i),
+                          (unsigned long long)(ti.file_offset +
+                                               ti.storage_offset * (ck_dtype_bits(ti.dtype) / 8)));
+        if (!e) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SetItem(list, (Py_ssize_t)i, e);
+    }
+    return list;
+}
+
+static PyObject *make_view(ModelObject *self, size_t i)
+{
     ck_tensor_info ti;
     const void *p;
     unsigned bits, align;
     BufferObject *b;
-    if (model_check(self) || index_arg(self, arg, &i)) return NULL;
     ck_model_tensor(self->m, i, &ti);
     p = ck_model_data(self->m, i);
     bits = ck_dtype_bits(ti.dtype);
@@ -864,6 +901,8 @@ static PyMethodDef Model_methods[] = {
     {"metadata", (PyCFunction)Model_metadata, METH_NOARGS, "String metadata as a dict."},
     {"values_json", (PyCFunction)Model_values_json, METH_NOARGS,
      "The non-tensor values as the library's JSON document."},
+    {"entries", (PyCFunction)Model_entries, METH_NOARGS,
+     "[(name, dtype, shape, view or None, byte offset)] for every tensor, in file order."},
     {"view", (PyCFunction)Model_view, METH_O,
      "A Buffer over the tensor's bytes in place, or None when it must be materialised."},
     {"read", (PyCFunction)(void (*)(void))Model_read, METH_VARARGS | METH_KEYWORDS,
