@@ -228,7 +228,7 @@ def load(f, map_location=None, allow_unsafe=False, **_ignored):
         model = _ckptkit.Model(os.fspath(f), values=True, allow_unsafe=allow_unsafe)
     elif hasattr(f, "read"):
         data = f.read()
-        model = _ckptkit.Model(None, data=bytes(data), name=getattr(f, "name", "<file>"),
+        model = _ckptkit.Model(None, data=bytes(data), name=str(getattr(f, "name", "<file>")),
                                values=True, allow_unsafe=allow_unsafe)
     else:
         raise TypeError(f"expected a path, bytes or a file object, got {type(f).__name__}")
