@@ -144,6 +144,7 @@ typedef struct ModelObject {
     ck_model *m;
     PyThread_type_lock lock;
     int closed;
+    int writable;   /* mapped copy-on-write and writable: views may be written */
     PyObject *data; /* bytes object a model opened from memory reads; owned */
 } ModelObject;
 
@@ -250,6 +251,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         goto fail;
     }
     live_models++;
+    self->writable = o.map_writable && !have_buf;
     if (have_buf) {
         /* the model reads these bytes until it is closed: keep them */
         self->data = data;
@@ -562,7 +564,7 @@ static PyObject *make_view(ModelObject *self, size_t i)
     Py_INCREF(self);
     b->ptr = (void *)p;
     b->len = (Py_ssize_t)ti.nbytes;
-    b->readonly = 0;
+    b->readonly = !self->writable;
     return (PyObject *)b;
 }
 

@@ -175,3 +175,15 @@ def test_threads(tmp_path):
     f.close()
     g.close()
     assert not errors, errors
+
+
+def test_read_only_mapping_gives_read_only_views(tmp_path):
+    p = tmp_path / "r.safetensors"
+    ckptkit.numpy.save_file({"a": np.arange(4, dtype=np.int32)}, str(p))
+    m = _ckptkit.Model(str(p), writable=False)
+    v = memoryview(m.view(0))
+    assert v.readonly
+    a = np.frombuffer(m.view(0), dtype=np.int32)
+    assert not a.flags.writeable and a.tolist() == [0, 1, 2, 3]
+    w = memoryview(_ckptkit.Model(str(p)).view(0))
+    assert not w.readonly

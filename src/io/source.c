@@ -43,7 +43,7 @@ ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_so
     s->len = (uint64_t)st.st_size;
     if (s->len) {
         void *p = mmap(NULL, (size_t)s->len, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                       MAP_PRIVATE, fd, 0);
+                       writable ? MAP_PRIVATE | MAP_NORESERVE : MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             int e = errno;
             cki_source_close(ctx, s);
