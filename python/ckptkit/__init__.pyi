@@ -50,7 +50,7 @@ class Slice:
     def __getitem__(self, index: Any) -> Any: ...
 
 class safe_open:
-    def __init__(self, filename: _Path, framework: Literal["np", "numpy", "pt", "torch", "pytorch"] = ...,
+    def __init__(self, filename: Union[_Path, bytes, Any], framework: Literal["np", "numpy", "pt", "torch", "pytorch"] = ...,
                  device: Any = ..., *, dtype: Optional[str] = ..., key: Optional[str] = ...,
                  all: bool = ..., manifest: Optional[_Path] = ..., format: Optional[str] = ...,
                  allow_unsafe: bool = ...) -> None: ...

@@ -334,8 +334,10 @@ class safe_open:
     FRAMEWORK is "np" (numpy arrays) or "pt" (torch tensors); DEVICE "cpu" or
     "cuda:N" (torch only). DTYPE (e.g. "F32") casts floating tensors as they
     are read. KEY, ALL, MANIFEST, FORMAT, ALLOW_UNSAFE are the library's open
-    options. PATH may also be a sharded checkpoint's index file or folder.
-    Tensors usable as stored are zero-copy views of the mapped file.
+    options. FILENAME may also be a sharded checkpoint's index file or
+    folder, or the checkpoint itself as bytes or a binary file object (read
+    whole; its tensors are then copies). Tensors usable as stored are
+    zero-copy views of the mapped file.
     """
 
     def __init__(self, filename, framework="np", device="cpu", *, dtype=None, key=None,
@@ -347,6 +349,10 @@ class safe_open:
         self._framework = fw
         self._device = _check_device(fw, device)
         self._cast = _ckptkit.dtype_info(dtype)[0] if dtype is not None else None
+        if _data is None and isinstance(filename, (bytes, bytearray, memoryview)):
+            _data = bytes(filename)
+        elif _data is None and hasattr(filename, "read"):
+            _data = bytes(filename.read())
         if _data is not None:
             self._model = _ckptkit.Model(None, data=_data, name="<bytes>", format=format,
                                          key=key, all=all, allow_unsafe=allow_unsafe)

@@ -154,3 +154,14 @@ def test_safe_open_on_torch_formats():
             assert f.keys() == sorted(want)
             for k in f.keys():
                 same_tensor(f.get_tensor(k), want[k])
+
+
+def test_safe_open_bytes_and_file_objects(st):
+    import io
+    data = st.read_bytes()
+    for src in (data, io.BytesIO(data)):
+        with ckptkit.safe_open(src, "np") as f:
+            assert f.keys() == ["model.a", "model.b", "n"]
+            a = f.get_tensor("model.a")
+            assert a.tolist() == [[0, 1, 2], [3, 4, 5]]
+            assert a.flags.writeable  # a copy, never a view of immutable bytes
