@@ -105,7 +105,9 @@ int cmd_info(int argc, char **argv)
             printf(": ");
             cli_json_str(stdout, v);
         }
-        printf("}, \"values\": %s}\n", ck_model_values_json(m));
+        printf("}, \"values\": %s", ck_model_values_json(m));
+        cli_print_rewrites(ctx, m, 1);
+        printf("}\n");
     } else {
         char b[32];
         int first = 1;
@@ -131,6 +133,7 @@ int cmd_info(int argc, char **argv)
             }
         }
         print_values(ck_model_values_json(m));
+        cli_print_rewrites(ctx, m, 0);
     }
     ck_model_close(m);
     ck_ctx_free(ctx);
