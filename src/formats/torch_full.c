@@ -63,6 +63,7 @@ typedef struct full {
     ostore *stores;
     size_t nstores, cap;
     cki_map store_of;  /* cki_tstorage pointer -> store */
+    cki_arena keys;    /* the pointers store_of's keys point at */
     size_t renames_needed, renames_done;
     cki_pkw_ref r_odict;
     ck_rewrite_fn fn; /* the caller's report, may be NULL */
@@ -133,7 +134,8 @@ static ck_status match_job(full *f)
         const cki_ttensor *tt = nt->tensor->u.t;
         size_t prev;
         f->plan_of[i] = -1;
-        if (cki_map_put(&f->by_tensor, (const char *)&tt, sizeof tt, i, &prev) < 0 ||
+        /* the key bytes are the pointer value, kept where the map can keep pointing */
+        if (cki_map_put(&f->by_tensor, (const char *)&nt->tensor->u.t, sizeof tt, i, &prev) < 0 ||
             cki_map_put(&f->by_name, nt->name, nt->name_len, i, &prev) < 0) {
             st = CK_ENOMEM;
             goto out;
@@ -224,6 +226,7 @@ static ck_status store_for(full *f, cki_tstorage *s, size_t *out)
     uint64_t need, n;
     cki_storage *cs;
     ostore *x;
+    cki_tstorage **key;
     ck_status st;
     if (!cki_map_get(&f->store_of, (const char *)&s, sizeof s, &idx)) {
         *out = idx;
@@ -262,7 +265,9 @@ static ck_status store_for(full *f, cki_tstorage *s, size_t *out)
     x->ot.nbytes = need;
     x->numel = s->numel;
     idx = f->nstores - 1;
-    if (cki_map_put(&f->store_of, (const char *)&s, sizeof s, idx, &prev) < 0) return CK_ENOMEM;
+    if (!(key = cki_arena_alloc(&f->keys, sizeof *key))) return CK_ENOMEM;
+    *key = s;
+    if (cki_map_put(&f->store_of, (const char *)key, sizeof *key, idx, &prev) < 0) return CK_ENOMEM;
     *out = idx;
     return CK_OK;
 }
@@ -427,6 +432,7 @@ static void full_free(full *f)
     cki_map_free(&f->by_tensor);
     cki_map_free(&f->by_name);
     cki_map_free(&f->store_of);
+    cki_arena_free(&f->keys);
     cki_free(f->ctx, f->plan_of);
     cki_free(f->ctx, f->stores);
 }
@@ -448,6 +454,7 @@ static ck_status full_run(full *f, int unknown)
     cki_map_init(&f->by_tensor, f->ctx);
     cki_map_init(&f->by_name, f->ctx);
     cki_map_init(&f->store_of, f->ctx);
+    cki_arena_init(&f->keys, f->ctx);
     cki_pkw_init(&f->pk, f->ctx);
     cki_tw_init(&f->tw, f->ctx, &f->pk);
     if ((st = cki_torch_parse(f->ctx, src->path, src->base, src->len, kind, NULL, NULL, &f->tf)))

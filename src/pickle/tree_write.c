@@ -602,6 +602,19 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         default: break;
         }
     }
+    /* frozenset(iterable) -> set(iterable) */
+    if (is_call(v) && name_is(callee(v), "builtins", "frozenset") &&
+        v->items[1]->kind == CKI_PV_TUPLE && v->items[1]->n <= 1) {
+        report(tw, what, "set");
+        if (!v->items[1]->n) {
+            cki_pkw_op(tw->pk, 0x8f);
+            return CK_OK;
+        }
+        cki_pkw_global(tw->pk, "builtins", "set");
+        if ((st = emit_tuple_items(tw, v->items[1]))) return st;
+        cki_pkw_reduce(tw->pk);
+        return CK_OK;
+    }
     /* a tensor subclass: the plain tensor */
     if (is_call(v) && name_is(callee(v), "torch._tensor", "_rebuild_from_type_v2") &&
         item(v->items[1], 0) && item(v->items[1], 2) &&
@@ -673,7 +686,11 @@ static ck_status emit_node(cki_tw *tw, const cki_pv *v)
     case CKI_PV_FROZENSET: return emit_set(tw, v);
     case CKI_PV_GLOBAL:
         if (unknown(tw, v) && tw->unknown == CKI_TW_DICT) return emit_as_dict(tw, v);
-        cki_pkw_global(tw->pk, v->u.g.module, v->u.g.name);
+        /* the machine reads Python 2's __builtin__ as builtins but keeps the
+         * name (int is pickled as __builtin__.long): write the Python 2 module
+         * back, which every unpickler maps with the name */
+        cki_pkw_global(tw->pk, strcmp(v->u.g.module, "builtins") ? v->u.g.module : "__builtin__",
+                       v->u.g.name);
         return CK_OK;
     case CKI_PV_PERSID:
         if ((t = hook_tensor(tw, v))) return tw->tensor(tw->user, tw, v, t);
