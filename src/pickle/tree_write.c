@@ -352,7 +352,25 @@ static void put_text(cki_tw *tw, const char *s)
 
 /* ---- the walk ------------------------------------------------------------------------- */
 
+static int memoizes(const cki_pv *v)
+{
+    return !(v->kind == CKI_PV_NONE || v->kind == CKI_PV_BOOL || v->kind == CKI_PV_INT ||
+             v->kind == CKI_PV_FLOAT || v->kind == CKI_PV_BIGINT ||
+             (v->kind == CKI_PV_TUPLE && v->n == 0));
+}
+
 static ck_status emit(cki_tw *tw, const cki_pv *v);
+
+/* V's value (an object or dict just created, its contents still to come)
+ * is on top of the stack: memoize it now, so that its state, items or
+ * arguments may refer back to it, as CPython's pickler does. */
+static void commit(cki_tw *tw, const cki_pv *v)
+{
+    cki_tw_memo *m = memoizes(v) ? memo_find(tw, v) : NULL;
+    if (!m || m->state != 1) return;
+    m->idx = cki_pkw_put(tw->pk);
+    m->state = 2;
+}
 
 /* Writes V at the path of segment KEY/INDEX, removing nothing (the caller checked gone). */
 static ck_status emit_at(cki_tw *tw, const cki_pv *v, const cki_pv *key, size_t index)
@@ -524,6 +542,7 @@ static ck_status emit_call(cki_tw *tw, const cki_pv *v, int rename)
     } else {
         cki_pkw_reduce(tw->pk);
     }
+    commit(tw, v);
     return emit_object_tail(tw, v, rename);
 }
 
@@ -632,6 +651,7 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         const cki_pv *s = v->state;
         report(tw, what, "dict");
         cki_pkw_empty_dict(tw->pk);
+        commit(tw, v);
         if (s && s->kind == CKI_PV_DICT && s->n && (st = emit_setitems(tw, s->items, s->n, 0)))
             return st;
         if (v->extra && v->extra->n && (st = emit_setitems(tw, v->extra->items, v->extra->n, 0)))
@@ -651,6 +671,7 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         if (v->extra) n++;
         if (v->extra_list) n++;
         cki_pkw_empty_dict(tw->pk);
+        commit(tw, v);
         cki_pkw_items_init(&it, n);
         cki_pkw_item_start(tw->pk, &it);
         put_text(tw, "class");
@@ -715,13 +736,6 @@ static ck_status emit_node(cki_tw *tw, const cki_pv *v)
                     (unsigned long long)v->off);
 }
 
-static int memoizes(const cki_pv *v)
-{
-    return !(v->kind == CKI_PV_NONE || v->kind == CKI_PV_BOOL || v->kind == CKI_PV_INT ||
-             v->kind == CKI_PV_FLOAT || v->kind == CKI_PV_BIGINT ||
-             (v->kind == CKI_PV_TUPLE && v->n == 0));
-}
-
 static ck_status emit(cki_tw *tw, const cki_pv *v)
 {
     cki_tw_memo *m;
@@ -765,14 +779,9 @@ static ck_status emit(cki_tw *tw, const cki_pv *v)
     st = emit_node(tw, v);
     tw->depth--;
     if (st) return st;
-    if (m) {
-        /* the value just written is on top of the stack; memoize it unless the
-         * emitter already did (strings, globals, REDUCE) -- a second PUT is
-         * harmless but costs a slot, so always put: one index per node */
-        m = memo_find(tw, v);
-        m->idx = cki_pkw_put(tw->pk);
-        m->state = 2;
-    }
+    /* the value just written is on top of the stack (unless an emitter
+     * committed it early) */
+    commit(tw, v);
     return tw->pk->failed ? tw->pk->failed : CK_OK;
 }
 

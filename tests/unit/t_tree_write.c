@@ -169,6 +169,17 @@ TEST(tree_write_memo_floats_cycles)
     s = cki_pv_dict_get(c.out.root, "self");
     CHECK(s && s->kind == CKI_PV_LIST && s->n == 1 && s->items[0] == s);
     free_case(&c);
+
+    /* an object whose state refers to itself (a module's hook partial does):
+     * the rewritten dict contains itself; kept, the object does */
+    run_case(&c, S("\x80\x02" "cm\nC\n)\x81q\x00}X\x02\x00\x00\x00meh\x00sb."), CKI_TW_DICT);
+    CHECK(c.st == CK_OK && c.out.root->kind == CKI_PV_DICT);
+    CHECK(cki_pv_dict_get(cki_pv_dict_get(c.out.root, "state"), "me") == c.out.root);
+    free_case(&c);
+    run_case(&c, S("\x80\x02" "cm\nC\n)\x81q\x00}X\x02\x00\x00\x00meh\x00sb."), CKI_TW_KEEP);
+    CHECK(c.st == CK_OK && c.out.root->kind == CKI_PV_NEWOBJ);
+    CHECK(c.out.root->state && cki_pv_dict_get(c.out.root->state, "me") == c.out.root);
+    free_case(&c);
 }
 
 /* bytes and a 300-byte int (the loader has no LONG4: refused, naming the path) */
