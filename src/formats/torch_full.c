@@ -498,6 +498,10 @@ static ck_status write_archive(full *f, const char *prefix)
 
     name = cki_malloc(f->ctx, cap);
     if (!name) return CK_ENOMEM;
+    /* progress counts every storage written, not only the state dict's */
+    job->done_bytes = 0;
+    job->total_bytes = 0;
+    for (size_t s = 0; s < f->nstores; s++) job->total_bytes += f->stores[s].ot.nbytes;
     cki_zipw_init(&z, f->ctx, job->sink);
     snprintf(name, cap, "%s/data.pkl", prefix);
     if ((st = cki_zipw_add(&z, name, f->pk.out.p, f->pk.out.len))) goto out;
