@@ -288,6 +288,8 @@ typedef struct ck_convert_opts {
     int unknown;            /* CK_UNKNOWN_DICT (0), CK_UNKNOWN_DROP, CK_UNKNOWN_KEEP */
     ck_rewrite_fn on_rewrite; /* may be NULL */
     void *rewrite_user;
+    int cast_all;           /* whole-checkpoint rewrite with DTYPE: also cast the floating tensors
+                             * outside the state dict (optimizer state, ...), 0-dim ones excepted */
 } ck_convert_opts;
 
 typedef struct ck_convert_stats {

@@ -51,6 +51,8 @@ struct cki_write_job {
     int unknown;
     ck_rewrite_fn rewrite_fn;
     void *rewrite_user;
+    ck_dtype cast_all;          /* CK_DT_KEEP, or the dtype for floating tensors outside the
+                                 * state dict (--cast-all) */
 };
 
 #define CKI_SCRATCH (4u << 20)

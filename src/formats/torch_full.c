@@ -310,6 +310,49 @@ static const cki_pv *arg_of(const cki_pv *call, uint32_t i)
     return a && a->kind == CKI_PV_TUPLE && i < a->n ? a->items[i] : NULL;
 }
 
+/* --cast-all: a floating tensor outside the state dict, of at least one
+ * dimension, cast like the state dict; *OT stays NULL otherwise. */
+static ck_status cast_other(full *f, cki_tw *tw, const cki_ttensor *tt, const cki_out_tensor **ot)
+{
+    ck_dtype to = f->job->cast_all;
+    cki_tensor *t;
+    cki_out_tensor *o;
+    cki_storage *cs;
+    uint64_t need;
+    ck_status st;
+    if (to == CK_DT_KEEP || !tt->storage || tt->ndim < 1 || tt->dtype == to ||
+        tt->dtype >= CK_DT_COUNT || !ck_dtype_is_float(tt->dtype) || !ck_dtype_can_cast(tt->dtype) ||
+        tt->storage->untyped)
+        return CK_OK;
+    if (cki_mul_u64(&need, tt->storage->numel, cki_tstorage_esize(tt->storage)))
+        return cki_fail(f->ctx, CK_EFORMAT, "%s: storage '%s' overflows", f->src->path,
+                        tt->storage->key);
+    if ((st = bind(f, tt->storage, tt->storage->dtype, need, &cs))) return st;
+    t = cki_arena_alloc(&f->keys, sizeof *t);
+    o = cki_arena_alloc(&f->keys, sizeof *o);
+    if (!t || !o) return CK_ENOMEM;
+    memset(t, 0, sizeof *t);
+    memset(o, 0, sizeof *o);
+    t->name = cki_arena_strdup(&f->keys, tw->path_len ? tw->path : "(root)");
+    if (!t->name) return CK_ENOMEM;
+    t->dtype = tt->dtype;
+    t->ndim = tt->ndim;
+    t->shape = tt->shape;
+    t->stride = tt->stride;
+    t->offset = tt->offset;
+    t->storage = cs;
+    t->flags = tt->flags;
+    if ((st = cki_tensor_validate(f->ctx, f->src->path, t))) return st;
+    o->name = t->name;
+    o->src = t;
+    o->dtype = to;
+    if (cki_dtype_nbytes(to, t->numel, &o->nbytes))
+        return cki_fail(f->ctx, CK_EFORMAT, "%s: tensor '%s': size overflows", f->src->path,
+                        t->name);
+    *ot = o;
+    return CK_OK;
+}
+
 static ck_status tensor_hook(void *user, cki_tw *tw, const cki_pv *node, const cki_tobj *t)
 {
     full *f = user;
@@ -333,7 +376,8 @@ static ck_status tensor_hook(void *user, cki_tw *tw, const cki_pv *node, const c
         return CK_OK;
     }
     if (i >= 0 && f->plan_of[i] >= 0) ot = &f->job->tensors[f->plan_of[i]];
-    if (ot && (ot->dtype != tt->dtype || ot->src != &f->m->tensors[ot->in_index])) {
+    if (!ot && i < 0 && (st = cast_other(f, tw, tt, &ot))) return st;
+    if (ot && (ot->dtype != tt->dtype || i < 0 || ot->src != &f->m->tensors[ot->in_index])) {
         /* cast or EMA: a dense storage of its own */
         if (cki_torch_type_names(ot->dtype, &cls, &v3name))
             return cki_fail(f->ctx, CK_EUNSUPPORTED, "%s: tensor '%s': dtype %s has no torch name",

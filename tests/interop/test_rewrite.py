@@ -264,6 +264,16 @@ def test_lightning_f16_keeps_optimizer_state(lightning_ckpt, tmp_path):
     assert new["lr_schedulers"] == orig["lr_schedulers"]
     losses = resume(pl, out, tmp_path / "r", True)
     assert len(losses) == 8 and torch.isfinite(losses).all()
+    # asked for: --cast-all casts the optimizer moments too, never the 0-dim step
+    both = tmp_path / "both.ckpt"
+    ckptkit("convert", lightning_ckpt, both, "--dtype", "f16", "--cast-all", "-q")
+    sb = torch.load(both, weights_only=True)["optimizer_states"][0]["state"]
+    for i in so:
+        for k in so[i]:
+            want = so[i][k].half() if so[i][k].ndim else so[i][k]
+            assert sb[i][k].dtype == want.dtype and torch.equal(sb[i][k], want), k
+    losses = resume(pl, both, tmp_path / "r2", True)
+    assert len(losses) == 8 and torch.isfinite(losses).all()
     # pruned: the old minimal form, no training state
     pruned = tmp_path / "pruned.ckpt"
     ckptkit("convert", lightning_ckpt, pruned, "--prune", "-q")

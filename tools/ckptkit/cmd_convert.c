@@ -49,6 +49,9 @@ static const char help[] =
     "                       weights-only loader refuses become plain dicts (dict, the default),\n"
     "                       are removed (drop) or written back as they are (keep); each change\n"
     "                       is printed as 'path: class -> result'\n"
+    "  --cast-all           with --dtype in such a rewrite, also cast the floating tensors\n"
+    "                       outside the state dict (optimizer state...); 0-dim ones (Adam's\n"
+    "                       step) never. Default: only the state dict is cast\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
     "  -q                   no warnings, no summary line\n";
@@ -66,7 +69,7 @@ static int parse_dtype(const char *s, ck_dtype *out)
 int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
-           O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD, O_UNKNOWN };
+           O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD, O_UNKNOWN, O_CASTALL };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -87,6 +90,7 @@ int cmd_convert(int argc, char **argv)
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
         {"unknown", required_argument, 0, O_UNKNOWN},
+        {"cast-all", no_argument, 0, O_CASTALL},
         {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -150,6 +154,7 @@ int cmd_convert(int argc, char **argv)
                 return cli_usage_error("convert", "--unknown '%s': expected dict, drop or keep",
                                        optarg);
             break;
+        case O_CASTALL: co.cast_all = 1; break;
         case 'q': o.quiet = 1; break;
         case 'U': oo.allow_unsafe = 1; break;
         case 'M':
