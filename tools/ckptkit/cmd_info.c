@@ -20,6 +20,7 @@ static const char help[] =
     "  --format F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q              no warnings\n";
 
 /* Text mode: short value documents in full; long ones as their top-level
@@ -106,6 +107,8 @@ int cmd_info(int argc, char **argv)
             cli_json_str(stdout, v);
         }
         printf("}, \"values\": %s", ck_model_values_json(m));
+        if (ck_model_omitted_count(m))
+            printf(", \"left_out\": %zu", ck_model_omitted_count(m));
         cli_print_rewrites(ctx, m, 1);
         printf("}\n");
     } else {
@@ -124,6 +127,8 @@ int cmd_info(int argc, char **argv)
             first = 0;
         }
         printf("%s\n", first ? "(none)" : "");
+        if (ck_model_omitted_count(m))
+            printf("left out:    %zu (see the warnings)\n", ck_model_omitted_count(m));
         if (ck_model_meta_count(m)) {
             printf("metadata:\n");
             for (size_t i = 0; i < ck_model_meta_count(m); i++) {
