@@ -368,7 +368,7 @@ static ck_status tensor_hook(void *user, cki_tw *tw, const cki_pv *node, const c
     const char *cls, *v3name, *loc;
     int64_t stride[CKI_MAX_DIMS];
     ostore *x;
-    uint64_t offset, numel;
+    uint64_t offset;
     ck_status st;
 
     if (!f->job) { /* report only */
@@ -394,8 +394,6 @@ static ck_status tensor_hook(void *user, cki_tw *tw, const cki_pv *node, const c
         cki_pkw_tuple_begin(pk, (size_t)(v3 ? 7 : 6) + (meta != NULL));
         if (v3) put_persid(f, "torch.storage", "UntypedStorage", x, loc, x->numel);
         else put_persid(f, "torch", cls, x, loc, x->numel);
-        numel = 0;
-        (void)numel;
     } else {
         size_t s;
         const cki_tstorage *ts = tt->storage;

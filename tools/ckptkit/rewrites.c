@@ -41,7 +41,11 @@ void cli_print_rewrites(ck_ctx *ctx, const ck_model *m, int json)
     if (json) {
         json_list j = {stdout, 0};
         printf(", \"rewrites\": [");
-        if (ck_model_rewrites(ctx, m, CK_UNKNOWN_DICT, json_line, &j)) printf("null");
+        if (ck_model_rewrites(ctx, m, CK_UNKNOWN_DICT, json_line, &j)) {
+            printf("], \"rewrites_error\": ");
+            cli_json_str(stdout, ck_errmsg(ctx));
+            return;
+        }
         printf("]");
         return;
     }
