@@ -101,7 +101,8 @@ def _open_options(format=None, key=None, manifest=None, all=False, allow_unsafe=
 def convert(src, dst, *, to=None, dtype=None, dtype_exclude=None, force=False, key=None,
             include=None, exclude=None, strip_prefix=None, rename=None, add_prefix=None,
             metadata=None, ema=None, no_ema=False, prune=False, shard_size=None, manifest=None,
-            format=None, no_crc=False, all=False, allow_unsafe=False, progress=None) -> dict:
+            format=None, no_crc=False, all=False, allow_unsafe=False, unknown=None,
+            cast_all=False, compress=False, strict=False, progress=None) -> dict:
     """Converts checkpoint SRC to DST, tensor by tensor, in bounded memory.
 
     The keyword arguments are the options of ``ckptkit convert``: ``to`` (output
@@ -112,12 +113,18 @@ def convert(src, dst, *, to=None, dtype=None, dtype_exclude=None, force=False, k
     ``add_prefix``, ``metadata`` (dict or ``["K=V"]``), ``ema=True`` (write the EMA
     weights) or ``no_ema=True`` (drop them), ``prune``, ``shard_size`` (bytes, or
     "5GB"/"500MiB"), ``manifest``, ``format`` (input format), ``no_crc``,
-    ``all``, ``allow_unsafe``. ``progress(done, total)`` is called as bytes are
-    written; returning False cancels (CancelledError, nothing left behind).
-    The output goes through a temporary file renamed into place when complete.
-    Returns the statistics: tensors, bytes, cast_tensors, overflow, underflow,
-    shards.
+    ``all``, ``allow_unsafe``; for a PyTorch -> PyTorch whole-checkpoint
+    rewrite ``unknown`` ("dict", "drop", "keep") and ``cast_all``; for npz/npy
+    output ``compress`` and ``strict``. ``progress(done, total)`` is called as
+    bytes are written; returning False cancels (CancelledError, nothing left
+    behind). The output goes through a temporary file renamed into place when
+    complete. Returns the statistics: tensors, bytes, cast_tensors, overflow,
+    underflow, shards, and ``rewrites``: the (path, what, became) changes a
+    whole-checkpoint rewrite made.
     """
+    policies = {None: 0, "dict": 0, "drop": 1, "keep": 2}
+    if unknown not in policies:
+        raise ArgumentError(f"unknown={unknown!r}: expected \"dict\", \"drop\" or \"keep\"")
     if ema and no_ema:
         raise ArgumentError("ema and no_ema exclude each other")
     co = {
@@ -126,7 +133,9 @@ def convert(src, dst, *, to=None, dtype=None, dtype_exclude=None, force=False, k
         "strip_prefix": strip_prefix, "rename": _pairs(rename), "add_prefix": add_prefix,
         "metadata": _pairs(metadata), "ema": 1 if ema else (-1 if (no_ema or ema is False) else 0),
         "prune": int(bool(prune)), "shard_size": _parse_size(shard_size),
-        "no_crc": int(bool(no_crc)),
+        "no_crc": int(bool(no_crc)), "unknown": policies[unknown],
+        "cast_all": int(bool(cast_all)), "compress": int(bool(compress)),
+        "strict": int(bool(strict)),
     }
     oo = _open_options(format, key, manifest, all, allow_unsafe)
     return _ckptkit.convert(_os.fspath(src), _os.fspath(dst), oo, co, progress)

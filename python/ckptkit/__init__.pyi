@@ -88,7 +88,9 @@ def convert(src: _Path, dst: _Path, *, to: Optional[str] = ..., dtype: Optional[
             ema: Optional[bool] = ..., no_ema: bool = ..., prune: bool = ...,
             shard_size: Union[int, str, None] = ..., manifest: Optional[_Path] = ...,
             format: Optional[str] = ..., no_crc: bool = ..., all: bool = ...,
-            allow_unsafe: bool = ..., progress: _Progress = ...) -> dict[str, int]: ...
+            allow_unsafe: bool = ..., unknown: Optional[Literal["dict", "drop", "keep"]] = ...,
+            cast_all: bool = ..., compress: bool = ..., strict: bool = ...,
+            progress: _Progress = ...) -> dict[str, Any]: ...
 def verify(a: _Path, b: _Path, *, key: Optional[str] = ..., all: bool = ...,
            allow_unsafe: bool = ..., progress: _Progress = ...) -> bool: ...
 def diff(a: _Path, b: _Path, *, rtol: float = ..., atol: float = ..., key: Optional[str] = ...,

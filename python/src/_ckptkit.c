@@ -1034,6 +1034,10 @@ static int fill_convert_opts(PyObject *kw, conv_args *c)
     INTOPT(ema)
     INTOPT(prune)
     INTOPT(no_crc)
+    INTOPT(unknown)
+    INTOPT(cast_all)
+    INTOPT(compress)
+    INTOPT(strict)
 #undef INTOPT
     if ((v = PyDict_GetItemString(kw, "shard_size")) && v != Py_None) {
         unsigned long long x = PyLong_AsUnsignedLongLong(v);
@@ -1053,6 +1057,17 @@ static PyObject *stats_dict(const ck_convert_stats *s)
                          (unsigned long long)s->shards);
 }
 
+/* A whole-checkpoint rewrite's changes, as (path, what, became) tuples. */
+static void on_rewrite(void *user, const char *path, const char *what, const char *became)
+{
+    PyObject *list = user, *t;
+    PyGILState_STATE g = PyGILState_Ensure();
+    t = Py_BuildValue("(sss)", path, what, became);
+    if (!t || PyList_Append(list, t) < 0) PyErr_Clear();
+    Py_XDECREF(t);
+    PyGILState_Release(g);
+}
+
 /* Runs ck_convert on M (whose context is CTX) with the GIL released. */
 static PyObject *run_convert(ck_ctx *ctx, ck_model *m, const char *dst, conv_args *c,
                              PyObject *progress)
@@ -1061,7 +1076,11 @@ static PyObject *run_convert(ck_ctx *ctx, ck_model *m, const char *dst, conv_arg
     ck_convert_stats stats;
     ck_status st;
     char msg[1024] = "";
+    PyObject *rewrites = PyList_New(0), *d;
+    if (!rewrites) return NULL;
     memset(&stats, 0, sizeof stats);
+    c->o.on_rewrite = on_rewrite;
+    c->o.rewrite_user = rewrites;
     callbacks_attach(&cb, ctx, progress);
     Py_BEGIN_ALLOW_THREADS
     st = ck_convert(ctx, m, dst, &c->o, &stats);
@@ -1069,11 +1088,17 @@ static PyObject *run_convert(ck_ctx *ctx, ck_model *m, const char *dst, conv_arg
     Py_END_ALLOW_THREADS
     if (cb.raised) {
         callbacks_finish(&cb, ctx);
+        Py_DECREF(rewrites);
         return NULL;
     }
-    if (callbacks_finish(&cb, ctx) < 0) return NULL;
-    if (st) return raise_status(st, msg);
-    return stats_dict(&stats);
+    if (callbacks_finish(&cb, ctx) < 0 || st) {
+        Py_DECREF(rewrites);
+        return st ? raise_status(st, msg) : NULL;
+    }
+    d = stats_dict(&stats);
+    if (d && PyDict_SetItemString(d, "rewrites", rewrites) < 0) Py_CLEAR(d);
+    Py_DECREF(rewrites);
+    return d;
 }
 
 /* write(path, items, metadata, options, progress): ITEMS is a sequence of

@@ -165,3 +165,17 @@ def test_safe_open_bytes_and_file_objects(st):
             a = f.get_tensor("model.a")
             assert a.tolist() == [[0, 1, 2], [3, 4, 5]]
             assert a.flags.writeable  # a copy, never a view of immutable bytes
+
+
+def test_convert_whole_checkpoint_rewrite(tmp_path):
+    p = tmp_path / "in.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 1,
+                "hyper_parameters": {"loss": torch.nn.MSELoss()}}, p)
+    out = tmp_path / "out.ckpt"
+    stats = ckptkit.convert(p, out)
+    assert any(r[0] == "hyper_parameters.loss" and "MSELoss" in r[1] for r in stats["rewrites"])
+    back = torch.load(out, weights_only=True)  # now loads without unsafe globals
+    assert torch.equal(back["state_dict"]["w"], torch.ones(2)) and back["epoch"] == 1
+    assert isinstance(back["hyper_parameters"]["loss"], dict)
+    with pytest.raises(ckptkit.ArgumentError):
+        ckptkit.convert(p, tmp_path / "x.ckpt", unknown="bogus")
