@@ -67,6 +67,11 @@ def test_imports_in_system_python(tmp_path):
         "    import ckptkit.torch\n"
         f"    t = ckptkit.torch.load_file({str(p)!r})['a']\n"
         "    assert t.sum().item() == 15\n"
+        f"    q = {str(tmp_path / 'x.pth')!r}\n"
+        "    ckptkit.torch.save_file({'a': t, 'b': torch.arange(3)}, q)\n"
+        "    tree = ckptkit.torch.load(q)\n"
+        "    assert tree['b'].tolist() == [0, 1, 2] and torch.equal(tree['a'], t)\n"
+        "    assert torch.load(q)['b'].tolist() == [0, 1, 2]\n"
         "print('ok', sys.version_info[:2])\n"
     )
     r = subprocess.run([SYSTEM_PY, "-c", code], capture_output=True, text=True,
