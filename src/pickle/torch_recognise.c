@@ -1015,6 +1015,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         cki_tobj *items = is(c, "collections", "defaultdict") ? a1 : a0, *extra;
         t->kind = CKI_TO_DICT;
         t->n = 0;
+        if (is(c, "collections", "OrderedDict")) t->vflags |= CK_VALUE_F_ORDERED;
         if ((st = add_pairs(r, t, items, off))) return st;
         if (v && v->extra) {
             if ((st = conv(r, v->extra, depth + 1, &extra))) return st;
@@ -1032,6 +1033,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         const char *n = c->u.g.name;
         t->kind = n[0] == 'l' ? CKI_TO_LIST : n[0] == 't' ? CKI_TO_TUPLE : CKI_TO_SET;
         t->n = 0;
+        if (n[0] == 'f') t->vflags |= CK_VALUE_F_FROZEN;
         if (a0 && (a0->kind == CKI_TO_LIST || a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_SET) &&
             (st = add_items(r, t, a0, 1)))
             return st;
@@ -1091,6 +1093,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if (a0 && (a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_LIST)) {
             become(t, a0);
             t->kind = CKI_TO_TUPLE;
+            t->vflags |= CK_VALUE_F_SIZE;
             return CK_OK;
         }
         return opaque(r, t, v, c, args, depth);
@@ -1112,6 +1115,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             } else {
                 become(t, a0);
             }
+            t->vflags |= CK_VALUE_F_DEVICE;
             return CK_OK;
         }
         return opaque(r, t, v, c, args, depth);
@@ -1183,6 +1187,7 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
                   : v->kind == CKI_PV_LIST ? CKI_TO_LIST
                   : v->kind == CKI_PV_DICT ? CKI_TO_DICT
                                            : CKI_TO_SET;
+        if (v->kind == CKI_PV_FROZENSET) t->vflags |= CK_VALUE_F_FROZEN;
         if (count) {
             t->items = cki_arena_alloc(r->arena, sizeof *t->items * count);
             if (!t->items) return CK_ENOMEM;
