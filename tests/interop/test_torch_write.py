@@ -13,6 +13,7 @@ import os
 import pickletools
 import struct
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable  # the lane's interpreter, and so its torch
 
 # dtype name -> (numpy dtype used to make and compare the bytes, torch dtype name)
 DTYPES = {
@@ -426,7 +427,7 @@ def test_v3_dtypes_layout(fixture_bin, tmp_path):
     ops = [(op.name, arg) for op, arg, _ in pickletools.genops(pkl)]
     globals_ = [a for n, a in ops if n == "GLOBAL"]
     assert globals_ == ["collections OrderedDict", "torch._utils _rebuild_tensor_v3",
-                        "torch UntypedStorage", "torch uint16", "torch uint64",
+                        "torch.storage UntypedStorage", "torch uint16", "torch uint64",
                         "torch float8_e4m3fn", "torch._utils _rebuild_tensor_v2",
                         "torch FloatStorage"]
     # persistent ids: ('storage', cls, key, 'cpu', numel) with bytes for v3

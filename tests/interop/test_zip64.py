@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import zipfile
 import zlib
 
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable  # the lane's interpreter, and so its torch
 
 BIG = (4 << 30) + 4099  # bytes of the U8 tensor: past 0xffffffff
 MARKS = {0: 1, BIG // 2: 2, BIG - 1: 3}
