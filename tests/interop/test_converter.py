@@ -32,6 +32,7 @@ except ImportError:  # the system python3 has torch; another interpreter may not
     pytest.skip("torch is not installed for this interpreter", allow_module_level=True)
 
 from f16nan import expected_f16  # noqa: E402
+from compat import record, version_of  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
@@ -370,6 +371,8 @@ def test_casts_match_torch_bit_for_bit(tmp_path, target):
     assert got2["w64"].dtype == torch.float64
     assert torch.equal(got2["w64"].view(torch.int64), x64.view(torch.int64))
     assert got2["w32"].dtype == tdt
+    record("PyTorch", version_of(torch), "writes",
+           f"convert --dtype {target}: the bits Tensor.to() gives, overflow/underflow counts")
 
 
 # ---- diff ----------------------------------------------------------------------

@@ -29,6 +29,8 @@ import zipfile
 import pytest
 import torch
 
+from compat import record, version_of  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
 LIB = os.path.join(ROOT, "build", "libckptkit.a")
@@ -190,6 +192,9 @@ def test_every_dtype(dumper, tmp_path):
         head, got, _ = dump(dumper, path)
         assert head["format"] in ("torch-zip", "torch-legacy")
         check_same(got, torch.load(path))
+    record("PyTorch", version_of(torch), "reads",
+           "zip and legacy torch.save: every dtype of torch 1.13, views sharing storages, nested "
+           "containers, self-references")
 
 
 def test_scalars_and_empty(dumper, tmp_path):
@@ -290,6 +295,8 @@ def test_lightning_checkpoint(dumper, tmp_path):
         assert "optimizer_states.0.state.0.exp_avg" in want
         _, got_opt, _ = dump(dumper, path, "--key", "optimizer_states.0.state")
         check_same(got_opt, flat(ref["optimizer_states"][0]["state"]))
+    record("PyTorch", version_of(torch), "reads",
+           "Lightning-shaped checkpoint: state_dict, metadata, Adam state (--all, --key)")
 
 
 class Tiny(torch.nn.Module):
@@ -315,6 +322,7 @@ def test_whole_module(dumper, tmp_path):
         assert head["values"] == {"tensors": len(want)}
         _, got_key, _ = dump(dumper, path, "--key", "enc")
         check_same(got_key, model.enc.state_dict())
+    record("PyTorch", version_of(torch), "reads", "a whole pickled nn.Module (zip and legacy)")
 
 
 def test_self_reference(dumper, tmp_path):
@@ -364,6 +372,8 @@ def test_quantized_and_sparse_are_skipped(dumper, tmp_path):
         assert head["values"]["tensors"] == 1
         assert head["values"]["skipped"]["q"]["tensor"]["unsupported"] == "quantized tensor"
         assert head["values"]["skipped"]["s"]["tensor"]["unsupported"] == "sparse tensor"
+    record("PyTorch", version_of(torch), "reads",
+           "quantized and sparse tensors: refused, each named in a warning")
 
 
 def rewrite_zip(src, dst, change):
@@ -408,6 +418,7 @@ def test_big_endian_archive(dumper, tmp_path):
             z.writestr(f"{prefix}/byteorder", "big")
     _, got, _ = dump(dumper, big)
     check_same(got, ref)
+    record("PyTorch", version_of(torch), "reads", "big-endian archives (byteorder record)")
 
 
 def test_crc_checked(dumper, tmp_path):

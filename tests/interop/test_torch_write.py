@@ -19,6 +19,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from compat import record, version_of
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
 PYTHON = sys.executable  # the lane's interpreter, and so its torch
@@ -141,6 +143,11 @@ def torch_load(path):
     return json.loads(r.stdout)
 
 
+def torch_version():
+    import torch  # the test process runs the lane's interpreter, as the loader does
+    return version_of(torch)
+
+
 def tensors_of(d):
     assert "dict" in d
     return collections.OrderedDict((k, v) for k, v in d["items"])
@@ -200,6 +207,8 @@ def test_every_torch_113_dtype(fixture_bin, tmp_path, fmt, ext):
     for name, (tdt, shape, hx) in want.items():
         t = sd[name]
         assert (t["dtype"], t["shape"], t["hex"]) == (tdt, shape, hx), name
+    record("PyTorch", torch_version(), "writes",
+           f"{ext} from the C API writer: every dtype of torch 1.13, torch.load weights_only")
 
 
 def test_empty_and_scalar(fixture_bin, tmp_path):
@@ -251,6 +260,8 @@ def test_shared_storages_stay_shared(fixture_bin, tmp_path):
     assert sd["w_rows"]["hex"] == w[1:].tobytes().hex()
     assert sd["w_t"]["hex"] == np.ascontiguousarray(w.T).tobytes().hex()
     assert sd["lm_head.weight"]["hex"] == emb.tobytes().hex()
+    record("PyTorch", torch_version(), "writes",
+           "tied weights and views of one storage written once, shared after torch.load")
 
 
 def test_views_written_dense(fixture_bin, tmp_path):
@@ -367,6 +378,9 @@ def test_ckpt_dict(fixture_bin, tmp_path):
     obj = tensors_of(torch_load(out3))
     assert list(obj) == ["state_dict"]
     assert tensors_of(obj["state_dict"])["x"]["hex"] == w.tobytes().hex()
+    record("PyTorch", torch_version(), "writes",
+           ".ckpt: epoch, global_step, Lightning version and metadata as torch.load sees them, "
+           "and --prune")
 
 
 def test_ckpt_refuses_non_integer_epoch(fixture_bin, tmp_path):
