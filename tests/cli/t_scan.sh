@@ -31,11 +31,12 @@ expect_exit 1 "$CKPTKIT" scan -q "$F/pytorch-zip/burn_checkpoint.pt" "$BAD/evil_
 case $OUT in *allowed*|*clean*) bad "-q printed allowed globals or a summary: $OUT" ;; esac
 expect_stdout_has "dangerous  os.system  (archive/data.pkl @"
 
-# unparseable: exit 2 and one error line naming the file, even after unsafe ones
+# unparseable: exit 2 and one error line naming the file
 expect_exit 2 "$CKPTKIT" scan "$F/pytorch-zip/picklescan_malicious1_central_directory.zip"
 expect_one_line_error
 expect_stderr_has "central_directory.zip: zip member 'data.pkl': local header names it 'datap.kl'"
-expect_exit 2 "$CKPTKIT" scan "$BAD/evil_reduce_zip.pt" "$F/pickle/picklescan_broken_model.pkl"
+# a dangerous global in one file wins over a failure in another: exit 1
+expect_exit 1 "$CKPTKIT" scan "$BAD/evil_reduce_zip.pt" "$F/pickle/picklescan_broken_model.pkl"
 expect_stdout_has "dangerous  builtins.exec"
 expect_stderr_has "picklescan_broken_model.pkl: pickle: opcode 0x58 (BINUNICODE)"
 expect_exit 2 "$CKPTKIT" scan "$T/missing.pt"

@@ -111,6 +111,55 @@ TEST(scan_failure_still_reports_earlier_globals)
     CHECK(strstr(s.last_where, "pickle 2, after byte 28") != NULL);
 }
 
+/* A dangerous global found wins over a failure around it: *WORST says so even
+ * though the scan fails, and a record failing its CRC-32 is scanned anyway. */
+TEST(scan_dangerous_reported_despite_crc_and_junk)
+{
+    seen s;
+    ck_verdict worst;
+    char msg[1024];
+    CHECK(scan("tests/corpus/bad/torch/evil_bad_crc.pt", &s, &worst, msg, sizeof msg) ==
+          CK_EFORMAT);
+    CHECK(worst == CK_VERDICT_DANGEROUS && s.saw_system && s.count == 4);
+    CHECK(strstr(msg, "CRC-32 of its 200 bytes is dd7b0591 but the directory says 12345678"));
+    CHECK(scan("tests/corpus/bad/torch/evil_junk_after.pkl", &s, &worst, msg, sizeof msg) ==
+          CK_EFORMAT);
+    CHECK(worst == CK_VERDICT_DANGEROUS && s.saw_system && s.dangerous == 1);
+    CHECK(strstr(msg, "(pickle 2, after byte 63): opcode 0x6e (unknown) at byte 63") != NULL);
+    CHECK(scan(T_FIXTURES "/pickle/picklescan_broken_model.pkl", &s, &worst, msg, sizeof msg) ==
+          CK_EFORMAT);
+    CHECK(worst == CK_VERDICT_DANGEROUS);
+}
+
+/* After a record that fails, the scan goes on to the next ones, and the first
+ * failure stays the error. */
+TEST(scan_goes_past_a_failing_zip_record)
+{
+    char dir[512], msg[1024], path[1024];
+    tb_bytes bad = {0}, evil = {0}, zip;
+    seen s;
+    ck_verdict worst;
+    tz_rec recs[2];
+    CHECK(tfs_mkdtemp(dir, sizeof dir) == 0);
+    tbb_s(&bad, "\x80\x02garbage");
+    pk_proto(&evil);
+    pk_global(&evil, "os", "system");
+    pk_stop(&evil);
+    memset(recs, 0, sizeof recs);
+    recs[0] = (tz_rec){.name = "a.pkl", .data = bad.p, .len = bad.n};
+    recs[1] = (tz_rec){.name = "b.pkl", .data = evil.p, .len = evil.n, .crc_wrong = 1};
+    tz_build(recs, 2, NULL, &zip);
+    tfs_join(path, sizeof path, dir, "two.zip");
+    CHECK(tfs_write(path, zip.p, zip.n) == 0);
+    CHECK(scan(path, &s, &worst, msg, sizeof msg) == CK_EFORMAT);
+    CHECK(worst == CK_VERDICT_DANGEROUS && s.saw_system);
+    CHECK(strstr(msg, "a.pkl") != NULL);
+    tbb_free(&bad);
+    tbb_free(&evil);
+    tbb_free(&zip);
+    tfs_rmtree(dir);
+}
+
 static int scan_crafted(const char *name)
 {
     char path[512];
