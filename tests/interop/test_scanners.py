@@ -272,15 +272,19 @@ def write_table(rows, versions, misses, peer_only):
         "| fickling | %s | `fickling --check-safety FILE` for each file |" % versions["fickling"],
         "| ckptkit | %s | `ckptkit scan --json FILE...` |" % versions["ckptkit"],
         "",
-        "Verdicts: **dangerous** / **unsafe** = the tool's strongest verdict (picklescan: a",
-        "dangerous import; modelscan: an issue of MEDIUM severity or more; fickling: (LIKELY_)OVERTLY_",
-        "MALICIOUS naming an import or call; ckptkit: a dangerous global, exit 1); `suspicious` /",
-        "`low` = a weaker warning (fickling's LIKELY_UNSAFE, which it gives to any import outside the",
-        "standard library, torch's own tensor rebuilds included);",
-        "`malformed` = fickling's verdict given only for invalid or malformed opcodes",
-        "(no import or call found); `error` = the tool could not read or fully parse the file, or",
-        "crashed on it; `skipped` = the tool did not",
-        "look at it (not a format it scans); `clean` = scanned, nothing found.",
+        "Verdicts, per tool and file:",
+        "",
+        "- **dangerous** (**unsafe** for ckptkit): the tool's strongest verdict. picklescan: a",
+        "  dangerous import; modelscan: an issue of MEDIUM severity or more; fickling:",
+        "  LIKELY_OVERTLY_MALICIOUS or OVERTLY_MALICIOUS naming an import or a call; ckptkit: a",
+        "  dangerous global (exit 1).",
+        "- `suspicious` / `low`: a weaker warning. fickling's LIKELY_UNSAFE is one: it gives it to",
+        "  every import outside the standard library, torch's own tensor rebuilds included.",
+        "- `malformed`: fickling's verdict given only for invalid or malformed opcodes (no import or",
+        "  call found).",
+        "- `error`: the tool could not read or fully parse the file, or crashed on it.",
+        "- `skipped`: the tool did not look at the file (not a format it scans).",
+        "- `clean`: scanned, nothing found.",
         "",
         "## Summary",
         "",
@@ -288,7 +292,8 @@ def write_table(rows, versions, misses, peer_only):
     total = len(rows)
     for t in TOOLS + ("ckptkit",):
         n = sum(1 for r in rows if r[t][0] in ("dangerous", "unsafe"))
-        lines.append("- %s: %d of %d files called dangerous" % (t, n, total))
+        lines.append("- %s: %d of %d files called %s" % (t, n, total,
+                                                          "unsafe" if t == "ckptkit" else "dangerous"))
     lines.append("- files some peer calls dangerous that ckptkit does not call unsafe: %d"
                  % len(misses))
     lines += ["", "## Where ckptkit finds a dangerous global a peer does not", "",
