@@ -265,6 +265,17 @@ CK_API const char *ck_model_values_json(const ck_model *m);
 /* Converting                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Called for every value a whole-checkpoint rewrite changes or removes: PATH is
+ * its dotted place in the object tree ("hyper_parameters.loss_fn", "" for the
+ * root), WHAT what it was ("torch.nn.modules.loss.MSELoss", "os.system"),
+ * BECAME what it became ("dict", "set", "dropped", "removed (dangerous)").
+ * All three are borrowed for the call. */
+typedef void (*ck_rewrite_fn)(void *user, const char *path, const char *what, const char *became);
+
+/* --unknown: what a whole-checkpoint rewrite does with objects of classes
+ * torch's weights-only loader refuses. */
+enum { CK_UNKNOWN_DICT = 0, CK_UNKNOWN_DROP = 1, CK_UNKNOWN_KEEP = 2 };
+
 typedef struct ck_convert_opts {
     const char *format;     /* "safetensors", "pth", "ckpt", "raw", "npz", "npy"; NULL: from OUT's
                                extension */
@@ -281,6 +292,15 @@ typedef struct ck_convert_opts {
     int prune;              /* keep only the state dict (ckpt output) */
     uint64_t shard_size;    /* bytes per shard; 0: one file */
     int no_crc;             /* skip CRC-32 checks of input zip members */
+    /* PyTorch -> PyTorch (pth/ckpt out of a single torch file) without prune
+     * and sharding rewrites the whole object tree (FORMATS.md, "Whole-checkpoint
+     * rewrite"): optimizer states, loops, callbacks, hyper-parameters kept;
+     * dangerous references always removed; unknown classes per UNKNOWN */
+    int unknown;            /* CK_UNKNOWN_DICT (0), CK_UNKNOWN_DROP, CK_UNKNOWN_KEEP */
+    ck_rewrite_fn on_rewrite; /* may be NULL */
+    void *rewrite_user;
+    int cast_all;           /* whole-checkpoint rewrite with DTYPE: also cast the floating tensors
+                             * outside the state dict (optimizer state, ...), 0-dim ones excepted */
     int compress;           /* npz output: deflate every member (default: stored) */
     int strict;             /* npy/npz output: refuse dtypes numpy has no spelling for (BF16,
                                F8) instead of writing them as ml_dtypes does, with a warning */
@@ -312,6 +332,13 @@ CK_API const char *ck_format_writer(const char *name);
 /* The name of the I-th writer (0, 1, ...), NULL past the last: lists every
  * output format this build has. */
 CK_API const char *ck_format_writer_name(size_t i);
+
+/* What a whole-checkpoint rewrite with policy UNKNOWN (CK_UNKNOWN_*) would
+ * change in M, without writing anything: FN hears of each value as
+ * ck_convert's on_rewrite would. M must be a single PyTorch file (else
+ * CK_EUNSUPPORTED). The file is parsed again (nothing is run). */
+CK_API ck_status ck_model_rewrites(ck_ctx *ctx, const ck_model *m, int unknown, ck_rewrite_fn fn,
+                                   void *user);
 
 /* ------------------------------------------------------------------------ */
 /* Comparing                                                                 */
