@@ -329,6 +329,14 @@ CK_API ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out,
  * "ckpt", "raw", "npz", "npy"), or NULL. */
 CK_API const char *ck_format_for_path(const char *path);
 
+/* The writer NAME or one of its aliases ("pt", "bin", "st", "lightning", ...)
+ * stands for ("pth" for "bin"), or NULL when no writer answers to NAME. */
+CK_API const char *ck_format_writer(const char *name);
+
+/* The name of the I-th writer (0, 1, ...), NULL past the last: lists every
+ * output format this build has. */
+CK_API const char *ck_format_writer_name(size_t i);
+
 /* What a whole-checkpoint rewrite with policy UNKNOWN (CK_UNKNOWN_*) would
  * change in M, without writing anything: FN hears of each value as
  * ck_convert's on_rewrite would. M must be a single PyTorch file (else
@@ -384,7 +392,10 @@ typedef void (*ck_scan_fn)(void *user, const ck_scan_item *item);
 
 /* Parses every pickle in PATH with the loader's own machine and reports each
  * global. *WORST is the worst verdict seen. Fails (never "clean") when any
- * pickle cannot be parsed completely. */
+ * pickle cannot be parsed completely or a pickle's zip record fails its CRC-32;
+ * the scan still goes on past such a part where the container allows, and
+ * *WORST is written on failure too (an exception to the outputs-on-success
+ * rule): a dangerous global found anywhere is reported whatever else fails. */
 CK_API ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user,
                          ck_verdict *worst);
 

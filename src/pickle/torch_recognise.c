@@ -293,7 +293,11 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
     int untyped, put;
     const char *unsup;
 
-    if ((strcmp(type_module, "torch") != 0 && strcmp(type_module, "torch.cuda") != 0) ||
+    /* torch >= 2.3 names the untyped storage by its defining module */
+    int untyped_home =
+        !strcmp(type_module, "torch.storage") && !strcmp(type_name, "UntypedStorage");
+    if ((strcmp(type_module, "torch") != 0 && strcmp(type_module, "torch.cuda") != 0 &&
+         !untyped_home) ||
         cki_torch_storage_dtype(type_name, &dt, &untyped, &unsup))
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: %s: storage '%s' at byte %llu: '%s.%s' is not a torch storage class",
