@@ -50,6 +50,13 @@ static ck_status read_at(ck_ctx *ctx, const char *path, int fd, uint64_t off, ui
 
 ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
 {
+    return cki_source_open_ex(ctx, path, 0, out);
+}
+
+/* WRITABLE needs nothing more here: the bytes read into the heap are this
+ * process's own copy, writable, never written back. */
+ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_source **out)
+{
     struct stat st;
     cki_source *s;
     ck_status rc;
