@@ -9,6 +9,7 @@ usage: build_page.py WEB_DIR GLUE_JS WASM OUT_HTML
 """
 import base64
 import hashlib
+import os
 import sys
 
 
@@ -50,7 +51,6 @@ def main():
         rest = rest[i + len(k):]
     with open(out + '.tmp', 'w', encoding='utf-8') as f:
         f.write(out_text)
-    import os
     os.replace(out + '.tmp', out)
 
 

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -19,8 +18,8 @@ CLI = os.path.join(ROOT, 'build', 'ckptkit')
 CHROMIUM = os.environ.get('CKPTKIT_CHROMIUM', '/usr/bin/chromium')
 ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync']
-REAL = '/work/shared/fixtures/real'
-REAL = os.environ.get('CKPTKIT_REAL_FIXTURES', REAL)
+REAL = os.environ.get('CKPTKIT_REAL_FIXTURES',
+                      os.path.join(ROOT, '..', 'shared', 'fixtures', 'real'))
 
 playwright_api = pytest.importorskip('playwright.sync_api')
 
@@ -77,13 +76,6 @@ def browser(pw):
     b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     yield b
     b.close()
-
-
-def watch(page):
-    page.on('request', lambda r: REQUESTS.append((r.url, r.resource_type)))
-    page.on('pageerror', lambda e: page.errors.append(str(e)))
-    page.errors = []
-    return page
 
 
 @pytest.fixture
