@@ -48,6 +48,11 @@ $(B)/obj/%.o: %.c $(shell find include src -name '*.h')
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
+# ggml's block codecs: results must not depend on FMA contraction
+STRICT_FP_OBJ := src/tensor/ggml_quant.o src/tensor/ggml_kquant.o src/tensor/ggml_dequant.o
+$(STRICT_FP_OBJ:%=$(B)/obj/%): CFLAGS_LIB += -ffp-contract=off
+$(STRICT_FP_OBJ:%=$(B)/asan/%): BASE += -ffp-contract=off
+
 $(B)/obj/tools/%.o: tools/%.c include/ckptkit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_CLI) -c $< -o $@
