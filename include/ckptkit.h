@@ -297,6 +297,13 @@ CK_API size_t ck_model_meta_count(const ck_model *m);
 CK_API ck_status ck_model_meta(const ck_model *m, size_t i, const char **key, const char **value);
 /* NULL if KEY is absent. */
 CK_API const char *ck_model_meta_get(const ck_model *m, const char *key);
+/* Typed metadata (GGUF): the type of metadata entry I as GGUF spells it
+ * ("UINT32", "STRING", "FLOAT32", "ARRAY[STRING]", ...), or NULL when the
+ * format's metadata is plain strings. Scalars are given as text (numbers in
+ * decimal, BOOL as true/false, strings verbatim); an ARRAY entry's value is a
+ * summary, "[STRING x 32000]": the whole arrays are in ck_model_values_json
+ * under "gguf" -> "arrays". Borrowed. */
+CK_API const char *ck_model_meta_type(const ck_model *m, size_t i);
 
 /* Non-tensor values of the checkpoint (epoch, hyper_parameters, opaque
  * objects, ...) as one JSON document; tensors appear as {"tensor": ...}
@@ -322,6 +329,12 @@ typedef struct ck_convert_opts {
     int prune;              /* keep only the state dict (ckpt output) */
     uint64_t shard_size;    /* bytes per shard; 0: one file */
     int no_crc;             /* skip CRC-32 checks of input zip members */
+    /* GGUF output and quantisation (see "Quantising" below) */
+    const char *const *tensor_type; /* NULL-terminated "REGEX=TYPE" rules (POSIX extended
+                                       regex searched in the input name); first match wins */
+    int allow_long_names;   /* GGUF: allow names longer than ggml's 63 bytes */
+    int big_endian;         /* GGUF: write a big-endian file (ggml itself reads only
+                               little-endian ones) */
 } ck_convert_opts;
 
 typedef struct ck_convert_stats {
@@ -331,6 +344,7 @@ typedef struct ck_convert_stats {
     uint64_t overflow;      /* finite values that became +-Inf when narrowing */
     uint64_t underflow;     /* nonzero values that became zero when narrowing */
     uint64_t shards;        /* files written (1 unless sharded) */
+    uint64_t dtype_tensors[CK_DT_COUNT]; /* tensors written, per output dtype */
 } ck_convert_stats;
 
 /* Writes the tensors of IN to OUT through a temporary file beside OUT, renamed
