@@ -48,9 +48,11 @@
  *    compared without overflow (CVE-2025-53630, CVE-2026-27940);
  *  - metadata is copied byte for byte and never interpreted (chat templates
  *    are Jinja programs: CVE-2024-34359); printing escapes control characters.
- * Big-endian files are read as such: plain tensors are swapped on read,
- * quantised blocks (whose fp16 scales would need swapping inside) are listed
- * but refused when read.
+ * Big-endian files are read as such: plain tensors are swapped on read;
+ * quantised blocks are taken as they are, as gguf-py's GGUFWriter writes them
+ * and GGUFReader reads them (byte strings, fp16 scales unswapped; llama.cpp's
+ * gguf_convert_endian.py swaps some block types' scales instead, and its
+ * output decodes differently).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -616,8 +618,9 @@ static ck_status read_file(ck_model *m, const cki_source *src, cki_gguf_info *in
             snprintf(what, sizeof what, "tensor '%s'", shown(nb, x->name, x->name_len));
             if ((st = cki_model_storage(m, src, data_start + x->off, x->nbytes, x->dt, what, &sg)))
                 break;
+            /* quantised blocks are byte strings to gguf-py, which writes and reads
+             * them unswapped in big-endian files: so are they here */
             sg->big_endian = g.be && cki_dtype_size(x->dt) > 1;
-            if (g.be && ck_dtype_is_quantized(x->dt)) sg->big_endian = 1;
             st = cki_model_add_tensor(m, g.file, (const char *)x->name, (size_t)x->name_len, x->dt,
                                       x->ndim, x->shape, NULL, 0, sg, 0, NULL);
         }

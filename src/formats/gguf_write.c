@@ -21,6 +21,8 @@
  * output, split.no (UINT16), split.count (UINT16), split.tensors.count (INT32)
  * are written, with the rest of the metadata in the first part only (as
  * llama.cpp's gguf-split does).
+ * Big-endian output swaps every field and plain tensor element; quantised
+ * blocks are written as they are, as gguf-py's GGUFWriter does.
  * Names longer than ggml's 63 bytes are refused unless allow_long_names; more
  * than 4 dimensions are refused (ggml's limit); a 0-d tensor is written with
  * one dimension of 1.
@@ -304,12 +306,6 @@ ck_status cki_gguf_write(cki_write_job *job)
             st = cki_fail(ctx, CK_EUNSUPPORTED,
                           "%s: tensor '%s': GGUF has no %s type (cast it with --dtype)",
                           job->path, ot->name, ck_dtype_name(ot->dtype));
-            goto fail;
-        }
-        if (w.be && ck_dtype_is_quantized(ot->dtype)) {
-            st = cki_fail(ctx, CK_EUNSUPPORTED,
-                          "%s: tensor '%s': %s blocks cannot be written big-endian", job->path,
-                          ot->name, ck_dtype_name(ot->dtype));
             goto fail;
         }
         put_str(&w, ot->name, nl);

@@ -2,9 +2,8 @@
  * tensor_blocks.c -- cki_tensor_read for ggml's block-quantised dtypes: the
  * casts to and from them are block codecs behind the one read interface.
  *
- *   quantised -> itself:  the blocks' bytes, copied (little-endian storages
- *                         only: a big-endian file's fp16 scales inside the
- *                         blocks are not swapped, so such reads are refused);
+ *   quantised -> itself:  the blocks' bytes, copied (blocks are byte strings:
+ *                         never swapped, not even in big-endian files);
  *   quantised -> float:   dequantised to F32 (ggml_dequant.c), then cast;
  *   float -> quantised:   read as F32, checked finite, quantised
  *                         (ggml_quant.c);
@@ -33,7 +32,7 @@ static ck_status floats(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64
         const uint8_t *p = cki_tensor_bytes(t);
         if (!p)
             return cki_fail(ctx, CK_EUNSUPPORTED,
-                            "tensor '%s': %s blocks in a big-endian file cannot be decoded",
+                            "tensor '%s': %s blocks are not a dense run in memory",
                             t->name, ck_dtype_name(t->dtype));
         cki_ggml_dequant(t->dtype, p + first / blk * bb, (size_t)(n / blk), f);
         return CK_OK;
@@ -62,7 +61,7 @@ ck_status cki_tensor_read_blocks(ck_ctx *ctx, const cki_tensor *t, uint64_t firs
         const uint8_t *p = cki_tensor_bytes(t);
         if (!p)
             return cki_fail(ctx, CK_EUNSUPPORTED,
-                            "tensor '%s': %s blocks in a big-endian file cannot be read",
+                            "tensor '%s': %s blocks are not a dense run in memory",
                             t->name, ck_dtype_name(from));
         need = count / blk_in * bb_in;
         if (need > dst_cap) return small(ctx, t, dst_cap);
