@@ -19,10 +19,27 @@
  * anything is encoded (both references leave it undefined).
  */
 #include <float.h>
+#include <stdint.h>
 #include <math.h>
 
 #include "cast.h"
 #include "ggml_codec.h"
+
+/* float -> int as x86's cvttss2si does it (ggml's behaviour on the machines
+ * that made the reference files): truncation, and INT_MIN for NaN and values
+ * out of range -- which a tiny subnormal block can produce, since 1/d then
+ * overflows to Inf. A plain C cast would be undefined there. */
+static int32_t trunc_i32(float v)
+{
+    if (v > -2147483648.0f && v < 2147483648.0f) return (int32_t)v;
+    return INT32_MIN;
+}
+
+/* The low byte of an int, as C's (int8_t)/(uint8_t) casts of a wider value give it. */
+static uint8_t low8(int32_t v)
+{
+    return (uint8_t)((uint32_t)v & 0xFF);
+}
 
 static void st16(uint8_t *p, float f)
 {
@@ -49,7 +66,7 @@ static void q8_0(const float *x, uint8_t *y)
     d = amax / 127.0f;
     id = d != 0.0f ? 1.0f / d : 0.0f;
     st16(y, d);
-    for (int j = 0; j < 32; j++) y[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    for (int j = 0; j < 32; j++) y[2 + j] = low8(trunc_i32(roundf(x[j] * id)));
 }
 
 /* The value of largest magnitude, the first one on ties, +0.0f for none. */
@@ -70,7 +87,8 @@ static void q4_0(const float *x, uint8_t *y)
     float d = signed_max(x) / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     st16(y, d);
     for (int j = 0; j < 16; j++) {
-        int8_t a = (int8_t)(x[j] * id + 8.5f), b = (int8_t)(x[j + 16] * id + 8.5f);
+        int8_t a = (int8_t)low8(trunc_i32(x[j] * id + 8.5f));
+        int8_t b = (int8_t)low8(trunc_i32(x[j + 16] * id + 8.5f));
         uint8_t lo = (uint8_t)(a < 15 ? a : 15), hi = (uint8_t)(b < 15 ? b : 15);
         y[2 + j] = (uint8_t)(lo | hi << 4);
     }
@@ -82,7 +100,8 @@ static void q5_0(const float *x, uint8_t *y)
     uint32_t qh = 0;
     st16(y, d);
     for (int j = 0; j < 16; j++) {
-        int8_t a = (int8_t)(x[j] * id + 16.5f), b = (int8_t)(x[j + 16] * id + 16.5f);
+        int8_t a = (int8_t)low8(trunc_i32(x[j] * id + 16.5f));
+        int8_t b = (int8_t)low8(trunc_i32(x[j + 16] * id + 16.5f));
         uint8_t lo = (uint8_t)(a < 31 ? a : 31), hi = (uint8_t)(b < 31 ? b : 31);
         y[6 + j] = (uint8_t)((lo & 15) | (hi & 15) << 4);
         qh |= (uint32_t)((lo & 0x10) >> 4) << j;
@@ -111,7 +130,8 @@ static void q4_1(const float *x, uint8_t *y)
     st16(y, d);
     st16(y + 2, mn);
     for (int j = 0; j < 16; j++) {
-        int8_t a = (int8_t)((x[j] - mn) * id + 0.5f), b = (int8_t)((x[j + 16] - mn) * id + 0.5f);
+        int8_t a = (int8_t)low8(trunc_i32((x[j] - mn) * id + 0.5f));
+        int8_t b = (int8_t)low8(trunc_i32((x[j + 16] - mn) * id + 0.5f));
         uint8_t lo = (uint8_t)(a < 15 ? a : 15), hi = (uint8_t)(b < 15 ? b : 15);
         y[4 + j] = (uint8_t)(lo | hi << 4);
     }
@@ -127,7 +147,8 @@ static void q5_1(const float *x, uint8_t *y)
     st16(y, d);
     st16(y + 2, mn);
     for (int j = 0; j < 16; j++) {
-        uint8_t a = (uint8_t)((x[j] - mn) * id + 0.5f), b = (uint8_t)((x[j + 16] - mn) * id + 0.5f);
+        uint8_t a = low8(trunc_i32((x[j] - mn) * id + 0.5f));
+        uint8_t b = low8(trunc_i32((x[j + 16] - mn) * id + 0.5f));
         y[8 + j] = (uint8_t)((a & 15) | (b & 15) << 4);
         qh |= (uint32_t)((a & 0x10) >> 4) << j;
         qh |= (uint32_t)((b & 0x10) >> 4) << (j + 16);
