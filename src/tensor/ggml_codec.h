@@ -23,4 +23,9 @@ int cki_ggml_can_quant(ck_dtype dt);
  * then), or -1. */
 int64_t cki_ggml_quant(ck_dtype dt, const float *src, size_t nblocks, uint8_t *dst);
 
+/* One block's encoder (X: block floats, Y: block bytes). */
+typedef void (*cki_ggml_block_fn)(const float *x, uint8_t *y);
+/* The K-quant encoders (ggml_kquant.c): Q2_K..Q6_K, else NULL. */
+cki_ggml_block_fn cki_ggml_kquant_encoder(ck_dtype dt);
+
 #endif

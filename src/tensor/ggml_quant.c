@@ -156,9 +156,7 @@ static void q5_1(const float *x, uint8_t *y)
     st32(y + 4, qh);
 }
 
-typedef void (*q_fn)(const float *x, uint8_t *y);
-
-static q_fn encoder(ck_dtype dt)
+static cki_ggml_block_fn encoder(ck_dtype dt)
 {
     switch (dt) {
     case CK_DT_Q8_0: return q8_0;
@@ -166,7 +164,7 @@ static q_fn encoder(ck_dtype dt)
     case CK_DT_Q4_1: return q4_1;
     case CK_DT_Q5_0: return q5_0;
     case CK_DT_Q5_1: return q5_1;
-    default: return NULL;
+    default: return cki_ggml_kquant_encoder(dt);
     }
 }
 
@@ -183,7 +181,7 @@ int ck_dtype_can_quantize(ck_dtype dt)
 int64_t cki_ggml_quant(ck_dtype dt, const float *src, size_t nblocks, uint8_t *dst)
 {
     unsigned bb, blk = ck_dtype_block(dt, &bb);
-    q_fn f = encoder(dt);
+    cki_ggml_block_fn f = encoder(dt);
     size_t n = nblocks * blk;
     if (!f) return 0;
     for (size_t i = 0; i < n; i++)

@@ -43,7 +43,12 @@ expect_exit 0 "$CKPTKIT" convert "$T/q16.safetensors" "$T/q16b.safetensors" \
     --exclude blk.0.ffn_down.weight
 expect_exit 0 "$CKPTKIT" verify "$T/ll.safetensors" "$T/q16b.safetensors"
 
-# quantised dtypes are GGUF's alone; K-quant encoders are not there
+# K-quants: the 8-wide rows do not fit 256-element blocks: Q4_K falls back to Q5_0,
+# which does not fit either (8 < 32), then F16
+expect_exit 0 "$CKPTKIT" convert "$LL" "$T/k.gguf" --dtype q4_k
+expect_stderr_has "types: F16 x 8, F32 x 3, Q5_0 x 1"
+
+# quantised dtypes are GGUF's alone
 expect_exit 1 "$CKPTKIT" convert "$LL" "$T/x.safetensors" --dtype q8_0
 expect_one_line_error
 expect_stderr_has "--dtype Q8_0: ggml block types are written to GGUF only"

@@ -462,6 +462,22 @@ def test_policy_tables(tmp_path):
         "output_norm.weight": "F32",
         "output.weight": "F32",
     }
+    # K-quants: a last dimension of 64 does not fit 256-element blocks, and the fallback
+    # chain is llama-quantize's: Q4_K -> Q5_0, Q6_K -> Q8_0, Q2_K -> Q4_0
+    got, _ = run(llm, "--dtype", "q4_k", "--tensor-type", "ffn_up=q6_k", "--tensor-type",
+                 "output.weight=q2_k", "--tensor-type", "ffn_down=q5_k")
+    assert got == {
+        "token_embd.weight": "Q5_0",
+        "blk.0.attn_q.weight": "Q5_0",
+        "blk.0.attn_norm.weight": "F32",
+        "blk.0.ffn_down.weight": "F16",  # 200: Q5_K -> Q5_1 does not fit either
+        "blk.0.ffn_up.weight": "Q8_0",
+        "output_norm.weight": "F32",
+        "output.weight": "Q4_0",
+    }
+    wide = {"a.weight": (8, 512), "b.weight": (4, 256)}
+    got, _ = run(wide, "--dtype", "q6_k")
+    assert got == {"a.weight": "Q6_K", "b.weight": "Q6_K"}
     # the first matching rule wins
     got, _ = run(llm, "--tensor-type", "blk=q5_1", "--tensor-type", "attn_q=q8_0")
     assert got["blk.0.attn_q.weight"] == "Q5_1" and got["token_embd.weight"] == "F32"

@@ -10,6 +10,10 @@ distributions and sizes, encoded by both; the bytes must be identical except
 for all-zero blocks of Q4_0/Q5_0, where ggml (and ckptkit) store d = -0.0 and
 gguf-py the sign of the first element (GGUF.md 1): those are compared by
 value. Non-finite input is refused with the index of the first bad value.
+
+K-quants (Q2_K..Q6_K): gguf-py has no encoder, so ckptkit's (ggml's reference
+algorithm) is checked through gguf-py's decoder, within the error bounds of
+ggml's own test-quantize-fns, and for deterministic output.
 """
 import os
 import subprocess
@@ -28,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 DEQUANT = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
            "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "NVFP4"]
-QUANT = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
+QUANT = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]  # bit-exact with gguf.quants.quantize
 # byte offsets of fp16 scale fields in each block, made finite in random input
 F16_FIELDS = {
     "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
@@ -119,9 +123,9 @@ def test_quantize_bit_exact(oracle, tmp_path, name, kind):
             assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", QUANT)
+@pytest.mark.parametrize("name", QUANT + ["Q4_K", "Q6_K"])
 def test_quantize_refuses_non_finite(oracle, tmp_path, name):
-    x = np.ones(64, dtype=np.float32)
+    x = np.ones(256, dtype=np.float32)
     x[37] = np.nan
     r, _ = run(oracle, tmp_path, "quant", name, x)
     assert r.returncode == 1 and r.stdout.strip() == "37"
@@ -129,3 +133,41 @@ def test_quantize_refuses_non_finite(oracle, tmp_path, name):
     x[5] = -np.inf
     r, _ = run(oracle, tmp_path, "quant", name, x)
     assert r.returncode == 1 and r.stdout.strip() == "5"
+
+
+# ---- K-quants: ggml's reference algorithm, checked through gguf-py's decoder ------------
+
+# ggml's tests/test-quantize-fns.cpp: data 0.1 + 2 cos(i + offset), 4096 values; the
+# "total error" is sqrt(sum of squared differences) / n, at most 0.002 (0.0075 for
+# 2-bit types, 0.0040 for 3-bit ones)
+KQUANT_BOUND = {"Q2_K": 0.0075, "Q3_K": 0.0040, "Q4_K": 0.002, "Q5_K": 0.002, "Q6_K": 0.002}
+# root mean square error on standard normal data, well above what the reference reaches
+# (about 0.29, 0.15, 0.07, 0.035, 0.017): a broken layout or scale lands near 1
+KQUANT_NORMAL_RMSE = {"Q2_K": 0.35, "Q3_K": 0.19, "Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.022}
+
+
+@pytest.mark.parametrize("name", list(KQUANT_BOUND))
+def test_kquant_roundtrip_within_ggml_bounds(oracle, tmp_path, name):
+    qt = T[name]
+    n = 32 * 128
+    for offset in (0.0, 0.5, 7.25):
+        x = (0.1 + 2 * np.cos(np.arange(n, dtype=np.float32) + np.float32(offset))).astype(
+            np.float32)
+        r, out = run(oracle, tmp_path, "quant", name, x)
+        assert r.returncode == 0, r.stderr
+        y = dequantize(np.frombuffer(out, np.uint8), qt).reshape(-1)
+        err = np.sqrt(np.sum((x.astype(np.float64) - y) ** 2)) / n
+        assert err < KQUANT_BOUND[name], (name, offset, err)
+        # deterministic: the same input gives the same bytes
+        r2, out2 = run(oracle, tmp_path, "quant", name, x)
+        assert out2 == out
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal(256 * 64).astype(np.float32)
+    x[:256] = 0.0  # an all-zero super-block decodes to zeros
+    x[256:512] *= 1e-30  # a tiny one stays finite
+    r, out = run(oracle, tmp_path, "quant", name, x)
+    assert r.returncode == 0, r.stderr
+    y = dequantize(np.frombuffer(out, np.uint8), qt).reshape(-1)
+    assert np.all(np.isfinite(y)) and np.all(y[:256] == 0)
+    rmse = np.sqrt(np.mean((x[512:].astype(np.float64) - y[512:]) ** 2))
+    assert rmse < KQUANT_NORMAL_RMSE[name], (name, rmse)

@@ -46,6 +46,8 @@ TEST(ggml_dtype_table)
     CHECK(cki_dtype_to_ggml(CK_DT_U16, &id) == 1);
     CHECK(ck_dtype_can_dequantize(CK_DT_Q6_K) && !ck_dtype_can_dequantize(CK_DT_IQ2_XXS));
     CHECK(ck_dtype_can_quantize(CK_DT_Q8_0) && !ck_dtype_can_quantize(CK_DT_IQ4_XS));
+    CHECK(ck_dtype_can_quantize(CK_DT_Q4_K) && ck_dtype_can_quantize(CK_DT_Q2_K));
+    CHECK(!ck_dtype_can_quantize(CK_DT_Q8_K) && !ck_dtype_can_quantize(CK_DT_TQ1_0));
 }
 
 TEST(ggml_views_split_no_block)

@@ -46,8 +46,9 @@ static const char help[] =
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
     "GGUF (llama.cpp, stable-diffusion.cpp; OUT ending in .gguf or --to gguf):\n"
-    "  --dtype q8_0|q4_0|q4_1|q5_0|q5_1  quantise with ggml's reference encoders (bit-exact\n"
-    "                       with ggml and gguf-py). Policy: floating tensors with at least\n"
+    "  --dtype q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k  quantise with ggml's\n"
+    "                       reference encoders, no importance matrix (the first five\n"
+    "                       bit-exact with ggml and gguf-py). Policy: floating tensors with at least\n"
     "                       2 dimensions are quantised; 1-D tensors, names ending in 'bias'\n"
     "                       or '.scale' and names containing 'norm' keep their float type;\n"
     "                       ints and bools never change; already quantised tensors keep\n"
@@ -130,7 +131,7 @@ int cmd_convert(int argc, char **argv)
             if (parse_dtype(optarg, &co.dtype))
                 return cli_usage_error("convert", "--dtype '%s': expected keep, f32, f16, bf16, "
                                        "f64, f8_e4m3, f8_e5m2 or a ggml type (q8_0, q4_0, "
-                                       "q4_1, q5_0, q5_1)", optarg);
+                                       "q4_1, q5_0, q5_1, q2_k ... q6_k)", optarg);
             break;
         case O_DTEX: cli_list_add(&dtex, optarg); break;
         case O_FORCE: co.force = 1; break;
