@@ -56,6 +56,21 @@ static void st32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
+/* roundf (half away from zero) for the codes' range, without a libm call:
+ * truncate, then step by one where the dropped fraction is at least a half
+ * (the difference is exact in float32). Out of range: as trunc_i32. */
+static int32_t round_i32(float v)
+{
+    int32_t q;
+    float r;
+    if (!(v > -2147483520.0f && v < 2147483520.0f)) return INT32_MIN;
+    q = (int32_t)v;
+    r = v - (float)q;
+    if (r >= 0.5f) q++;
+    else if (r <= -0.5f) q--;
+    return q;
+}
+
 static void q8_0(const float *x, uint8_t *y)
 {
     float amax = 0.0f, d, id;
@@ -66,7 +81,7 @@ static void q8_0(const float *x, uint8_t *y)
     d = amax / 127.0f;
     id = d != 0.0f ? 1.0f / d : 0.0f;
     st16(y, d);
-    for (int j = 0; j < 32; j++) y[2 + j] = low8(trunc_i32(roundf(x[j] * id)));
+    for (int j = 0; j < 32; j++) y[2 + j] = low8(round_i32(x[j] * id));
 }
 
 /* The value of largest magnitude, the first one on ties, +0.0f for none. */

@@ -4,6 +4,7 @@
  * codecs (dequantise, quantise, refusals).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "t.h"
@@ -127,6 +128,42 @@ TEST(ggml_read_through_codecs)
               CK_EUNSUPPORTED);
         CHECK(strstr(ck_errmsg(ctx), "tensor 'iq': ckptkit cannot dequantise IQ2_XXS") != NULL);
     }
+    ck_model_close(m);
+    ck_ctx_free(ctx);
+}
+
+/* Large quantising reads run on two threads: same bytes as one block at a
+ * time, and a NaN in the second half is found and named. */
+TEST(ggml_quantise_two_threads)
+{
+    ck_ctx *ctx = ck_ctx_new();
+    ck_model *m = NULL;
+    const uint64_t n = 1u << 19; /* twice PAR_MIN */
+    float *x = malloc(n * sizeof *x);
+    uint8_t *a = malloc(n / 32 * 34), *b = malloc(n / 32 * 34);
+    int64_t shape[2] = {(int64_t)(n / 1024), 1024};
+    size_t i0;
+    CHECK(x && a && b);
+    for (uint64_t i = 0; i < n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 100.0f - 5.0f;
+    CHECK(cki_model_new(ctx, "mem", &m) == CK_OK);
+    i0 = tm_add(m, "big", CK_DT_F32, 2, shape, x, n * sizeof *x);
+    CHECK(cki_tensor_read(ctx, &m->tensors[i0], 0, n, CK_DT_Q8_0, a, n / 32 * 34, NULL) == CK_OK);
+    CHECK(cki_ggml_quant(CK_DT_Q8_0, x, n / 32, b) == -1);
+    CHECK(memcmp(a, b, n / 32 * 34) == 0);
+    x[n - 5] = -INFINITY;
+    x[n / 2 + 7] = NAN;
+    i0 = tm_add(m, "bad", CK_DT_F32, 2, shape, x, n * sizeof *x);
+    CHECK(cki_tensor_read(ctx, &m->tensors[i0], 0, n, CK_DT_Q8_0, a, n / 32 * 34, NULL) ==
+          CK_EFORMAT);
+    CHECK(strstr(ck_errmsg(ctx), "tensor 'bad': element 262151 is NaN") != NULL);
+    x[n / 2 + 7] = 0;
+    i0 = tm_add(m, "bad2", CK_DT_F32, 2, shape, x, n * sizeof *x);
+    CHECK(cki_tensor_read(ctx, &m->tensors[i0], 0, n, CK_DT_Q4_0, a, n / 32 * 34, NULL) ==
+          CK_EFORMAT);
+    CHECK(strstr(ck_errmsg(ctx), "tensor 'bad2': element 524283 is infinite") != NULL);
+    free(x);
+    free(a);
+    free(b);
     ck_model_close(m);
     ck_ctx_free(ctx);
 }
