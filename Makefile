@@ -49,7 +49,8 @@ $(B)/obj/%.o: %.c $(shell find include src -name '*.h')
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
 # ggml's block codecs: results must not depend on FMA contraction
-STRICT_FP_OBJ := src/tensor/ggml_quant.o src/tensor/ggml_kquant.o src/tensor/ggml_dequant.o
+STRICT_FP_OBJ := src/tensor/ggml_quant.o src/tensor/ggml_kquant.o src/tensor/ggml_dequant.o \
+                 src/tensor/ggml_quant_x86.o
 $(STRICT_FP_OBJ:%=$(B)/obj/%): CFLAGS_LIB += -ffp-contract=off
 $(STRICT_FP_OBJ:%=$(B)/asan/%): BASE += -ffp-contract=off
 

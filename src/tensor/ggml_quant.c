@@ -15,14 +15,15 @@
  *         q = min(15, (int8)((x-min)*id + 0.5f))
  *   Q5_1: d = (max-min)/31; q = (uint8)((x-min)*id + 0.5f)
  * with id = d ? 1/d : 0 computed from the unrounded float d; d and m are
- * stored as fp16 (round to nearest even). Non-finite input is refused before
- * anything is encoded (both references leave it undefined).
+ * stored as fp16 (round to nearest even). Non-finite input is refused (both
+ * references leave it undefined). Q8_0 and Q4_0 have AVX2 versions with the
+ * same bytes (ggml_quant_x86.c), chosen at run time.
  */
 #include <float.h>
 #include <stdint.h>
 #include <math.h>
 
-#include "cast.h"
+#include "cast_impl.h"
 #include "ggml_codec.h"
 
 /* float -> int as x86's cvttss2si does it (ggml's behaviour on the machines
@@ -199,6 +200,19 @@ int64_t cki_ggml_quant(ck_dtype dt, const float *src, size_t nblocks, uint8_t *d
     cki_ggml_block_fn f = encoder(dt);
     size_t n = nblocks * blk;
     if (!f) return 0;
+#if CKI_CAST_X86 && defined(__x86_64__)
+    /* the AVX2 encoders, under the same switch as the cast loops
+     * (CKPTKIT_NO_SIMD=1 selects the scalar ones) */
+    if ((dt == CK_DT_Q8_0 || dt == CK_DT_Q4_0) && cki_cast_simd_active() && cki_ggml_x86_usable()) {
+        size_t bad;
+        int r = dt == CK_DT_Q8_0 ? cki_ggml_q8_0_avx2(src, nblocks, dst, f, &bad)
+                                 : cki_ggml_q4_0_avx2(src, nblocks, dst, f, &bad);
+        if (!r) return -1;
+        for (size_t i = bad * blk; i < n; i++)
+            if (!isfinite(src[i])) return (int64_t)i;
+        return (int64_t)(bad * blk); /* not reached: the block held a non-finite value */
+    }
+#endif
     for (size_t i = 0; i < n; i++)
         if (!isfinite(src[i])) return (int64_t)i;
     for (size_t i = 0; i < nblocks; i++) f(src + i * blk, dst + i * bb);

@@ -55,10 +55,15 @@ def oracle(tmp_path_factory):
     return exe
 
 
-def run(exe, tmp_path, mode, name, data):
+def run(exe, tmp_path, mode, name, data, simd=True):
     src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
     src.write_bytes(data.tobytes())
-    r = subprocess.run([str(exe), mode, name, str(src), str(dst)], capture_output=True, text=True)
+    env = dict(os.environ)
+    env.pop("CKPTKIT_NO_SIMD", None)
+    if not simd:  # the scalar encoders, not the AVX2 ones (Q8_0, Q4_0)
+        env["CKPTKIT_NO_SIMD"] = "1"
+    r = subprocess.run([str(exe), mode, name, str(src), str(dst)], capture_output=True, text=True,
+                       env=env)
     return r, (dst.read_bytes() if r.returncode == 0 else None)
 
 
@@ -101,15 +106,16 @@ def _data(rng, kind, n):
     raise ValueError(kind)
 
 
+@pytest.mark.parametrize("simd", [True, False], ids=["simd", "scalar"])
 @pytest.mark.parametrize("name", QUANT)
 @pytest.mark.parametrize("kind", ["normal", "uniform", "tiny", "sparse", "ties", "positive"])
-def test_quantize_bit_exact(oracle, tmp_path, name, kind):
+def test_quantize_bit_exact(oracle, tmp_path, name, kind, simd):
     qt = T[name]
     blk, bb = GGML_QUANT_SIZES[qt]
     rng = np.random.default_rng(zlib.crc32(f"{name}/{kind}".encode()))
     for nb in (1, 7, 4096):
         x = _data(rng, kind, nb * blk)
-        r, out = run(oracle, tmp_path, "quant", name, x)
+        r, out = run(oracle, tmp_path, "quant", name, x, simd)
         assert r.returncode == 0, r.stderr
         ours = np.frombuffer(out, dtype=np.uint8).reshape(nb, bb)
         ref = quantize(x.reshape(-1, blk), qt).reshape(nb, bb)
@@ -123,16 +129,29 @@ def test_quantize_bit_exact(oracle, tmp_path, name, kind):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("simd", [True, False], ids=["simd", "scalar"])
 @pytest.mark.parametrize("name", QUANT + ["Q4_K", "Q6_K"])
-def test_quantize_refuses_non_finite(oracle, tmp_path, name):
-    x = np.ones(256, dtype=np.float32)
+def test_quantize_refuses_non_finite(oracle, tmp_path, name, simd):
+    x = np.ones(1024, dtype=np.float32)
     x[37] = np.nan
-    r, _ = run(oracle, tmp_path, "quant", name, x)
+    x[900] = np.inf
+    r, _ = run(oracle, tmp_path, "quant", name, x, simd)
     assert r.returncode == 1 and r.stdout.strip() == "37"
     x[37] = 1
     x[5] = -np.inf
-    r, _ = run(oracle, tmp_path, "quant", name, x)
+    r, _ = run(oracle, tmp_path, "quant", name, x, simd)
     assert r.returncode == 1 and r.stdout.strip() == "5"
+
+
+def test_subnormal_blocks_match(oracle, tmp_path):
+    """Blocks whose scale is subnormal (1/d overflows): the AVX2 path hands them to
+    the scalar encoder, so both paths give the same bytes."""
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(32 * 64) * 1e-39).astype(np.float32)
+    for name in ("Q8_0", "Q4_0"):
+        a = run(oracle, tmp_path, "quant", name, x, True)[1]
+        b = run(oracle, tmp_path, "quant", name, x, False)[1]
+        assert a == b, name
 
 
 # ---- K-quants: ggml's reference algorithm, checked through gguf-py's decoder ------------
