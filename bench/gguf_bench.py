@@ -9,9 +9,11 @@ plus a few 1-D norms), then, median of --runs runs each, page cache dropped for 
 input before every run (posix_fadvise DONTNEED):
 
   quantise Q8_0 / Q4_0   `ckptkit convert model.safetensors out.gguf --dtype q8_0`,
-                         the whole job (read, quantise, write, fsync), against
-                         gguf.quants.quantize on the same arrays already in memory
-                         (no reading, no writing: gguf-py's best case)
+                         the whole job (read, quantise on two threads, write, fsync),
+                         against gguf.quants.quantize on the same arrays already in
+                         memory (no reading, no writing: gguf-py's best case)
+  encode only            bench/quant_speed.c (cki_ggml_quant on one thread, data in
+                         memory) against gguf.quants.quantize, CPU time against CPU time
   GGUF F16 -> safetensors  `ckptkit convert model-f16.gguf out.safetensors`, against
                          `cp` + fsync of the same file
 ckptkit's peak RSS (ru_maxrss of the child) is printed for every job. The outputs are
@@ -54,17 +56,34 @@ def evict(path):
         os.close(fd)
 
 
+SPAWN = None
+
+
+def build_tools(work, ck):
+    """bench/spawn.c (peak RSS of the child alone: Linux carries ru_maxrss across fork,
+    so a child of this Python process would report Python's) and bench/quant_speed.c."""
+    global SPAWN
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    cc = os.environ.get("CC", "cc")
+    SPAWN = os.path.join(work, "spawn")
+    subprocess.run([cc, "-O2", "-o", SPAWN, os.path.join(here, "spawn.c")], check=True)
+    qs = os.path.join(work, "quant_speed")
+    lib = os.path.join(os.path.dirname(ck), "libckptkit.a")
+    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", "-O2", "-I" + os.path.join(root, "include"),
+                    "-I" + os.path.join(root, "src"), os.path.join(here, "quant_speed.c"), lib,
+                    "-lz", "-lm", "-o", qs], check=True)
+    return qs
+
+
 def child(argv):
     """(wall seconds, peak RSS KiB) of one child process."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    err = p.stderr.read().decode()
-    p.stderr.close()
+    err = os.path.join(os.path.dirname(SPAWN), "child.err")
+    r = subprocess.run([SPAWN, "/dev/null", err] + argv, stdout=subprocess.PIPE, text=True)
+    wall_ns, rss, _, _, status = (int(v) for v in r.stdout.split())
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}: {err}")
-    return wall, ru.ru_maxrss
+        raise SystemExit(f"failed: {' '.join(argv)}: {open(err).read()}")
+    return wall_ns / 1e9, rss
 
 
 def write_safetensors(path, tensors):
@@ -107,6 +126,7 @@ def main():
     size = parse_size(a.size)
     rows = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp")) as work:
+        qs = build_tools(work, ck)
         src = os.path.join(work, "model.safetensors")
         tensors = model(size)
         write_safetensors(src, tensors)
@@ -127,6 +147,27 @@ def main():
                 t0 = time.perf_counter()
                 ref = {k: quantize(v, T[qt]) for k, v in tensors.items() if v.ndim == 2}
                 py_walls.append(time.perf_counter() - t0)
+            # the encoders alone, CPU time against CPU time, same data in memory
+            flat = os.path.join(work, "flat.f32")
+            with open(flat, "wb") as f:
+                for k, v in tensors.items():
+                    if v.ndim == 2:
+                        f.write(v.tobytes())
+            ck_cpu = median([float(subprocess.run([qs, qt, flat, flat + ".q"], check=True,
+                                                  capture_output=True, text=True).stdout)
+                             for _ in range(a.runs)])
+            py_cpu = []
+            for _ in range(a.runs):
+                t0 = time.process_time()
+                for k, v in tensors.items():
+                    if v.ndim == 2:
+                        quantize(v, T[qt])
+                py_cpu.append(time.process_time() - t0)
+            os.unlink(flat)
+            os.unlink(flat + ".q")
+            rows.append((f"encode {qt} only, one thread, CPU time", ck_cpu,
+                         f"gguf.quants.quantize {median(py_cpu):.2f} s CPU",
+                         median(py_cpu) / ck_cpu, 0))
             r = GGUFReader(out)
             for t in r.tensors:
                 if t.name in ref:
@@ -162,7 +203,8 @@ def main():
     print("| job | ckptkit | reference | reference / ckptkit | ckptkit peak RSS |")
     print("|---|---|---|---|---|")
     for job, ckw, ref, ratio, rss in rows:
-        print(f"| {job} | {ckw:.2f} s | {ref} | {ratio:.1f}x | {rss / 1024:.0f} MiB |")
+        mem = f"{rss / 1024:.0f} MiB" if rss else "-"
+        print(f"| {job} | {ckw:.2f} s | {ref} | {ratio:.1f}x | {mem} |")
     return 0
 
 

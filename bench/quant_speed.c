@@ -4,8 +4,9 @@
  *
  *     quant_speed TYPE IN OUT     IN: float32 values (whole blocks)
  *
- * encodes IN into OUT on one thread with cki_ggml_quant and prints the
- * seconds the encoding took (CLOCK_MONOTONIC), reading and writing excluded.
+ * encodes IN into OUT on one thread with cki_ggml_quant and prints the CPU
+ * seconds the encoding took (CLOCK_PROCESS_CPUTIME_ID: on a shared machine
+ * wall time measures the neighbours), reading and writing excluded.
  * Built by gguf_bench.py against build/libckptkit.a.
  */
 #include <stdio.h>
@@ -33,9 +34,9 @@ int main(int argc, char **argv)
     y = malloc(nb * bb);
     if (!x || !y || fread(x, 4, nb * blk, f) != nb * blk) return 2;
     fclose(f);
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
     if (cki_ggml_quant(dt, x, nb, y) != -1) return 1;
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
     printf("%.6f\n", (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
     if (!(f = fopen(argv[3], "wb")) || fwrite(y, 1, nb * bb, f) != nb * bb || fclose(f)) return 2;
     free(x);
