@@ -48,6 +48,11 @@ expect_exit 0 "$CKPTKIT" verify "$T/ll.safetensors" "$T/q16b.safetensors"
 expect_exit 0 "$CKPTKIT" convert "$LL" "$T/k.gguf" --dtype q4_k
 expect_stderr_has "types: F16 x 8, F32 x 3, Q5_0 x 1"
 
+# diff compares a quantised tensor with its float source by value
+expect_exit 1 "$CKPTKIT" diff "$T/q.gguf" "$LL"
+expect_stdout_has "blk.0.ffn_down.weight  dtype, values  Q8_0     F16"
+expect_exit 0 "$CKPTKIT" diff "$T/q.gguf" "$LL" --atol 0.01
+
 # quantised dtypes are GGUF's alone
 expect_exit 1 "$CKPTKIT" convert "$LL" "$T/x.safetensors" --dtype q8_0
 expect_one_line_error
