@@ -56,6 +56,8 @@ static void job_init(cki_write_job *job, ck_ctx *ctx, ck_model *in, const char *
     job->prune = o->prune;
     job->force = o->force;
     job->verify_crc = !o->no_crc;
+    job->compress = o->compress;
+    job->strict = o->strict;
     job->stats = cs;
     job->scratch = scratch;
     job->opts = o;

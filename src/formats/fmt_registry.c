@@ -11,6 +11,8 @@ extern const cki_format cki_fmt_raw;
 extern const cki_format cki_fmt_pth;
 extern const cki_format cki_fmt_ckpt;
 extern const cki_format cki_fmt_torch;
+extern const cki_format cki_fmt_npy;
+extern const cki_format cki_fmt_npz;
 extern const cki_format cki_fmt_gguf;
 
 const cki_format *const cki_formats[] = {
@@ -19,6 +21,8 @@ const cki_format *const cki_formats[] = {
     &cki_fmt_pth,
     &cki_fmt_ckpt,
     &cki_fmt_torch,
+    &cki_fmt_npy,
+    &cki_fmt_npz,
     &cki_fmt_gguf,
     NULL,
 };

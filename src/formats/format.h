@@ -36,6 +36,8 @@ struct cki_write_job {
     int force;
     int verify_crc;             /* check input CRCs while copying */
     cki_cast_stats *stats;      /* casts count overflow/underflow here */
+    int compress;               /* npz: deflate members */
+    int strict;                 /* npy/npz: refuse dtypes numpy cannot spell */
     uint8_t *scratch;           /* CKI_SCRATCH bytes for chunked copies */
     uint64_t total_bytes;       /* sum of nbytes, for progress */
     uint64_t done_bytes;

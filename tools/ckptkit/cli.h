@@ -31,7 +31,13 @@ typedef struct cli_opts {
 #define CLI_ALLOW_UNSAFE_OPT {"allow-unsafe", no_argument, 0, 'U'}
 #define CLI_ALLOW_UNSAFE_HELP                                                                     \
     "  --allow-unsafe     load a PyTorch file even if its pickle references code-running\n"       \
-    "                     globals (never executed; without it such files are refused)\n"
+    "                     globals (never executed; without it such files are refused); leave\n"   \
+    "                     out NumPy object arrays (pickles, never unpickled) with a warning\n"
+/* --skip-unsupported: leave out NumPy arrays ckptkit cannot represent. */
+#define CLI_SKIP_UNSUPPORTED_OPT {"skip-unsupported", no_argument, 0, 'S'}
+#define CLI_SKIP_UNSUPPORTED_HELP                                                                 \
+    "  --skip-unsupported leave out NumPy arrays of dtypes ckptkit cannot represent (strings,\n"  \
+    "                     void, datetime, structured) with a warning, instead of failing\n"
 /* Handles 'M' in a command's option switch; returns nonzero on a bad SIZE. */
 int cli_opt_max_memory(cli_opts *o, const char *cmd, const char *arg);
 

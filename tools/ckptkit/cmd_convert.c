@@ -16,7 +16,7 @@ static const char help[] =
     "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
     "OUT is written to a temporary file beside it and renamed when complete.\n"
     "IN may be a sharded checkpoint: its *.index.json or the folder holding it.\n\n"
-    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw | gguf\n"
+    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw | npz | npy | gguf\n"
     "  --dtype D            keep | f32 | f16 | bf16 | f64 | f8_e4m3 | f8_e5m2: cast floating\n"
     "                       tensors (ints and bools stay)\n"
     "  --dtype-exclude GLOB never cast these tensors (repeatable)\n"
@@ -43,8 +43,12 @@ static const char help[] =
     "  --manifest M         JSON manifest describing a raw .bin input\n"
     "  --format F           skip detection and read IN as F\n"
     "  --no-crc             do not check CRC-32 of input zip members while copying\n"
+    "  --compress           npz output: deflate every member (numpy.savez_compressed)\n"
+    "  --strict             npy/npz output: refuse BF16/F8 tensors (NumPy has no dtype for\n"
+    "                       them) instead of writing them as ml_dtypes does, with a warning\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "GGUF (llama.cpp, stable-diffusion.cpp; OUT ending in .gguf or --to gguf):\n"
     "  --dtype q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k  quantise with ggml's\n"
     "                       reference encoders, no importance matrix (the first five\n"
@@ -83,7 +87,7 @@ int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
            O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
-           O_TTYPE, O_LONG, O_BE };
+           O_COMPRESS, O_STRICT, O_TTYPE, O_LONG, O_BE };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -103,10 +107,12 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
+        {"compress", no_argument, 0, O_COMPRESS},
+        {"strict", no_argument, 0, O_STRICT},
         {"tensor-type", required_argument, 0, O_TTYPE},
         {"allow-long-names", no_argument, 0, O_LONG},
         {"big-endian", no_argument, 0, O_BE},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -160,6 +166,8 @@ int cmd_convert(int argc, char **argv)
             co.ema = c == O_EMA ? 1 : -1;
             break;
         case O_PRUNE: co.prune = 1; break;
+        case O_COMPRESS: co.compress = 1; break;
+        case O_STRICT: co.strict = 1; break;
         case O_SHARD:
             if (cli_parse_size(optarg, &co.shard_size))
                 return cli_usage_error("convert", "--shard-size '%s': expected a size such as "
@@ -175,6 +183,7 @@ int cmd_convert(int argc, char **argv)
         case O_BE: co.big_endian = 1; break;
         case 'q': o.quiet = 1; break;
         case 'U': oo.allow_unsafe = 1; break;
+        case 'S': oo.skip_unsupported = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "convert", optarg)) return EXIT_USAGE;
             break;
@@ -226,6 +235,9 @@ int cmd_convert(int argc, char **argv)
             fprintf(stderr, "; %llu cast to %s, %llu values overflowed to inf, %llu underflowed "
                     "to zero", (unsigned long long)stats.cast_tensors, ck_dtype_name(co.dtype),
                     (unsigned long long)stats.overflow, (unsigned long long)stats.underflow);
+        if (ck_model_omitted_count(m))
+            fprintf(stderr, "; %zu input array%s left out", ck_model_omitted_count(m),
+                    ck_model_omitted_count(m) == 1 ? "" : "s");
         if (gguf || ck_dtype_is_quantized(co.dtype) || ttype.n) {
             int first = 1;
             fprintf(stderr, "; types:");

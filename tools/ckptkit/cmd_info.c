@@ -21,6 +21,7 @@ static const char help[] =
     "  --format F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q              no warnings\n";
 
 /* Text mode: short value documents in full; long ones as their top-level
@@ -119,7 +120,10 @@ int cmd_info(int argc, char **argv)
             printf(": ");
             cli_json_str(stdout, v);
         }
-        printf("}, \"values\": %s}\n", ck_model_values_json(m));
+        printf("}, \"values\": %s", ck_model_values_json(m));
+        if (ck_model_omitted_count(m))
+            printf(", \"left_out\": %zu", ck_model_omitted_count(m));
+        printf("}\n");
     } else {
         char b[32];
         int first = 1;
@@ -136,6 +140,8 @@ int cmd_info(int argc, char **argv)
             first = 0;
         }
         printf("%s\n", first ? "(none)" : "");
+        if (ck_model_omitted_count(m))
+            printf("left out:    %zu (see the warnings)\n", ck_model_omitted_count(m));
         if (ck_model_meta_count(m)) {
             printf("metadata:\n");
             for (size_t i = 0; i < ck_model_meta_count(m); i++) {

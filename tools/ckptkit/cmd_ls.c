@@ -17,6 +17,7 @@ static const char help[] =
     "  --format F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q              no warnings\n";
 
 int cmd_ls(int argc, char **argv)
