@@ -39,8 +39,7 @@ FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_OBJ := $(LIB_SRC:%.c=$(B)/asan/%.o)
 
-.PHONY: all check venv unit cli interop asan fuzz-replay demo bench bench-gguf fuzz lint install \
-        clean deps \
+.PHONY: all check venv unit cli interop asan fuzz-replay demo bench fuzz lint install clean deps \
         check-deps
 
 all: $(B)/libckptkit.a $(B)/libckptkit.so $(B)/ckptkit
@@ -126,6 +125,7 @@ bench: all
 	@$(PYTHON) bench/run.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
 
 # GGUF quantisation and conversion against gguf-py and cp (needs the pinned venv)
+.PHONY: bench-gguf
 bench-gguf: all venv
 	@$(VENV_PY) bench/gguf_bench.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
 
