@@ -20,8 +20,8 @@
  *   Q6_K: 16 x 16, codes -32..31, int8 scales, x^2-weighted search of 18
  *         scale candidates around -32/max
  * nearest_int rounds half to even through the float32 mantissa trick (adding
- * 1.5 x 2^23), valid for |x| <= 4194303; larger magnitudes (and NaN, which a
- * subnormal scale can produce) are clamped here instead of being undefined.
+ * 1.5 x 2^23), exact for |x| <= 4194303; outside that range it gives the same
+ * defined (if meaningless) value as ggml's, so results match ggml's there too.
  */
 #include <math.h>
 
@@ -31,12 +31,14 @@
 #define QK_K 256
 #define GROUP_MAX_EPS 1e-15f
 
-static int nearest_int(float f)
+/* Round half to even through the float32 mantissa: exact for |f| <= 4194303;
+ * beyond that (and for NaN, which a subnormal scale can produce) the result
+ * is still a defined int in [-2^22, 2^22) -- the value ggml computes too --
+ * which the callers clamp. */
+static inline int nearest_int(float f)
 {
-    float v;
+    float v = f + 12582912.f;
     int32_t i;
-    if (!(fabsf(f) <= 4194303.f)) return f > 0 ? 4194303 : -4194303;
-    v = f + 12582912.f;
     memcpy(&i, &v, 4);
     return (i & 0x007fffff) - 0x00400000;
 }
