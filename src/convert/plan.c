@@ -193,6 +193,7 @@ ck_status cki_plan_build_for(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o
         ot = &plan->tensors[plan->count++];
         ot->name = name;
         ot->src = v;
+        ot->in_index = i;
         ot->dtype = v->dtype;
         if (blocks) {
             if ((st = cki_quant_choose(ctx, in, o, caps, &rules, t->name, v, &ot->dtype)))

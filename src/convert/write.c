@@ -60,6 +60,11 @@ static void job_init(cki_write_job *job, ck_ctx *ctx, ck_model *in, const char *
     job->strict = o->strict;
     job->stats = cs;
     job->scratch = scratch;
+    job->full = !o->prune && !o->shard_size;
+    job->unknown = o->unknown;
+    job->rewrite_fn = o->on_rewrite;
+    job->rewrite_user = o->rewrite_user;
+    job->cast_all = o->cast_all ? o->dtype : CK_DT_KEEP;
     job->opts = o;
     job->shard_count = 1;
     job->all_count = plan->count;

@@ -22,7 +22,7 @@
  *             offset, size, stride, False, collections.OrderedDict())
  *   with offset, numel and stride in elements. Dtypes torch keeps no typed
  *   storage class for (uint16/32/64, float8 variants) use what torch >= 2.3
- *   writes: _rebuild_tensor_v3(persid ('storage', torch.UntypedStorage, key,
+ *   writes: _rebuild_tensor_v3(persid ('storage', torch.storage.UntypedStorage, key,
  *   'cpu', nbytes), offset, size, stride, False, OrderedDict(),
  *   torch.<dtype>); torch 1.13 cannot load those. 4- and 6-bit floats have no
  *   torch dtype this writer can name: refused, naming the tensor.
@@ -46,6 +46,7 @@
 #include "../container/zip_write.h"
 #include "../pickle/pickle_write.h"
 #include "format.h"
+#include "torch_full.h"
 
 /* torch's name for each dtype: a typed storage class (v2) or a dtype (v3). */
 static const struct {
@@ -303,7 +304,7 @@ static void pickle_tensor(writer *w, size_t i)
         cki_pkw_tuple_begin(pk, 5);
         cki_pkw_str_ref(pk, "storage", 7, &w->r_storage);
         if (v3)
-            cki_pkw_global_ref(pk, "torch", "UntypedStorage", &w->r_untyped);
+            cki_pkw_global_ref(pk, "torch.storage", "UntypedStorage", &w->r_untyped);
         else
             cki_pkw_global_ref(pk, "torch", torch_types[ot->dtype].cls, &w->r_cls[ot->dtype]);
         cki_pkw_str_ref(pk, s->key, strlen(s->key), &s->key_ref);
@@ -499,6 +500,7 @@ static ck_status write_torch(cki_write_job *job, int ckpt)
     char *prefix = NULL;
     ck_status st;
 
+    if (cki_torch_full_applies(job)) return cki_torch_full_write(job, ckpt);
     memset(&w, 0, sizeof w);
     w.job = job;
     w.ctx = job->ctx;
@@ -526,6 +528,27 @@ out:
     cki_free(w.ctx, w.stores);
     cki_free(w.ctx, w.items);
     return st;
+}
+
+int cki_torch_type_names(ck_dtype dt, const char **cls, const char **v3)
+{
+    if (dt < 0 || dt >= CK_DT_COUNT || (!torch_types[dt].cls && !torch_types[dt].v3)) return 1;
+    *cls = torch_types[dt].cls;
+    *v3 = torch_types[dt].v3;
+    return 0;
+}
+
+char *cki_torch_archive_prefix(ck_ctx *ctx, const char *path, int ckpt)
+{
+    writer w;
+    cki_write_job job;
+    memset(&w, 0, sizeof w);
+    memset(&job, 0, sizeof job);
+    job.path = path;
+    w.job = &job;
+    w.ctx = ctx;
+    w.ckpt = ckpt;
+    return archive_prefix(&w);
 }
 
 static ck_status write_pth(cki_write_job *job)

@@ -19,6 +19,7 @@ typedef struct cki_out_tensor {
     const cki_tensor *src; /* values come from here */
     ck_dtype dtype;        /* output dtype */
     uint64_t nbytes;       /* output bytes (dense) */
+    size_t in_index;       /* the input tensor it comes from (ck_model order) */
 } cki_out_tensor;
 
 typedef struct cki_write_job cki_write_job;
@@ -45,6 +46,15 @@ struct cki_write_job {
      * cki_job_open_side are committed or aborted with the main sink */
     cki_sink *side[8];
     size_t side_count;
+    /* PyTorch -> PyTorch whole-checkpoint rewrite (torch_full.c): set when the
+     * options allow it (no --prune, no sharding); UNKNOWN is CKI_TW_DICT/DROP/
+     * KEEP; REWRITE_FN (may be NULL) hears of every rewritten or removed value */
+    int full;
+    int unknown;
+    ck_rewrite_fn rewrite_fn;
+    void *rewrite_user;
+    ck_dtype cast_all;          /* CK_DT_KEEP, or the dtype for floating tensors outside the
+                                 * state dict (--cast-all) */
     const ck_convert_opts *opts; /* the caller's options (GGUF: byte order, names) */
     size_t shard_no, shard_count; /* this file among split outputs (0 of 1 unless split) */
     size_t all_count;             /* tensors in all split outputs together */

@@ -92,5 +92,22 @@ int cmd_verify(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
+int cmd_sanitize(int argc, char **argv);
+
+/* Whole-checkpoint rewrite reports (rewrites.c). cli_rewrite_line is a
+ * ck_rewrite_fn over a cli_rewrites: prints "PREFIXpath: what -> became" to
+ * OUT (stderr when NULL) unless quiet, and counts. */
+typedef struct cli_rewrites {
+    FILE *out;
+    const char *prefix;
+    int quiet;
+    size_t count, removed;
+} cli_rewrites;
+void cli_rewrite_line(void *user, const char *path, const char *what, const char *became);
+/* info / ls --all: what --unknown=dict would rewrite in M (PyTorch files only);
+ * JSON: appends ', "rewrites": [...]' to an open object. */
+void cli_print_rewrites(ck_ctx *ctx, const ck_model *m, int json);
+/* --unknown POLICY: 0 and *OUT set, or 1. */
+int cli_parse_unknown(const char *s, int *out);
 
 #endif

@@ -43,6 +43,15 @@ static const char help[] =
     "  --manifest M         JSON manifest describing a raw .bin input\n"
     "  --format F           skip detection and read IN as F\n"
     "  --no-crc             do not check CRC-32 of input zip members while copying\n"
+    "  --unknown POLICY     PyTorch -> PyTorch without --prune rewrites the whole object tree\n"
+    "                       (optimizer, schedulers, loops, callbacks, hyper-parameters kept;\n"
+    "                       dangerous references removed); objects of classes torch's\n"
+    "                       weights-only loader refuses become plain dicts (dict, the default),\n"
+    "                       are removed (drop) or written back as they are (keep); each change\n"
+    "                       is printed as 'path: class -> result'\n"
+    "  --cast-all           with --dtype in such a rewrite, also cast the floating tensors\n"
+    "                       outside the state dict (optimizer state...); 0-dim ones (Adam's\n"
+    "                       step) never. Default: only the state dict is cast\n"
     "  --compress           npz output: deflate every member (numpy.savez_compressed)\n"
     "  --strict             npy/npz output: refuse BF16/F8 tensors (NumPy has no dtype for\n"
     "                       them) instead of writing them as ml_dtypes does, with a warning\n"
@@ -87,7 +96,7 @@ int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
            O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
-           O_COMPRESS, O_STRICT, O_TTYPE, O_LONG, O_BE };
+           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL, O_TTYPE, O_LONG, O_BE };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -107,6 +116,8 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
+        {"unknown", required_argument, 0, O_UNKNOWN},
+        {"cast-all", no_argument, 0, O_CASTALL},
         {"compress", no_argument, 0, O_COMPRESS},
         {"strict", no_argument, 0, O_STRICT},
         {"tensor-type", required_argument, 0, O_TTYPE},
@@ -173,6 +184,12 @@ int cmd_convert(int argc, char **argv)
                 return cli_usage_error("convert", "--shard-size '%s': expected a size such as "
                                        "5GB, 500MiB or 1048576", optarg);
             break;
+        case O_UNKNOWN:
+            if (cli_parse_unknown(optarg, &co.unknown))
+                return cli_usage_error("convert", "--unknown '%s': expected dict, drop or keep",
+                                       optarg);
+            break;
+        case O_CASTALL: co.cast_all = 1; break;
         case O_TTYPE:
             if (!strchr(optarg, '=') || optarg[0] == '=')
                 return cli_usage_error("convert", "--tensor-type '%s': expected REGEX=TYPE",
@@ -201,11 +218,22 @@ int cmd_convert(int argc, char **argv)
     /* CRCs of storages are checked while their bytes are copied (emit.c), in
      * the same pass; checking them at open would read the whole input twice */
     const char *in = argv[optind], *out = argv[optind + 1];
+    if (co.format && !ck_format_writer(co.format)) {
+        char names[256] = "";
+        for (size_t i = 0; ck_format_writer_name(i); i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     ck_format_writer_name(i));
+        return cli_usage_error("convert", "--to '%s': no such output format (formats: %s)",
+                               co.format, names);
+    }
     if (!co.format && !ck_format_for_path(out))
         return cli_usage_error("convert", "cannot tell the output format of '%s' from its "
                                "extension; use --to", out);
 
     ctx = cli_ctx(&o);
+    cli_rewrites rw = {NULL, "ckptkit: rewrote ", o.quiet, 0, 0};
+    co.on_rewrite = cli_rewrite_line;
+    co.rewrite_user = &rw;
     t0 = cli_now();
     if (ck_model_open(ctx, in, &oo, &m)) {
         rc = cli_fail(ctx, EXIT_BAD);

@@ -123,6 +123,7 @@ int cmd_info(int argc, char **argv)
         printf("}, \"values\": %s", ck_model_values_json(m));
         if (ck_model_omitted_count(m))
             printf(", \"left_out\": %zu", ck_model_omitted_count(m));
+        cli_print_rewrites(ctx, m, 1);
         printf("}\n");
     } else {
         char b[32];
@@ -155,6 +156,7 @@ int cmd_info(int argc, char **argv)
             }
         }
         print_values(ck_model_values_json(m));
+        cli_print_rewrites(ctx, m, 0);
     }
     ck_model_close(m);
     ck_ctx_free(ctx);
