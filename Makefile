@@ -51,6 +51,12 @@ $(B)/obj/%.o: %.c $(shell find include src -name '*.h')
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
+# ggml's block codecs: results must not depend on FMA contraction
+STRICT_FP_OBJ := src/tensor/ggml_quant.o src/tensor/ggml_kquant.o src/tensor/ggml_dequant.o \
+                 src/tensor/ggml_quant_x86.o
+$(STRICT_FP_OBJ:%=$(B)/obj/%): CFLAGS_LIB += -ffp-contract=off
+$(STRICT_FP_OBJ:%=$(B)/asan/%): BASE += -ffp-contract=off
+
 $(B)/obj/tools/%.o: tools/%.c include/ckptkit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_CLI) -c $< -o $@
@@ -130,6 +136,11 @@ demo: all
 
 bench: all
 	@$(PYTHON) bench/run.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
+
+# GGUF quantisation and conversion against gguf-py and cp (needs the pinned venv)
+.PHONY: bench-gguf
+bench-gguf: all venv
+	@$(VENV_PY) bench/gguf_bench.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
 
 fuzz:
 	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)

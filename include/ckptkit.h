@@ -114,10 +114,51 @@ CK_API const char *ck_status_name(ck_status st);
     X(F6_E3M2, "F6_E3M2", 6, 'F')                                                                 \
     X(F4, "F4", 4, 'F')
 
+/*
+ * ggml's block-quantised types (GGUF tensor types), numbered after
+ * CK_DTYPE_LIST. They are not "bits per element": each holds BLOCK elements
+ * of one row in BLOCK_BYTES bytes, blocks running along the last (PyTorch)
+ * dimension, which must be a multiple of BLOCK. Columns: enum suffix, name as
+ * ggml spells it, elements per block, bytes per block, ggml type id. (ggml's
+ * other types F32, F16, BF16, F64, I8, I16, I32 and I64 are the dtypes above.)
+ * Their kind is 'Q'; ck_dtype_bits gives 0 for them (see ck_dtype_block).
+ */
+#define CK_DTYPE_GGML_LIST(X)                                                                     \
+    X(Q4_0, "Q4_0", 32, 18, 2)                                                                    \
+    X(Q4_1, "Q4_1", 32, 20, 3)                                                                    \
+    X(Q5_0, "Q5_0", 32, 22, 6)                                                                    \
+    X(Q5_1, "Q5_1", 32, 24, 7)                                                                    \
+    X(Q8_0, "Q8_0", 32, 34, 8)                                                                    \
+    X(Q8_1, "Q8_1", 32, 36, 9)                                                                    \
+    X(Q2_K, "Q2_K", 256, 84, 10)                                                                  \
+    X(Q3_K, "Q3_K", 256, 110, 11)                                                                 \
+    X(Q4_K, "Q4_K", 256, 144, 12)                                                                 \
+    X(Q5_K, "Q5_K", 256, 176, 13)                                                                 \
+    X(Q6_K, "Q6_K", 256, 210, 14)                                                                 \
+    X(Q8_K, "Q8_K", 256, 292, 15)                                                                 \
+    X(IQ2_XXS, "IQ2_XXS", 256, 66, 16)                                                            \
+    X(IQ2_XS, "IQ2_XS", 256, 74, 17)                                                              \
+    X(IQ3_XXS, "IQ3_XXS", 256, 98, 18)                                                            \
+    X(IQ1_S, "IQ1_S", 256, 50, 19)                                                                \
+    X(IQ4_NL, "IQ4_NL", 32, 18, 20)                                                               \
+    X(IQ3_S, "IQ3_S", 256, 110, 21)                                                               \
+    X(IQ2_S, "IQ2_S", 256, 82, 22)                                                                \
+    X(IQ4_XS, "IQ4_XS", 256, 136, 23)                                                             \
+    X(IQ1_M, "IQ1_M", 256, 56, 29)                                                                \
+    X(TQ1_0, "TQ1_0", 256, 54, 34)                                                                \
+    X(TQ2_0, "TQ2_0", 256, 66, 35)                                                                \
+    X(MXFP4, "MXFP4", 32, 17, 39)                                                                 \
+    X(NVFP4, "NVFP4", 64, 36, 40)                                                                 \
+    X(Q1_0, "Q1_0", 128, 18, 41)                                                                  \
+    X(Q2_0, "Q2_0", 64, 18, 42)
+
 typedef enum ck_dtype {
 #define CK_DTYPE_ENUM_(id, name, bits, kind) CK_DT_##id,
     CK_DTYPE_LIST(CK_DTYPE_ENUM_)
 #undef CK_DTYPE_ENUM_
+#define CK_DTYPE_GGML_ENUM_(id, name, block, block_bytes, ggml_id) CK_DT_##id,
+    CK_DTYPE_GGML_LIST(CK_DTYPE_GGML_ENUM_)
+#undef CK_DTYPE_GGML_ENUM_
         CK_DT_COUNT,
     CK_DT_KEEP = -1 /* as an output dtype: keep the input's dtype */
 } ck_dtype;
@@ -133,6 +174,17 @@ CK_API unsigned ck_dtype_bits(ck_dtype dt);
 CK_API int ck_dtype_is_float(ck_dtype dt);
 /* 1 if ckptkit can convert values of this dtype to and from F32. */
 CK_API int ck_dtype_can_cast(ck_dtype dt);
+/* Elements per block (1 for every dtype of CK_DTYPE_LIST, 32..256 for ggml's
+ * quantised types); *BLOCK_BYTES (may be NULL) gets the bytes of one block
+ * (the element size for whole-byte dtypes, 0 for sub-byte ones). 0 for an
+ * invalid value. */
+CK_API unsigned ck_dtype_block(ck_dtype dt, unsigned *block_bytes);
+/* 1 for ggml's block-quantised types (kind 'Q'). */
+CK_API int ck_dtype_is_quantized(ck_dtype dt);
+/* 1 if ckptkit can dequantise DT to F32 (ggml types whose decoder it has). */
+CK_API int ck_dtype_can_dequantize(ck_dtype dt);
+/* 1 if ckptkit can quantise F32 values to DT. */
+CK_API int ck_dtype_can_quantize(ck_dtype dt);
 
 /* ------------------------------------------------------------------------ */
 /* Context                                                                   */
@@ -286,6 +338,13 @@ CK_API size_t ck_model_meta_count(const ck_model *m);
 CK_API ck_status ck_model_meta(const ck_model *m, size_t i, const char **key, const char **value);
 /* NULL if KEY is absent. */
 CK_API const char *ck_model_meta_get(const ck_model *m, const char *key);
+/* Typed metadata (GGUF): the type of metadata entry I as GGUF spells it
+ * ("UINT32", "STRING", "FLOAT32", "ARRAY[STRING]", ...), or NULL when the
+ * format's metadata is plain strings. Scalars are given as text (numbers in
+ * decimal, BOOL as true/false, strings verbatim); an ARRAY entry's value is a
+ * summary, "[STRING x 32000]": the whole arrays are in ck_model_values_json
+ * under "gguf" -> "arrays". Borrowed. */
+CK_API const char *ck_model_meta_type(const ck_model *m, size_t i);
 
 /* Non-tensor values of the checkpoint (epoch, hyper_parameters, opaque
  * objects, ...) as one JSON document; tensors appear as {"tensor": ...}
@@ -335,6 +394,12 @@ typedef struct ck_convert_opts {
     int compress;           /* npz output: deflate every member (default: stored) */
     int strict;             /* npy/npz output: refuse dtypes numpy has no spelling for (BF16,
                                F8) instead of writing them as ml_dtypes does, with a warning */
+    /* GGUF output and quantisation (docs/FORMATS.md, GGUF) */
+    const char *const *tensor_type; /* NULL-terminated "REGEX=TYPE" rules (POSIX extended
+                                       regex searched in the input name); first match wins */
+    int allow_long_names;   /* GGUF: allow names longer than ggml's 63 bytes */
+    int big_endian;         /* GGUF: write a big-endian file (ggml itself reads only
+                               little-endian ones) */
 } ck_convert_opts;
 
 typedef struct ck_convert_stats {
@@ -344,6 +409,7 @@ typedef struct ck_convert_stats {
     uint64_t overflow;      /* finite values that became +-Inf when narrowing */
     uint64_t underflow;     /* nonzero values that became zero when narrowing */
     uint64_t shards;        /* files written (1 unless sharded) */
+    uint64_t dtype_tensors[CK_DT_COUNT]; /* tensors written, per output dtype */
 } ck_convert_stats;
 
 /* Writes the tensors of IN to OUT through a temporary file beside OUT, renamed

@@ -257,6 +257,12 @@ ck_status ck_model_meta(const ck_model *m, size_t i, const char **key, const cha
     return CK_OK;
 }
 
+const char *ck_model_meta_type(const ck_model *m, size_t i)
+{
+    if (!m || i >= m->meta_count || !m->meta_type) return NULL;
+    return m->meta_type(m, i);
+}
+
 const char *ck_model_meta_get(const ck_model *m, const char *key)
 {
     for (size_t i = 0; m && i < m->meta_count; i++)

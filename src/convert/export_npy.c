@@ -164,8 +164,10 @@ ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t c
         }
         t = &m->tensors[idx];
         dt = t->dtype;
-        if (opts->dtype != CK_DT_KEEP && ck_dtype_is_float(dt) && dt != opts->dtype) {
-            if (!ck_dtype_can_cast(dt)) {
+        if (opts->dtype != CK_DT_KEEP && (ck_dtype_is_float(dt) || ck_dtype_is_quantized(dt)) &&
+            dt != opts->dtype) {
+            /* ggml block types are dequantised, floats cast */
+            if (ck_dtype_is_quantized(dt) ? !ck_dtype_can_dequantize(dt) : !ck_dtype_can_cast(dt)) {
                 st = cki_fail(ctx, CK_EUNSUPPORTED, "%s: tensor '%s': cannot cast %s to %s",
                               m->path, t->name, ck_dtype_name(dt), ck_dtype_name(opts->dtype));
                 goto out;

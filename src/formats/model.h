@@ -45,6 +45,9 @@ struct ck_model {
 
     void *driver_data;
     void (*driver_free)(ck_model *m, void *data);
+    /* typed metadata (GGUF): the type of metadata entry I as the format
+     * spells it, or NULL; NULL for formats whose metadata is plain strings */
+    const char *(*meta_type)(const ck_model *m, size_t i);
 };
 
 /* An empty model for PATH (also used by tests to build models by hand). */

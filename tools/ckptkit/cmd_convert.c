@@ -16,7 +16,7 @@ static const char help[] =
     "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
     "OUT is written to a temporary file beside it and renamed when complete.\n"
     "IN may be a sharded checkpoint: its *.index.json or the folder holding it.\n\n"
-    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw | npz | npy\n"
+    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw | npz | npy | gguf\n"
     "  --dtype D            keep | f32 | f16 | bf16 | f64 | f8_e4m3 | f8_e5m2: cast floating\n"
     "                       tensors (ints and bools stay)\n"
     "  --dtype-exclude GLOB never cast these tensors (repeatable)\n"
@@ -58,6 +58,27 @@ static const char help[] =
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
     CLI_SKIP_UNSUPPORTED_HELP
+    "GGUF (llama.cpp, stable-diffusion.cpp; OUT ending in .gguf or --to gguf):\n"
+    "  --dtype q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k  quantise with ggml's\n"
+    "                       reference encoders, no importance matrix (the first five\n"
+    "                       bit-exact with ggml and gguf-py). Policy: floating tensors with at least\n"
+    "                       2 dimensions are quantised; 1-D tensors, names ending in 'bias'\n"
+    "                       or '.scale' and names containing 'norm' keep their float type;\n"
+    "                       ints and bools never change; already quantised tensors keep\n"
+    "                       their type. A last dimension the block does not divide falls\n"
+    "                       back as llama-quantize does (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0,\n"
+    "                       Q5_K -> Q5_1, Q6_K -> Q8_0, IQ -> IQ4_NL, then F16). NaN or Inf\n"
+    "                       in a tensor to quantise is an error naming the element.\n"
+    "                       Quantised input converts to F32 (or --dtype f16/bf16) for other\n"
+    "                       formats and stays as is in GGUF output (--dtype keep).\n"
+    "  --tensor-type REGEX=TYPE  give tensors whose input name matches REGEX (POSIX\n"
+    "                       extended, searched) TYPE (f32, f16, bf16, q8_0, ...); the first\n"
+    "                       matching rule wins and overrides the policy (repeatable)\n"
+    "  --metadata general.alignment=N  align tensor data to N (a power of two; default 32)\n"
+    "  --allow-long-names   write names longer than ggml's 63 bytes (for builds with a\n"
+    "                       larger GGML_MAX_NAME, such as stable-diffusion.cpp's)\n"
+    "  --big-endian         write a big-endian GGUF (ggml reads little-endian only)\n"
+    "  --shard-size SIZE    split files STEM-00001-of-0000N.gguf (split.* keys, no index)\n"
     "  -q                   no warnings, no summary line\n";
 
 static int parse_dtype(const char *s, ck_dtype *out)
@@ -66,7 +87,8 @@ static int parse_dtype(const char *s, ck_dtype *out)
         *out = CK_DT_KEEP;
         return 0;
     }
-    if (ck_dtype_parse(s, out) || !ck_dtype_is_float(*out)) return 1;
+    if (ck_dtype_parse(s, out) || !(ck_dtype_is_float(*out) || ck_dtype_is_quantized(*out)))
+        return 1;
     return 0;
 }
 
@@ -74,7 +96,7 @@ int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
            O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
-           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL };
+           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL, O_TTYPE, O_LONG, O_BE };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -98,6 +120,9 @@ int cmd_convert(int argc, char **argv)
         {"cast-all", no_argument, 0, O_CASTALL},
         {"compress", no_argument, 0, O_COMPRESS},
         {"strict", no_argument, 0, O_STRICT},
+        {"tensor-type", required_argument, 0, O_TTYPE},
+        {"allow-long-names", no_argument, 0, O_LONG},
+        {"big-endian", no_argument, 0, O_BE},
         {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -106,7 +131,7 @@ int cmd_convert(int argc, char **argv)
     ck_open_opts oo;
     ck_convert_opts co;
     ck_convert_stats stats;
-    cli_list dtex = {0}, inc = {0}, exc = {0}, ren = {0}, meta = {0};
+    cli_list dtex = {0}, inc = {0}, exc = {0}, ren = {0}, meta = {0}, ttype = {0};
     ck_ctx *ctx;
     ck_model *m = NULL;
     int c, rc = EXIT_DONE;
@@ -122,7 +147,8 @@ int cmd_convert(int argc, char **argv)
         case O_DTYPE:
             if (parse_dtype(optarg, &co.dtype))
                 return cli_usage_error("convert", "--dtype '%s': expected keep, f32, f16, bf16, "
-                                       "f64, f8_e4m3 or f8_e5m2", optarg);
+                                       "f64, f8_e4m3, f8_e5m2 or a ggml type (q8_0, q4_0, "
+                                       "q4_1, q5_0, q5_1, q2_k ... q6_k)", optarg);
             break;
         case O_DTEX: cli_list_add(&dtex, optarg); break;
         case O_FORCE: co.force = 1; break;
@@ -164,6 +190,14 @@ int cmd_convert(int argc, char **argv)
                                        optarg);
             break;
         case O_CASTALL: co.cast_all = 1; break;
+        case O_TTYPE:
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return cli_usage_error("convert", "--tensor-type '%s': expected REGEX=TYPE",
+                                       optarg);
+            cli_list_add(&ttype, optarg);
+            break;
+        case O_LONG: co.allow_long_names = 1; break;
+        case O_BE: co.big_endian = 1; break;
         case 'q': o.quiet = 1; break;
         case 'U': oo.allow_unsafe = 1; break;
         case 'S': oo.skip_unsupported = 1; break;
@@ -180,6 +214,7 @@ int cmd_convert(int argc, char **argv)
     co.exclude = exc.v;
     co.rename = ren.v;
     co.metadata = meta.v;
+    co.tensor_type = ttype.v;
     /* CRCs of storages are checked while their bytes are copied (emit.c), in
      * the same pass; checking them at open would read the whole input twice */
     const char *in = argv[optind], *out = argv[optind + 1];
@@ -212,7 +247,12 @@ int cmd_convert(int argc, char **argv)
     cli_progress_end();
     if (!o.quiet) {
         char b[32];
-        if (stats.shards > 1)
+        const char *fmt = co.format ? co.format : ck_format_for_path(out);
+        int gguf = fmt && !strcmp(fmt, "gguf");
+        if (stats.shards > 1 && gguf)
+            fprintf(stderr, "ckptkit: wrote %llu split files for %s",
+                    (unsigned long long)stats.shards, out);
+        else if (stats.shards > 1)
             fprintf(stderr, "ckptkit: wrote %llu shards + %s.index.json",
                     (unsigned long long)stats.shards, out);
         else
@@ -226,6 +266,16 @@ int cmd_convert(int argc, char **argv)
         if (ck_model_omitted_count(m))
             fprintf(stderr, "; %zu input array%s left out", ck_model_omitted_count(m),
                     ck_model_omitted_count(m) == 1 ? "" : "s");
+        if (gguf || ck_dtype_is_quantized(co.dtype) || ttype.n) {
+            int first = 1;
+            fprintf(stderr, "; types:");
+            for (int d = 0; d < CK_DT_COUNT; d++) {
+                if (!stats.dtype_tensors[d]) continue;
+                fprintf(stderr, "%s %s x %llu", first ? "" : ",", ck_dtype_name((ck_dtype)d),
+                        (unsigned long long)stats.dtype_tensors[d]);
+                first = 0;
+            }
+        }
         fputc('\n', stderr);
     }
 done:
@@ -237,5 +287,6 @@ done:
     cli_list_free(&exc);
     cli_list_free(&ren);
     cli_list_free(&meta);
+    cli_list_free(&ttype);
     return rc;
 }
