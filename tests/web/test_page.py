@@ -4,6 +4,7 @@ with no network, from http:// and from file://."""
 import glob
 import json
 import os
+import shutil
 import struct
 
 import pytest
@@ -442,9 +443,13 @@ def test_convert_3gib_in_persistent_profile_matches_cli(pw, server, tmp_path):
         print('\n3 GiB in the page:', done)
     finally:
         ctx.close()
+        shutil.rmtree(tmp_path / 'profile', ignore_errors=True)  # 3 GiB staged in it
     cli('convert', src, str(tmp_path / 'three.pth'))
-    assert got == sha256(tmp_path / 'three.pth')
-    os.unlink(tmp_path / 'three.pth')
+    try:
+        assert got == sha256(tmp_path / 'three.pth')
+    finally:
+        os.unlink(tmp_path / 'three.pth')
+        os.unlink(src)
 
 
 # ---- file:// and the network ---------------------------------------------------------
