@@ -75,6 +75,11 @@ void *cki_arena_alloc(cki_arena *a, size_t n)
     return bump(a, n, 16);
 }
 
+void *cki_arena_alloc_ptrs(cki_arena *a, size_t n)
+{
+    return bump(a, n, 8);
+}
+
 void cki_arena_reset(cki_arena *a)
 {
     cki_arena_blk *b;

@@ -218,6 +218,8 @@ typedef struct cki_arena {
 void cki_arena_init(cki_arena *a, ck_ctx *ctx);
 void cki_arena_free(cki_arena *a);
 void *cki_arena_alloc(cki_arena *a, size_t n); /* 16-byte aligned; NULL + CK_ENOMEM on failure */
+/* 8-byte aligned: arrays of pointers or 64-bit integers, packed tighter. */
+void *cki_arena_alloc_ptrs(cki_arena *a, size_t n);
 char *cki_arena_strndup(cki_arena *a, const char *s, size_t n); /* 1-byte aligned */
 /* Frees every block but the newest and empties it: scratch memory reused per item. */
 void cki_arena_reset(cki_arena *a);

@@ -252,7 +252,7 @@ static ck_status read_entry(reader *r, cki_arena *tmp, const cki_json_member *me
                         "%s: tensor '%s': shape has %zu dimensions (at most %d)", r->file, nb,
                         shape->len, CKI_MAX_DIMS);
     e->ndim = (int)shape->len;
-    e->shape = cki_arena_alloc(tmp, sizeof(int64_t) * (shape->len ? shape->len : 1));
+    e->shape = cki_arena_alloc_ptrs(tmp, sizeof(int64_t) * (shape->len ? shape->len : 1));
     if (!e->shape) return CK_ENOMEM;
     for (size_t d = 0; d < shape->len; d++) {
         if ((st = read_uint(r, nb, "shape", d, &shape->u.items[d], INT64_MAX,

@@ -227,6 +227,7 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
     if ((st = cki_torch_select(&rd.tf.rec, rd.tf.root, opts ? opts->key : NULL,
                                opts ? opts->all : 0, &sel)))
         goto done;
+    if ((st = cki_model_reserve(m, m->count + sel.count, 0))) goto done;
     for (size_t i = 0; i < sel.count; i++)
         if ((st = add_one(&rd, &sel.v[i]))) goto done;
     if ((st = cki_torch_lightning_meta(rd.tf.root, set_meta, m))) goto done;

@@ -189,8 +189,8 @@ static ck_status add_tensor(ck_model *m, const char *file, const char *name, siz
     memset(t, 0, sizeof *t);
     t->name = name_kept ? name : cki_arena_strndup(&m->arena, name, name_len);
     t->shape = name_kept ? (int64_t *)shape
-                         : cki_arena_alloc(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
-    if (stride) t->stride = cki_arena_alloc(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+                         : cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+    if (stride) t->stride = cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
     if (!t->name || !t->shape || (stride && !t->stride)) return CK_ENOMEM;
     if (ndim && !name_kept) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     if (stride && ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);

@@ -462,7 +462,7 @@ static ck_status int_tuple(cki_trec *r, const cki_pv *v, uint32_t depth, uint64_
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: %s: tensor at byte %llu: %s has %u entries (at most %d dimensions)",
                         r->file, r->where, (unsigned long long)off, what, t->n, CKI_MAX_DIMS);
-    *out = cki_arena_alloc(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
+    *out = cki_arena_alloc_ptrs(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
     if (!*out) return CK_ENOMEM;
     for (uint32_t i = 0; i < t->n; i++)
         if (tobj_i64(t->items[i], &(*out)[i]) || (*out)[i] < 0)
@@ -1184,7 +1184,7 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
                   : v->kind == CKI_PV_DICT ? CKI_TO_DICT
                                            : CKI_TO_SET;
         if (count) {
-            t->items = cki_arena_alloc(r->arena, sizeof *t->items * count);
+            t->items = cki_arena_alloc_ptrs(r->arena, sizeof *t->items * count);
             if (!t->items) return CK_ENOMEM;
             for (uint32_t i = 0; i < count; i++)
                 if ((st = conv(r, v->items[i], depth + 1, &t->items[i]))) return st;
