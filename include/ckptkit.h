@@ -270,6 +270,9 @@ typedef struct ck_convert_opts {
     int prune;              /* keep only the state dict (ckpt output) */
     uint64_t shard_size;    /* bytes per shard; 0: one file */
     int no_crc;             /* skip CRC-32 checks of input zip members */
+    int allow_expand;       /* write outputs whose tensor bytes exceed 16 x the input file's
+                             * size (a stride-0 broadcast view written dense); refused with
+                             * CK_ELIMIT, naming the tensor, unless set */
 } ck_convert_opts;
 
 typedef struct ck_convert_stats {

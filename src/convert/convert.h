@@ -28,6 +28,12 @@ typedef struct cki_plan {
 ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *opts, cki_plan *plan);
 void cki_plan_free(ck_ctx *ctx, cki_plan *plan);
 
+/* Refuses (CK_ELIMIT) a plan whose tensor bytes exceed CKI_EXPAND_FACTOR x
+ * the input's file bytes, naming the tensor that expands most (expand.c). */
+#define CKI_EXPAND_FACTOR 16
+ck_status cki_plan_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
+                                const cki_plan *plan);
+
 /* Writes PLAN to PATH in format F through an atomic sink (plus side outputs). */
 ck_status cki_write_plan(ck_ctx *ctx, ck_model *in, const cki_format *f, const char *path,
                          const ck_convert_opts *opts, const cki_plan *plan,

@@ -43,6 +43,8 @@ static const char help[] =
     "  --manifest M         JSON manifest describing a raw .bin input\n"
     "  --format F           skip detection and read IN as F\n"
     "  --no-crc             do not check CRC-32 of input zip members while copying\n"
+    "  --allow-expand       write an output whose tensor bytes exceed 16 x the input's size\n"
+    "                       (a broadcast view, stride 0, written dense); refused otherwise\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
     "  -q                   no warnings, no summary line\n";
@@ -60,7 +62,8 @@ static int parse_dtype(const char *s, ck_dtype *out)
 int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
-           O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD };
+           O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
+           O_EXPAND };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -80,6 +83,7 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
+        {"allow-expand", no_argument, 0, O_EXPAND},
         {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -133,6 +137,7 @@ int cmd_convert(int argc, char **argv)
             co.ema = c == O_EMA ? 1 : -1;
             break;
         case O_PRUNE: co.prune = 1; break;
+        case O_EXPAND: co.allow_expand = 1; break;
         case O_SHARD:
             if (cli_parse_size(optarg, &co.shard_size))
                 return cli_usage_error("convert", "--shard-size '%s': expected a size such as "
