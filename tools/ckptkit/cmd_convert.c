@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "cli.h"
 
 static const char help[] =
-    "usage: ckptkit convert IN OUT [OPTIONS]\n\n"
+    "usage: ckptkit convert IN OUT [OPTIONS]\n"
+    "       ckptkit convert IN... -o DIR [-r] [-j N] [--skip-existing] [OPTIONS]\n\n"
     "Converts IN to OUT, tensor by tensor, in bounded memory. The output format\n"
     "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
     "OUT is written to a temporary file beside it and renamed when complete.\n"
@@ -47,7 +49,14 @@ static const char help[] =
     "                       (a broadcast view, stride 0, written dense); refused otherwise\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
-    "  -q                   no warnings, no summary line\n";
+    "  -q                   no warnings, no summary line\n"
+    "Many files (each IN a file or a folder of checkpoints):\n"
+    "  -o DIR               write DIR/NAME.EXT for each input, EXT from --to (default\n"
+    "                       safetensors); goes on after a failure, ends with a table of\n"
+    "                       converted, skipped and failed files; exit 1 if any failed\n"
+    "  -r                   also the folders inside the folders given, structure kept\n"
+    "  -j N                 N conversions at a time (default: the number of cores)\n"
+    "  --skip-existing      leave an output that is newer than its input alone\n";
 
 static int parse_dtype(const char *s, ck_dtype *out)
 {
@@ -63,7 +72,7 @@ int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
            O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
-           O_EXPAND };
+           O_EXPAND, O_SKIP };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -84,6 +93,7 @@ int cmd_convert(int argc, char **argv)
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
         {"allow-expand", no_argument, 0, O_EXPAND},
+        {"skip-existing", no_argument, 0, O_SKIP},
         {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -93,17 +103,26 @@ int cmd_convert(int argc, char **argv)
     ck_convert_opts co;
     ck_convert_stats stats;
     cli_list dtex = {0}, inc = {0}, exc = {0}, ren = {0}, meta = {0};
-    ck_ctx *ctx;
+    ck_ctx *ctx = NULL;
     ck_model *m = NULL;
-    int c, rc = EXIT_DONE;
+    int c, rc = EXIT_DONE, recursive = 0, skip = 0, jobs = 0;
+    const char *out_dir = NULL;
     double t0;
 
     memset(&oo, 0, sizeof oo);
     memset(&co, 0, sizeof co);
     co.dtype = CK_DT_KEEP;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hqo:rj:", lopts, NULL)) != -1) {
         switch (c) {
+        case 'o': out_dir = optarg; break;
+        case 'r': recursive = 1; break;
+        case 'j':
+            jobs = atoi(optarg);
+            if (jobs < 1 || jobs > 256)
+                return cli_usage_error("convert", "-j '%s': expected 1 to 256 jobs", optarg);
+            break;
+        case O_SKIP: skip = 1; break;
         case O_TO: co.format = optarg; break;
         case O_DTYPE:
             if (parse_dtype(optarg, &co.dtype))
@@ -152,12 +171,20 @@ int cmd_convert(int argc, char **argv)
         default: return cli_usage_error("convert", "invalid option");
         }
     }
-    if (argc - optind != 2) return cli_usage_error("convert", "expected IN and OUT");
     co.dtype_exclude = dtex.v;
     co.include = inc.v;
     co.exclude = exc.v;
     co.rename = ren.v;
     co.metadata = meta.v;
+    if (out_dir) {
+        if (optind >= argc) return cli_usage_error("convert", "-o DIR: expected inputs");
+        rc = batch_convert(argv + optind, argc - optind, out_dir, co.format, recursive, skip,
+                           jobs ? jobs : batch_default_jobs(), &o, &oo, &co);
+        goto done;
+    }
+    if (recursive || skip || jobs)
+        return cli_usage_error("convert", "-r, -j and --skip-existing go with -o DIR");
+    if (argc - optind != 2) return cli_usage_error("convert", "expected IN and OUT");
     /* CRCs of storages are checked while their bytes are copied (emit.c), in
      * the same pass; checking them at open would read the whole input twice */
     const char *in = argv[optind], *out = argv[optind + 1];
