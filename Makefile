@@ -117,6 +117,8 @@ demo: all
 
 bench: all
 	@$(PYTHON) bench/run.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
+	@$(PYTHON) bench/scale.py --ckptkit $(B)/ckptkit --torch-save
+	@$(PYTHON) bench/batch.py --ckptkit $(B)/ckptkit
 
 fuzz:
 	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
