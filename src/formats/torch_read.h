@@ -56,7 +56,9 @@ typedef struct cki_torch_file {
     const uint8_t *base;
     uint64_t len;
     cki_torch_kind kind;
-    cki_arena arena;  /* pickle nodes, tobjs, names */
+    cki_arena arena;  /* pickle nodes (legacy, tar), tobjs, names */
+    cki_arena *pk_arena; /* where the machine puts its nodes when not ARENA (zip: a
+                          * separate arena, freed once the graph is converted) */
     cki_trec rec;     /* storages table; the graph's memo */
     cki_tobj *root;
     const char *where; /* the main pickle's name */

@@ -1170,7 +1170,8 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
         t->kind = v->kind == CKI_PV_BIGINT ? CKI_TO_BIGINT
                   : v->kind == CKI_PV_STR  ? CKI_TO_STR
                                            : CKI_TO_BYTES;
-        t->u.s.p = v->u.s.p;
+        t->u.s.p = r->copy_strings ? cki_arena_strndup(r->arena, v->u.s.p, v->u.s.len) : v->u.s.p;
+        if (!t->u.s.p) return CK_ENOMEM;
         t->u.s.len = v->u.s.len;
         break;
     case CKI_PV_TUPLE:
@@ -1197,8 +1198,11 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
             t->kind = CKI_TO_DTYPE;
         } else {
             t->kind = CKI_TO_GLOBAL;
-            t->u.g.module = v->u.g.module;
-            t->u.g.name = v->u.g.name;
+            t->u.g.module = r->copy_strings ? cki_arena_strdup(r->arena, v->u.g.module)
+                                            : v->u.g.module;
+            t->u.g.name = r->copy_strings ? cki_arena_strdup(r->arena, v->u.g.name)
+                                          : v->u.g.name;
+            if (!t->u.g.module || !t->u.g.name) return CK_ENOMEM;
         }
         break;
     case CKI_PV_PERSID: st = persid(r, v->n ? v->items[0] : NULL, v->off, depth, t); break;
