@@ -16,7 +16,10 @@ on both, each as a child process timed from fork to wait4, with its peak
 resident memory (ru_maxrss of that process alone). Every run is warm (the
 inputs were just written). It prints, per job and N: wall time, peak RSS,
 time and memory per tensor, and the growth from the 10k to the 100k file
-(time and memory ratios; 10x the tensors should cost at most 12x).
+(wall time, CPU time and memory ratios; 10x the tensors should cost at most
+12x). On a machine shared with other work, wall time includes waiting for a
+core: CPU time (user + system) is the figure that tells the program's own
+growth.
 
 --check (used by tests/cli/t_scale.sh) runs only ls and convert at 1k and
 100k and exits 1 when the marginal memory per tensor,
@@ -95,12 +98,12 @@ def run(cmd):
     """Wall seconds and peak RSS (bytes) of CMD alone; raises on failure."""
     errf = os.path.join(os.path.dirname(SPAWN), "err")
     r = subprocess.run([SPAWN, "/dev/null", errf] + cmd, stdout=subprocess.PIPE, check=True)
-    wall_ns, rss_kib, _, _, status = (int(x) for x in r.stdout.split())
+    wall_ns, rss_kib, utime_us, stime_us, status = (int(x) for x in r.stdout.split())
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         with open(errf, errors="replace") as f:
             raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd), code, f.read().strip()))
-    return wall_ns / 1e9, rss_kib * 1024
+    return wall_ns / 1e9, rss_kib * 1024, (utime_us + stime_us) / 1e6
 
 
 def jobs_for(ck, fmt, path, tmp, check):
@@ -157,8 +160,9 @@ def main():
                 for job, cmd in jobs_for(ck, fmt, path, work, a.check):
                     best = None
                     for _ in range(runs):
-                        wall, rss = run(cmd())
-                        best = (wall, rss) if best is None else (min(best[0], wall), max(best[1], rss))
+                        wall, rss, cpu = run(cmd())
+                        best = (wall, rss, cpu) if best is None else (
+                            min(best[0], wall), max(best[1], rss), min(best[2], cpu))
                     res[(fmt, job, n)] = best
             for f in os.listdir(work):
                 os.unlink(os.path.join(work, f))
@@ -166,22 +170,24 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     lines = []
-    hdr = "| format | job | tensors | wall | peak RSS | time/tensor | RSS/tensor |"
+    hdr = ("| format | job | tensors | wall | CPU | peak RSS | wall/tensor | CPU/tensor "
+           "| RSS/tensor |")
     lines.append(hdr)
-    lines.append("|---|---|---|---|---|---|---|")
-    for (fmt, job, n), (wall, rss) in sorted(res.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        lines.append("| %s | %s | %d | %.3f s | %s | %.2f us | %.0f B |" % (
-            fmt, job, n, wall, fmt_mib(rss), wall / n * 1e6, rss / n))
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for (fmt, job, n), (wall, rss, cpu) in sorted(res.items()):
+        lines.append("| %s | %s | %d | %.3f s | %.3f s | %s | %.2f us | %.2f us | %.0f B |" % (
+            fmt, job, n, wall, cpu, fmt_mib(rss), wall / n * 1e6, cpu / n * 1e6, rss / n))
     growth = []
     if 10000 in counts and 100000 in counts:
-        growth.append("| format | job | time 10k -> 100k | RSS 10k -> 100k | marginal RSS/tensor |")
-        growth.append("|---|---|---|---|---|")
-        for (fmt, job, n), (wall, rss) in sorted(res.items()):
+        growth.append("| format | job | wall 10k -> 100k | CPU 10k -> 100k | RSS 10k -> 100k "
+                      "| marginal RSS/tensor |")
+        growth.append("|---|---|---|---|---|---|")
+        for (fmt, job, n), (wall, rss, cpu) in sorted(res.items()):
             if n != 100000:
                 continue
-            w10, r10 = res[(fmt, job, 10000)]
-            growth.append("| %s | %s | %.1fx | %.1fx | %.0f B |" % (
-                fmt, job, wall / w10, rss / r10, (rss - r10) / 90000.0))
+            w10, r10, c10 = res[(fmt, job, 10000)]
+            growth.append("| %s | %s | %.1fx | %.1fx | %.1fx | %.0f B |" % (
+                fmt, job, wall / w10, cpu / max(c10, 1e-3), rss / r10, (rss - r10) / 90000.0))
     print("\n".join(lines))
     if growth:
         print()
