@@ -496,6 +496,7 @@ typedef struct ck_export_opts {
     ck_dtype dtype;     /* CK_DT_KEEP, or a floating dtype: floating tensors are cast to it
                            (ints and bools keep theirs, as in ck_convert) */
     int force;          /* replace existing output files */
+    int allow_expand;   /* as in ck_convert_opts: write more than 16 x the input's size */
 } ck_export_opts;
 
 /*

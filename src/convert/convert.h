@@ -33,6 +33,10 @@ void cki_plan_free(ck_ctx *ctx, cki_plan *plan);
 #define CKI_EXPAND_FACTOR 16
 ck_status cki_plan_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
                                 const cki_plan *plan);
+/* The same over COUNT output tensors, the first at FIRST, each STRIDE bytes
+ * after the previous one (the cki_out_tensor inside a caller's records). */
+ck_status cki_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
+                           const cki_out_tensor *first, size_t count, size_t stride);
 
 /* Writes PLAN to PATH in format F through an atomic sink (plus side outputs). */
 ck_status cki_write_plan(ck_ctx *ctx, ck_model *in, const cki_format *f, const char *path,

@@ -38,6 +38,12 @@ static uint64_t reach(const cki_tensor *t)
 ck_status cki_plan_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
                                 const cki_plan *plan)
 {
+    return cki_check_expand(ctx, in, out, plan->tensors, plan->count, sizeof *plan->tensors);
+}
+
+ck_status cki_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
+                           const cki_out_tensor *first, size_t count, size_t stride)
+{
     uint64_t input = 0, total = 0, limit, worst_gain = 0;
     const cki_out_tensor *worst = NULL;
     char a[32], b[32], c[32], d[32], shape[256];
@@ -48,8 +54,9 @@ ck_status cki_plan_check_expand(ck_ctx *ctx, const ck_model *in, const char *out
     for (size_t i = 0; i < in->source_count; i++) input += in->sources[i]->len;
     for (size_t i = 0; i < in->storage_count; i++)
         if (in->storages[i]->owned) input += in->storages[i]->len;
-    for (size_t i = 0; i < plan->count; i++) {
-        const cki_out_tensor *ot = &plan->tensors[i];
+    for (size_t i = 0; i < count; i++) {
+        const cki_out_tensor *ot =
+            (const cki_out_tensor *)(const void *)((const char *)first + i * stride);
         uint64_t r = reach(ot->src);
         if (cki_add_u64(&total, total, ot->nbytes)) total = UINT64_MAX;
         if (ot->nbytes > r && ot->nbytes - r > worst_gain) {

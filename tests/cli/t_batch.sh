@@ -85,6 +85,11 @@ want="ckptkit: $(sed "s#^OUT#$T/b.safetensors#" tests/corpus/bad/expand/broadcas
     got:  $ERR"
 expect_no_file "$T/b.safetensors"
 expect_no_temp "$T"
+# export writes dense values too: the same rule
+expect_exit 1 "$CKPTKIT" export tests/corpus/bad/expand/broadcast.pt w -o "$T/w.npy"
+expect_stderr_has "tensor 'w' declares [100000, 100000] x F32 = 37.3 GiB over 4 bytes of storage"
+expect_no_file "$T/w.npy"
+expect_exit 0 "$CKPTKIT" export tests/corpus/bad/expand/broadcast.pt b -o "$T/b.npy" -q
 # the size rule is the only obstacle: under a small file-size limit, the
 # allowed write fails with EFBIG and still leaves nothing behind
 (ulimit -f 1024; "$CKPTKIT" convert tests/corpus/bad/expand/broadcast.pt "$T/b.safetensors" \
