@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -210,6 +211,25 @@ void batch_files_free(batch_files *f)
 
 #define MAX_JOBS 256
 
+/* Progress of running jobs: one counter per slot in memory shared with the
+ * children (input bytes done, scaled from the job's own done/total). */
+static volatile uint64_t *shared_done;
+static volatile uint64_t *child_counter; /* in a child: its slot's counter */
+static uint64_t child_bytes;              /* in a child: its input's size */
+
+static int on_child_progress(void *user, uint64_t done, uint64_t total)
+{
+    (void)user;
+    if (child_counter && total)
+        *child_counter = (uint64_t)((double)child_bytes * ((double)done / (double)total));
+    return 0;
+}
+
+void batch_child_progress(ck_ctx *ctx)
+{
+    if (ctx && child_counter) ck_ctx_set_progress(ctx, on_child_progress, NULL);
+}
+
 /* Children running now, for the signal handler (async-signal-safe access). */
 static volatile pid_t running[MAX_JOBS];
 static volatile sig_atomic_t nrunning_slots;
@@ -297,10 +317,14 @@ static void finish(batch *b, slot *s)
 }
 
 static void progress(const batch *b, size_t done, size_t total, uint64_t bdone, uint64_t btotal,
-                     double start, const char *label)
+                     double start, const char *label, int jobs)
 {
     char x[32], y[32], r[32];
-    double el = cli_now() - start, rate = el > 0 ? (double)bdone / el : 0;
+    double el, rate;
+    for (int i = 0; shared_done && i < jobs; i++) bdone += shared_done[i];
+    if (bdone > btotal) bdone = btotal;
+    el = cli_now() - start;
+    rate = el > 0 ? (double)bdone / el : 0;
     double eta = rate > 0 ? (double)(btotal - bdone) / rate : 0;
     (void)b;
     fprintf(stderr, "\r%s: %zu/%zu files, %s/%s, %s/s, ETA %.0fs\033[K", label, done, total,
@@ -332,6 +356,11 @@ void batch_run(batch *b, int jobs, const cli_opts *o, const char *label, batch_f
     }
     nrunning_slots = jobs;
     for (int i = 0; i < jobs; i++) running[i] = 0;
+    if (show) {
+        void *mem = mmap(NULL, sizeof(uint64_t) * MAX_JOBS, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        shared_done = mem == MAP_FAILED ? NULL : mem;
+    }
     batch_signals(1);
     fflush(NULL);
     for (;;) {
@@ -362,6 +391,10 @@ void batch_run(batch *b, int jobs, const cli_opts *o, const char *label, batch_f
                 batch_signals(0);
                 for (int k = 0; k < MAX_JOBS; k++) running[k] = 0;
                 nrunning_slots = 0;
+                if (shared_done) {
+                    child_counter = &shared_done[i];
+                    child_bytes = b->v[next].bytes;
+                }
                 sigprocmask(SIG_SETMASK, &old_mask, NULL);
                 child(&b->v[next], p[1], fn, user);
             }
@@ -381,6 +414,7 @@ void batch_run(batch *b, int jobs, const cli_opts *o, const char *label, batch_f
             slots[i].fd = p[0];
             slots[i].job = next++;
             slots[i].got = 0;
+            if (shared_done) shared_done[i] = 0;
             active++;
         }
         if (!active) break;
@@ -389,7 +423,7 @@ void batch_run(batch *b, int jobs, const cli_opts *o, const char *label, batch_f
             pf[i].events = POLLIN;
             pf[i].revents = 0;
         }
-        if (show) progress(b, done, total, bdone, btotal, start, label);
+        if (show) progress(b, done, total, bdone, btotal, start, label, jobs);
         n = poll(pf, (nfds_t)jobs, 250);
         if (n <= 0) continue;
         for (int i = 0; i < jobs; i++) {
@@ -406,12 +440,15 @@ void batch_run(batch *b, int jobs, const cli_opts *o, const char *label, batch_f
             /* end of the pipe (or a full buffer): the job is over */
             running[i] = 0;
             finish(b, s);
+            if (shared_done) shared_done[i] = 0;
             active--;
             done++;
             bdone += b->v[s->job].bytes;
         }
     }
     if (show) fputs("\r\033[K", stderr);
+    if (shared_done) munmap((void *)shared_done, sizeof(uint64_t) * MAX_JOBS);
+    shared_done = NULL;
     batch_signals(0);
     nrunning_slots = 0;
 }

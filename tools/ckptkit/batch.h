@@ -49,6 +49,10 @@ typedef struct batch {
  * left empty for BATCH_DONE) and returns a batch_outcome. */
 typedef int (*batch_fn)(void *user, const batch_job *job, char *reason, size_t cap);
 
+/* In a job: reports CTX's progress (done/total of its work) to the batch's
+ * progress line, as a share of the job's input bytes. No-op without one. */
+void batch_child_progress(ck_ctx *ctx);
+
 /* Appends a job (A and B copied; B may be NULL). Returns it, or NULL when
  * memory ran out. */
 batch_job *batch_add(batch *b, const char *a, const char *b_path);

@@ -85,6 +85,7 @@ static int run_convert(void *user, const batch_job *j, char *reason, size_t cap)
         return BATCH_FAILED;
     }
     co.force = co.force || c->replace[j - c->b->v];
+    batch_child_progress(ctx);
     if (ck_model_open(ctx, j->a, c->oo, &m) || ck_convert(ctx, m, j->b, &co, &stats)) {
         snprintf(reason, cap, "%s", ck_errmsg(ctx));
         rc = BATCH_FAILED;
@@ -308,6 +309,7 @@ static int run_verify(void *user, const batch_job *j, char *reason, size_t cap)
         snprintf(reason, cap, "out of memory");
         return BATCH_FAILED;
     }
+    batch_child_progress(ctx);
     if (ck_model_open(ctx, j->a, v->oo, &a) || ck_model_open(ctx, j->b, v->oo, &b) ||
         ck_verify(ctx, a, b, count_diff, &diffs, &same)) {
         snprintf(reason, cap, "%s", ck_errmsg(ctx));
