@@ -204,7 +204,7 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
                         "%s: not a PyTorch checkpoint (no zip signature, legacy magic number or "
                         "tar header at byte 0)",
                         src->path);
-    if ((st = cki_torch_parse(m->ctx, src->path, src->base, src->len, kind, note_globals, &rd,
+    if ((st = cki_torch_parse_source(m->ctx, src, kind, note_globals, &rd,
                               &rd.tf)))
         return st;
     if (rd.dangerous && !(opts && opts->allow_unsafe)) {

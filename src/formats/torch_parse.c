@@ -150,6 +150,8 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
 
     if ((st = cki_zip_open(tf->ctx, tf->file, tf->base, tf->len, &tf->zip))) return st;
     tf->zip_open = 1;
+    /* directory and local headers are checked and copied: their pages can go */
+    cki_source_release(tf->src, 0, tf->len);
     if (tf->zip.count == 0)
         return cki_fail(tf->ctx, CK_EFORMAT, "%s: zip archive has no records", tf->file);
     first = &tf->zip.entries[0];
@@ -202,6 +204,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     tf->pk_arena = &pka;
     st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk);
     tf->pk_arena = NULL;
+    cki_source_release(tf->src, 0, tf->len); /* data.pkl: its strings are copied */
     if (!st) {
         tf->rec.where = tf->where;
         tf->rec.copy_strings = 1;
@@ -665,12 +668,13 @@ static ck_status parse_tar(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     return CK_OK;
 }
 
-ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
-                          cki_torch_kind kind, cki_torch_visit_fn visit, void *user,
-                          cki_torch_file *tf)
+static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
+                       const cki_source *src, cki_torch_kind kind, cki_torch_visit_fn visit,
+                       void *user, cki_torch_file *tf)
 {
     ck_status st;
     memset(tf, 0, sizeof *tf);
+    tf->src = src;
     tf->ctx = ctx;
     tf->file = file;
     tf->base = p;
@@ -689,4 +693,17 @@ ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
     }
     if (st) cki_torch_close(tf);
     return st;
+}
+
+ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
+                          cki_torch_kind kind, cki_torch_visit_fn visit, void *user,
+                          cki_torch_file *tf)
+{
+    return parse(ctx, file, p, len, NULL, kind, visit, user, tf);
+}
+
+ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_kind kind,
+                                 cki_torch_visit_fn visit, void *user, cki_torch_file *tf)
+{
+    return parse(ctx, src->path, src->base, src->len, src, kind, visit, user, tf);
 }
