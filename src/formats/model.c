@@ -41,7 +41,10 @@ void ck_model_close(ck_model *m)
     if (!m) return;
     ctx = m->ctx;
     if (m->driver_free) m->driver_free(m, m->driver_data);
-    for (size_t i = 0; i < m->storage_count; i++) cki_free(ctx, m->storages[i]->owned);
+    for (size_t i = 0; i < m->storage_count; i++) {
+        cki_free(ctx, m->storages[i]->owned);
+        if (m->storages[i]->fetch.free) m->storages[i]->fetch.free(ctx, m->storages[i]->fetch.state);
+    }
     cki_free(ctx, m->storages);
     for (size_t i = 0; i < m->source_count; i++) cki_source_close(ctx, m->sources[i]);
     cki_free(ctx, m->sources);
@@ -127,6 +130,27 @@ ck_status cki_model_storage_owned(ck_model *m, uint8_t *bytes, uint64_t len, ck_
     *out = s;
     return CK_OK;
 }
+
+ck_status cki_model_storage_fetch(ck_model *m, uint64_t len, ck_dtype dtype,
+                                  const cki_fetch *fetch, cki_storage **out)
+{
+    cki_storage *s = new_storage(m);
+    ck_status st;
+    if (!s) {
+        if (fetch->free) fetch->free(m->ctx, fetch->state);
+        return CK_ENOMEM;
+    }
+    s->len = len;
+    s->dtype = dtype;
+    s->fetch = *fetch;
+    if ((st = push_storage(m, s))) {
+        if (fetch->free) fetch->free(m->ctx, fetch->state);
+        return st;
+    }
+    *out = s;
+    return CK_OK;
+}
+
 
 ck_status cki_model_reserve(ck_model *m, size_t tensors, size_t storages)
 {

@@ -197,9 +197,17 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     }
     if ((st = cki_zip_read(&tf->zip, pkl, 1, &data, &dlen, &tf->pkl_owned))) return st;
     tf->where = pkl->name;
-    /* the value graph lives only until it is converted: the torch objects
-     * copy the strings they keep, and the graph's memory is free before the
-     * model is built (a 100,000-tensor file: about 90 MiB) */
+    if (!tf->src) {
+        /* cki_torch_parse: the caller may walk the value graph (pv_root) */
+        if ((st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk))) return st;
+        tf->rec.where = tf->where;
+        tf->pv_root = pk.root;
+        return cki_trec_convert(&tf->rec, pk.root, &tf->root);
+    }
+    /* cki_torch_parse_source (the reader): the value graph lives only until
+     * it is converted: the torch objects copy the strings they keep, and the
+     * graph's memory is free before the model is built (a 100,000-tensor
+     * file: about 90 MiB); pv_root stays NULL */
     cki_arena_init(&pka, tf->ctx);
     tf->pk_arena = &pka;
     st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk);
@@ -393,6 +401,7 @@ static ck_status parse_legacy(cki_torch_file *tf, cki_torch_visit_fn visit, void
     }
     tf->where = names[3];
     tf->rec.where = tf->where;
+    tf->pv_root = pk[3].root;
     if ((st = cki_trec_convert(&tf->rec, pk[3].root, &tf->root))) return st;
     return legacy_layout(tf, pk[4].root, pos);
 }
@@ -656,6 +665,7 @@ static ck_status parse_tar(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     if ((st = run(tf, tf->base + m->off, m->len, tf->where, m->off, visit, user, &pk))) return st;
     tf->rec.persid = tar_persid;
     tf->rec.persid_user = tf;
+    tf->pv_root = pk.root;
     if ((st = cki_trec_convert(&tf->rec, pk.root, &tf->root))) return st;
     /* storages named by inline ('storage', ...) tuples must be stored ones */
     for (size_t i = 0; i < tf->rec.storage_count; i++)
