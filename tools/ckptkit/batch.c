@@ -100,7 +100,7 @@ int batch_default_jobs(void)
 static int checkpoint_name(const char *name)
 {
     static const char *const ext[] = {".safetensors", ".pth", ".pt", ".bin", ".ckpt",
-                                      ".pkl", ".tar"};
+                                      ".pkl", ".tar", ".npz", ".npy"};
     size_t n = strlen(name);
     for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
         size_t k = strlen(ext[i]);

@@ -71,7 +71,7 @@ typedef struct batch_files {
 /* The checkpoint files of ARG: ARG itself when it is a file; the regular
  * files directly in it when it is a folder (every level below with
  * RECURSIVE), those whose extension names a checkpoint format (ckptkit's
- * readers: .safetensors .pth .pt .bin .ckpt .pkl .tar), sorted by path;
+ * readers: .safetensors .pth .pt .bin .ckpt .pkl .tar .npz .npy), sorted by path;
  * hidden names (".x", temporary outputs) skipped. 0, or nonzero with the
  * error printed. */
 int batch_list(const char *arg, int recursive, batch_files *out);

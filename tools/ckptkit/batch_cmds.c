@@ -31,6 +31,7 @@ static const char *ext_for(const char *fmt)
     if (!strcmp(fmt, "safetensors")) return ".safetensors";
     if (!strcmp(fmt, "pth") || !strcmp(fmt, "pt") || !strcmp(fmt, "bin")) return ".pth";
     if (!strcmp(fmt, "ckpt")) return ".ckpt";
+    if (!strcmp(fmt, "npz")) return ".npz";
     return NULL;
 }
 
@@ -122,8 +123,8 @@ int batch_convert(char **inputs, int ninputs, const char *out_dir, const char *t
     if (!to) to = "safetensors";
     ext = ext_for(to);
     if (!ext)
-        return cli_usage_error("convert", "-o DIR writes safetensors, pth or ckpt (--to), not "
-                               "'%s'", to);
+        return cli_usage_error("convert", "-o DIR writes safetensors, pth, ckpt or npz (--to), "
+                               "not '%s'", to);
     co2.format = to;
     if (co->shard_size)
         return cli_usage_error("convert", "--shard-size cannot be combined with -o DIR");
