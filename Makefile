@@ -109,8 +109,18 @@ interop: all venv
 	CKPTKIT_LANE=oldest $(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
 	@$(VENV_PY) tests/interop/render_compat.py
 
-check: check-deps all unit cli fuzz-replay interop asan
+check: check-deps all unit cli fuzz-replay interop python asan
 	@echo "make check: all suites passed"
+
+# The Python package (python/): one abi3 wheel built from this checkout's
+# sources, installed into the test environment, then its pytest suite (which
+# also imports the wheel in Debian's /usr/bin/python3).
+.PHONY: python
+python: venv
+	rm -rf $(B)/wheel python/build
+	$(VENV_PY) -m pip wheel -q --no-build-isolation --no-deps -w $(B)/wheel ./python
+	$(VENV_PY) -m pip install -q --no-deps --force-reinstall $(B)/wheel/ckptkit-*.whl
+	CKPTKIT_WHEEL_DIR=$(CURDIR)/$(B)/wheel $(VENV_PY) -m pytest -q -p no:cacheprovider python/tests
 
 demo: all
 	@scripts/demo.sh $(B)/ckptkit

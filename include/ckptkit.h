@@ -201,6 +201,10 @@ typedef struct ck_open_opts {
     int skip_unsupported; /* NumPy arrays of dtypes ckptkit cannot represent (strings, void,
                            * datetime, structured) are left out with a warning instead of
                            * failing the open (CK_EUNSUPPORTED); see ck_model_omitted_count */
+    int map_writable;     /* map files copy-on-write (MAP_PRIVATE, readable and writable):
+                           * bytes written through ck_model_data pointers stay in this
+                           * process and never reach the file */
+    int values;           /* keep the checkpoint's whole value tree (ck_model_values) */
 } ck_open_opts;
 
 /* Opens PATH read-only (memory-mapped). The format is detected from content,
@@ -328,6 +332,14 @@ CK_API ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out,
  * "ckpt", "raw", "npz", "npy"), or NULL. */
 CK_API const char *ck_format_for_path(const char *path);
 
+/* The writer NAME or one of its aliases ("pt", "bin", "st", "lightning", ...)
+ * stands for ("pth" for "bin"), or NULL when no writer answers to NAME. */
+CK_API const char *ck_format_writer(const char *name);
+
+/* The name of the I-th writer (0, 1, ...), NULL past the last: lists every
+ * output format this build has. */
+CK_API const char *ck_format_writer_name(size_t i);
+
 /* What a whole-checkpoint rewrite with policy UNKNOWN (CK_UNKNOWN_*) would
  * change in M, without writing anything: FN hears of each value as
  * ck_convert's on_rewrite would. M must be a single PyTorch file (else
@@ -383,7 +395,10 @@ typedef void (*ck_scan_fn)(void *user, const ck_scan_item *item);
 
 /* Parses every pickle in PATH with the loader's own machine and reports each
  * global. *WORST is the worst verdict seen. Fails (never "clean") when any
- * pickle cannot be parsed completely. */
+ * pickle cannot be parsed completely or a pickle's zip record fails its CRC-32;
+ * the scan still goes on past such a part where the container allows, and
+ * *WORST is written on failure too (an exception to the outputs-on-success
+ * rule): a dangerous global found anywhere is reported whatever else fails. */
 CK_API ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user,
                          ck_verdict *worst);
 
@@ -562,6 +577,108 @@ typedef struct ck_export_opts {
  */
 CK_API ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t count,
                            const char *out, const ck_export_opts *opts, ck_convert_stats *stats);
+
+
+/* ------------------------------------------------------------------------ */
+/* Models built in memory (writing tensors the caller holds)                 */
+/* ------------------------------------------------------------------------ */
+
+/* An empty model named NAME (used in messages) with no file behind it. Add
+ * tensors with ck_model_add and write it with ck_convert. */
+CK_API ck_status ck_model_new(ck_ctx *ctx, const char *name, ck_model **out);
+
+/* Adds a dense row-major tensor whose LEN bytes (little-endian) are at DATA.
+ * DATA is borrowed: it must stay valid and unchanged until ck_model_close.
+ * LEN must equal the shape's element count x the dtype's size. Tensors given
+ * the same DATA, LEN and dtype share one storage (pth output writes it once).
+ * A repeated NAME fails with CK_EARG. */
+CK_API ck_status ck_model_add(ck_model *m, const char *name, ck_dtype dtype, int ndim,
+                              const int64_t *shape, const void *data, uint64_t len);
+
+/* Adds or replaces metadata KEY -> VALUE (both copied). */
+CK_API ck_status ck_model_set_meta(ck_model *m, const char *key, const char *value);
+
+/* Opens a checkpoint held in memory: LEN bytes at DATA, borrowed until
+ * ck_model_close. NAME stands for the path in messages. Sharded checkpoints
+ * and raw files with a manifest need files: use ck_model_open. */
+CK_API ck_status ck_model_open_memory(ck_ctx *ctx, const char *name, const void *data,
+                                      uint64_t len, const ck_open_opts *opts, ck_model **out);
+
+/* ------------------------------------------------------------------------ */
+/* The value tree (opened with ck_open_opts.values)                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A PyTorch checkpoint is a pickled object graph. Opened with
+ * ck_open_opts.values = 1, the model keeps that graph as inert ck_value nodes:
+ * what Python's unpickler would build, except that nothing is imported or
+ * called. Classes ckptkit recognises become plain values (OrderedDict,
+ * torch.Size, torch.device, argparse.Namespace, numpy scalars, ...); tensors
+ * point at the model's tensors; every other object is CK_VALUE_OBJECT with its
+ * class (module, name), constructor arguments, BUILD state and the items set
+ * or appended on it. It is a graph: a node may appear in several places and a
+ * container may contain itself, so walkers keep a visited set. Tensors the
+ * reader did not expose are added to the model under the name
+ * "<values>.N" (N counting from 0) only when opts.all is 0 and the tree needs
+ * them; open with opts.all = 1 to have every tensor under its dotted path.
+ */
+typedef enum ck_value_kind {
+    CK_VALUE_NONE,
+    CK_VALUE_BOOL,    /* i: 0 or 1 */
+    CK_VALUE_INT,     /* i */
+    CK_VALUE_BIGINT,  /* s, len: little-endian two's complement bytes */
+    CK_VALUE_FLOAT,   /* f[0] */
+    CK_VALUE_COMPLEX, /* f[0] real, f[1] imaginary */
+    CK_VALUE_STR,     /* s, len: UTF-8 (lone surrogates as their 3-byte form) */
+    CK_VALUE_BYTES,   /* s, len */
+    CK_VALUE_TUPLE,   /* items[0..count) */
+    CK_VALUE_LIST,    /* items[0..count) */
+    CK_VALUE_SET,     /* items[0..count) */
+    CK_VALUE_DICT,    /* items[0..2 count): key, value, ... in insertion order */
+    CK_VALUE_SLICE,   /* items[0..3): start, stop, step */
+    CK_VALUE_TENSOR,  /* tensor: index in the model, or (size_t)-1 when the tensor was
+                       * skipped (s then says why); flag CK_VALUE_F_PARAMETER */
+    CK_VALUE_DTYPE,   /* s: torch dtype name ("float32") */
+    CK_VALUE_NPDTYPE, /* s: numpy type string ("<f4") */
+    CK_VALUE_ARRAY,   /* a small numpy array: s = type string, ndim, shape, data, len;
+                       * flag CK_VALUE_F_FORTRAN */
+    CK_VALUE_STORAGE, /* a storage by itself: s = its class name ("FloatStorage") */
+    CK_VALUE_GLOBAL,  /* a class or function reference: module, name (never imported) */
+    CK_VALUE_OBJECT   /* an instance never constructed: module, name, args, state, dict,
+                       * list (each may be NULL) */
+} ck_value_kind;
+
+enum {
+    CK_VALUE_F_ORDERED = 1,    /* DICT: collections.OrderedDict */
+    CK_VALUE_F_SIZE = 2,       /* TUPLE: torch.Size */
+    CK_VALUE_F_DEVICE = 4,     /* STR: torch.device */
+    CK_VALUE_F_FROZEN = 8,     /* SET: frozenset */
+    CK_VALUE_F_PARAMETER = 16, /* TENSOR: torch.nn.Parameter */
+    CK_VALUE_F_FORTRAN = 32    /* ARRAY: column-major data */
+};
+
+typedef struct ck_value ck_value;
+struct ck_value {
+    ck_value_kind kind;
+    unsigned flags;               /* CK_VALUE_F_* */
+    uint32_t count;               /* items (pairs for DICT) */
+    const ck_value *const *items; /* NULL entries stand for None */
+    int64_t i;
+    double f[2];
+    const char *s;                /* NUL-terminated, or NULL */
+    uint64_t len;                 /* bytes of s (of data for ARRAY) */
+    const char *module, *name;    /* GLOBAL, OBJECT */
+    const ck_value *args, *state, *dict, *list; /* OBJECT; each may be NULL */
+    size_t tensor;                /* TENSOR */
+    int ndim;                     /* ARRAY */
+    const int64_t *shape;         /* ARRAY */
+    const void *data;             /* ARRAY */
+};
+
+/* The root of the value tree, borrowed until ck_model_close; NULL when the
+ * model was not opened with ck_open_opts.values or its format holds no
+ * pickled objects (safetensors, raw, sharded). */
+CK_API const ck_value *ck_model_values(const ck_model *m);
 
 #ifdef __cplusplus
 }

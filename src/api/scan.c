@@ -8,9 +8,18 @@
  *    every other record that starts like a pickle (PROTO byte 0x80 then a
  *    protocol 0..5), except the raw storage records of a torch archive
  *    (<prefix>/data/... next to <prefix>/data.pkl) and its small text
- *    records. The zip directory itself must pass cki_zip_open: local and
- *    central names that differ, encrypted records, overlapping records make
- *    the scan fail. Pickle records are CRC-checked.
+ *    records. The zip directory must parse, but records flagged as encrypted
+ *    and local headers at odds with the directory (name, method, flags: the
+ *    classic ways to hide a record from a scanner) are read all the same, as
+ *    a lenient unzipper would hand them to an unpickler: the scan fails on
+ *    them, naming the first, and still reports every global of those records
+ *    (cki_zip_open_lenient; the loader's own check, cki_scan_source, reads
+ *    the zip strictly, as the loader does). Overlapping records still make
+ *    the scan fail. Pickle records are CRC-checked, but a record whose CRC-32
+ *    does not match is still scanned (its bytes are what a lenient unpickler
+ *    would run), and the scan goes on to the next records after one that
+ *    fails: the mismatch or parse failure is the scan's error, and every
+ *    global met anywhere is still reported.
  *  - legacy torch stream: its five pickles, the storage layout after them,
  *    and whatever follows the layout;
  *  - torch tar: the pickles inside 'storages' and 'tensors' (by their
@@ -24,7 +33,9 @@
  * form another pickle, which is scanned too: a loader reading pickles in a
  * row would run it. A pickle that cannot be parsed to its STOP fails the
  * scan (never "clean"); the globals met before the failure are still
- * reported. A STACK_GLOBAL whose operands are not plain strings is reported
+ * reported, and so is the worst verdict: a dangerous global found is a fact
+ * whatever fails after it. When several parts fail, the first failure is
+ * the scan's error. A STACK_GLOBAL whose operands are not plain strings is reported
  * as module "?" name "?" and judged dangerous.
  */
 #include <stdio.h>
@@ -42,7 +53,21 @@ typedef struct scanner {
     ck_scan_fn fn;
     void *user;
     ck_verdict worst;
+    int lenient;                    /* ck_scan: zip through cki_zip_open_lenient */
+    ck_status first;                /* the first failure of a part the scan went past */
+    char first_msg[CKI_ERRMSG_MAX]; /* and its message */
 } scanner;
+
+/* Keeps ST (nonzero) as the scan's error if it is the first; returns 1 when
+ * the scan can go on to the next part (anything but running out of memory). */
+static int go_on(scanner *s, ck_status st)
+{
+    if (!s->first) {
+        s->first = st;
+        snprintf(s->first_msg, sizeof s->first_msg, "%s", ck_errmsg(s->ctx));
+    }
+    return st != CK_ENOMEM;
+}
 
 static void report(scanner *s, const char *where, const cki_pickle *pk)
 {
@@ -141,9 +166,18 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
 {
     cki_zip z;
     ck_status st;
-    if ((st = cki_zip_open(s->ctx, s->path, src->base, src->len, &z))) return st;
+    if ((st = (s->lenient ? cki_zip_open_lenient : cki_zip_open)(s->ctx, s->path, src->base,
+                                                                  src->len, &z)))
+        return st;
+    /* an encrypted flag or a local header at odds with the directory: the
+     * failure of the scan, and the records are scanned all the same */
+    if (z.problem && !go_on(s, cki_fail(s->ctx, z.problem, "%s", z.problem_msg))) {
+        st = z.problem;
+        goto done;
+    }
     if (junk_scan && z.shift && src->base[0] == 0x80 &&
-        (st = scan_pickles(s, src->base, z.shift, "bytes before the zip archive", 0)))
+        (st = scan_pickles(s, src->base, z.shift, "bytes before the zip archive", 0)) &&
+        !go_on(s, st))
         goto done;
     for (size_t i = 0; i < z.count; i++) {
         const cki_zip_entry *e = &z.entries[i];
@@ -156,14 +190,26 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
             uint8_t head[2];
             size_t got;
             if (torch_data_record(&z, e)) continue;
-            if ((st = cki_zip_peek(&z, e, head, 2, &got))) goto done;
+            if ((st = cki_zip_peek(&z, e, head, 2, &got))) {
+                if (go_on(s, st)) continue;
+                goto done;
+            }
             if (got < 2 || head[0] != 0x80 || head[1] > 5) continue;
         }
-        if ((st = cki_zip_read(&z, e, 1, &data, &len, &owned))) goto done;
+        if ((st = cki_zip_read(&z, e, 0, &data, &len, &owned))) {
+            if (go_on(s, st)) continue;
+            goto done;
+        }
+        /* a CRC mismatch is reported, and the record scanned all the same */
+        if ((st = cki_zip_check_crc(&z, e, data, len)) && !go_on(s, st)) {
+            cki_free(s->ctx, owned);
+            goto done;
+        }
         st = npy ? scan_npy(s, data, len, e->name, 0) : scan_pickles(s, data, len, e->name, 0);
         cki_free(s->ctx, owned);
-        if (st) goto done;
+        if (st && !go_on(s, st)) goto done;
     }
+    st = CK_OK;
 done:
     cki_zip_close(&z);
     return st;
@@ -207,7 +253,8 @@ static ck_status scan_tar(scanner *s, const cki_source *src)
             !(m->len >= 2 && p[0] == 0x80 && p[1] <= 5))
             continue;
         snprintf(where, sizeof where, "tar member '%.200s'", m->name);
-        if ((st = scan_pickles(s, p, m->len, where, m->off))) break;
+        if ((st = scan_pickles(s, p, m->len, where, m->off)) && !go_on(s, st)) break;
+        st = CK_OK;
     }
     cki_tar_close(&t);
     if (st) return st;
@@ -220,14 +267,16 @@ static ck_status scan_tar(scanner *s, const cki_source *src)
 
 /* Scans every pickle of an open source (see ck_scan). Also used by the
  * loader, which refuses files whose pickles reference dangerous globals
- * anywhere, not only in the part torch.load would run. */
-ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
-                          ck_verdict *worst)
+ * anywhere, not only in the part torch.load would run. LENIENT: zip records
+ * through cki_zip_open_lenient (ck_scan), else cki_zip_open (the loader). */
+static ck_status scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
+                             ck_verdict *worst, int lenient)
 {
     scanner s;
     ck_status st;
     const char *path = src->path;
     memset(&s, 0, sizeof s);
+    s.lenient = lenient;
     s.ctx = ctx;
     s.path = path;
     s.fn = fn;
@@ -245,7 +294,8 @@ ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, voi
             st = scan_npy(&s, src->base, src->len, "npy array", 0);
             break;
         }
-        if (!cki_zip_open(NULL, path, src->base, src->len, &z)) { /* bytes before a zip */
+        if (!(lenient ? cki_zip_open_lenient : cki_zip_open)(NULL, path, src->base, src->len,
+                                                             &z)) { /* bytes before a zip */
             cki_zip_close(&z);
             st = scan_zip(&s, src, 1);
             break;
@@ -267,7 +317,17 @@ ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, voi
     }
     }
     if (worst) *worst = s.worst; /* what was seen, even when a later pickle failed */
+    if (s.first && st != CK_ENOMEM) /* the first failure, even when later parts passed */
+        return cki_fail(ctx, s.first, "%s", s.first_msg);
     return st;
+}
+
+/* The loader's check: zip records are read as the loader reads them, so a
+ * file it refuses for its zip structure fails here the same way. */
+ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
+                          ck_verdict *worst)
+{
+    return scan_source(ctx, src, fn, user, worst, 0);
 }
 
 /* Sharded input: every shard is scanned; items name the shard. */
@@ -292,20 +352,27 @@ static ck_status scan_sharded(ck_ctx *ctx, const char *path, ck_scan_fn fn, void
 {
     char **files;
     size_t n;
-    ck_status st;
+    ck_status st, first = CK_OK;
+    char first_msg[CKI_ERRMSG_MAX];
     *worst = CK_VERDICT_ALLOWED;
     if ((st = cki_sharded_list(ctx, path, &files, &n))) return st;
-    for (size_t i = 0; i < n && !st; i++) {
+    for (size_t i = 0; i < n && st != CK_ENOMEM; i++) { /* every shard, past failures */
         cki_source *src;
         ck_verdict w = CK_VERDICT_ALLOWED;
         shard_relay r = {fn, user, cki_basename(files[i])};
-        if ((st = cki_source_open(ctx, files[i], &src))) break;
-        cki_mem_allow_input(ctx, src->len);
-        st = cki_scan_source(ctx, src, relay, &r, &w);
-        if (w > *worst) *worst = w;
-        cki_source_close(ctx, src);
+        if (!(st = cki_source_open(ctx, files[i], &src))) {
+            cki_mem_allow_input(ctx, src->len);
+            st = scan_source(ctx, src, relay, &r, &w, 1);
+            if (w > *worst) *worst = w;
+            cki_source_close(ctx, src);
+        }
+        if (st && !first) {
+            first = st;
+            snprintf(first_msg, sizeof first_msg, "%s", ck_errmsg(ctx));
+        }
     }
     cki_sharded_list_free(ctx, files, n);
+    if (first && st != CK_ENOMEM) return cki_fail(ctx, first, "%s", first_msg);
     return st;
 }
 
@@ -318,13 +385,13 @@ ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_v
     cki_clear(ctx);
     if (cki_is_sharded_path(path)) {
         st = scan_sharded(ctx, path, fn, user, &w);
-        if (!st && worst) *worst = w;
+        if (worst) *worst = w;
         return st;
     }
     if ((st = cki_source_open(ctx, path, &src))) return st;
     cki_mem_allow_input(ctx, src->len);
-    st = cki_scan_source(ctx, src, fn, user, &w);
+    st = scan_source(ctx, src, fn, user, &w, 1);
     cki_source_close(ctx, src);
-    if (!st && worst) *worst = w;
+    if (worst) *worst = w; /* also on failure: what was found before or beside it */
     return st;
 }

@@ -227,8 +227,9 @@ char *cki_arena_strdup(cki_arena *a, const char *s);
 
 /* ---- string -> index hash map (open addressing, keys borrowed) ------------
  * 16 bytes a slot, at most half the slots used: 32 to 64 bytes per key. Keys
- * up to 4 GiB - 1 bytes, values up to 2^32 - 1 (indexes into the caller's
- * arrays); cki_map_put refuses larger ones (-1). */
+ * up to 4 GiB - 1 bytes; values below 2^32 - 1 (indexes into the caller's
+ * arrays) or SIZE_MAX (a "none" marker, kept as such); cki_map_put refuses
+ * others (-1). */
 typedef struct cki_map_slot {
     const char *key;
     uint32_t key_len;

@@ -97,7 +97,7 @@ int cki_map_reserve(cki_map *m, size_t count)
 int cki_map_put(cki_map *m, const char *key, size_t key_len, size_t value, size_t *existing)
 {
     size_t j;
-    if (key_len > UINT32_MAX || value > UINT32_MAX) {
+    if (key_len > UINT32_MAX || (value >= UINT32_MAX && value != SIZE_MAX)) {
         cki_fail(m->ctx, CK_ELIMIT, "name of %zu bytes or index %zu is beyond the name table's "
                  "range (2^32 - 1)", key_len, value);
         return -1;
@@ -107,14 +107,14 @@ int cki_map_put(cki_map *m, const char *key, size_t key_len, size_t value, size_
     while (m->slots[j].key) {
         cki_map_slot *s = &m->slots[j];
         if (s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
-            if (existing) *existing = s->value;
+            if (existing) *existing = s->value == UINT32_MAX ? SIZE_MAX : s->value;
             return 1;
         }
         j = (j + 1) & (m->cap - 1);
     }
     m->slots[j].key = key;
     m->slots[j].key_len = (uint32_t)key_len;
-    m->slots[j].value = (uint32_t)value;
+    m->slots[j].value = value == SIZE_MAX ? UINT32_MAX : (uint32_t)value;
     m->count++;
     return 0;
 }
@@ -127,7 +127,7 @@ int cki_map_get(const cki_map *m, const char *key, size_t key_len, size_t *value
     while (m->slots[j].key) {
         const cki_map_slot *s = &m->slots[j];
         if (s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
-            *value = s->value;
+            *value = s->value == UINT32_MAX ? SIZE_MAX : s->value;
             return 0;
         }
         j = (j + 1) & (m->cap - 1);

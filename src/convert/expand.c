@@ -8,7 +8,7 @@
  *
  *   planned output bytes <= CKI_EXPAND_FACTOR x input bytes
  *
- * (input bytes: the files the model reads, plus storages it holds in memory)
+ * (input bytes: the files the model reads, plus storages not in them)
  * (16: the largest legitimate growth is a cast from a 4-bit type to a 64-bit
  * one, 16 x; every other cast and every dense view stays within it). Above
  * that the conversion is refused unless allow_expand is set, naming the
@@ -49,11 +49,11 @@ ck_status cki_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
     char a[32], b[32], c[32], d[32], shape[256];
     size_t k = 0;
 
-    /* the files read, plus bytes the model holds in memory (inflated zip
-     * members, models built by hand) */
+    /* the files read, plus bytes that are not in them (inflated zip members,
+     * models built in memory, storages fetched on demand) */
     for (size_t i = 0; i < in->source_count; i++) input += in->sources[i]->len;
     for (size_t i = 0; i < in->storage_count; i++)
-        if (in->storages[i]->owned) input += in->storages[i]->len;
+        if (in->storages[i]->owned || !in->storages[i]->src) input += in->storages[i]->len;
     for (size_t i = 0; i < count; i++) {
         const cki_out_tensor *ot =
             (const cki_out_tensor *)(const void *)((const char *)first + i * stride);

@@ -90,3 +90,16 @@ const char *ck_format_for_path(const char *path)
     const cki_format *f = path ? cki_format_by_path(path) : NULL;
     return f ? f->name : NULL;
 }
+
+const char *ck_format_writer(const char *name)
+{
+    const cki_format *f = name ? cki_format_by_name(name, CKI_CAP_WRITE) : NULL;
+    return f && (f->caps & CKI_CAP_WRITE) ? f->name : NULL;
+}
+
+const char *ck_format_writer_name(size_t i)
+{
+    for (size_t k = 0; cki_formats[k]; k++)
+        if ((cki_formats[k]->caps & CKI_CAP_WRITE) && i-- == 0) return cki_formats[k]->name;
+    return NULL;
+}

@@ -22,7 +22,7 @@
  *             offset, size, stride, False, collections.OrderedDict())
  *   with offset, numel and stride in elements. Dtypes torch keeps no typed
  *   storage class for (uint16/32/64, float8 variants) use what torch >= 2.3
- *   writes: _rebuild_tensor_v3(persid ('storage', torch.UntypedStorage, key,
+ *   writes: _rebuild_tensor_v3(persid ('storage', torch.storage.UntypedStorage, key,
  *   'cpu', nbytes), offset, size, stride, False, OrderedDict(),
  *   torch.<dtype>); torch 1.13 cannot load those. 4- and 6-bit floats have no
  *   torch dtype this writer can name: refused, naming the tensor.
@@ -304,7 +304,7 @@ static void pickle_tensor(writer *w, size_t i)
         cki_pkw_tuple_begin(pk, 5);
         cki_pkw_str_ref(pk, "storage", 7, &w->r_storage);
         if (v3)
-            cki_pkw_global_ref(pk, "torch", "UntypedStorage", &w->r_untyped);
+            cki_pkw_global_ref(pk, "torch.storage", "UntypedStorage", &w->r_untyped);
         else
             cki_pkw_global_ref(pk, "torch", torch_types[ot->dtype].cls, &w->r_cls[ot->dtype]);
         cki_pkw_str_ref(pk, s->key, strlen(s->key), &s->key_ref);

@@ -31,6 +31,7 @@ struct ck_model {
     size_t meta_count, meta_cap;
 
     char *values_json; /* owned (cki_malloc) or NULL */
+    const ck_value *values; /* the value tree (ck_open_opts.values), in the arena, or NULL */
 
     /* tensors the reader found but cannot represent (quantized, sparse, ...):
      * names and reasons in the arena; a conversion that would include one

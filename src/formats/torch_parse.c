@@ -27,9 +27,14 @@ const uint8_t cki_torch_legacy_magic[14] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 
 cki_torch_kind cki_torch_sniff(const uint8_t *p, uint64_t len)
 {
     if (len >= 4 && p[0] == 'P' && p[1] == 'K' && p[2] == 3 && p[3] == 4) return CKI_TORCH_ZIP;
-    if (len >= sizeof cki_torch_legacy_magic &&
-        !memcmp(p, cki_torch_legacy_magic, sizeof cki_torch_legacy_magic))
-        return CKI_TORCH_LEGACY;
+    /* the legacy magic number pickled with protocol 2 (torch's default) to 5:
+     * PROTO n, then for 4 and 5 a FRAME opcode with its 8-byte length, then
+     * LONG1 of 10 bytes; the parser checks the whole pickle later */
+    if (len >= sizeof cki_torch_legacy_magic && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5) {
+        uint64_t at = p[1] >= 4 && p[2] == 0x95 ? 11 : 2;
+        if (len >= at + 12 && !memcmp(p + at, cki_torch_legacy_magic + 2, 12))
+            return CKI_TORCH_LEGACY;
+    }
     if (cki_tar_sniff(p, len)) return CKI_TORCH_TAR;
     return CKI_TORCH_NONE;
 }

@@ -293,7 +293,11 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
     int untyped, put;
     const char *unsup;
 
-    if ((strcmp(type_module, "torch") != 0 && strcmp(type_module, "torch.cuda") != 0) ||
+    /* torch >= 2.3 names the untyped storage by its defining module */
+    int untyped_home =
+        !strcmp(type_module, "torch.storage") && !strcmp(type_name, "UntypedStorage");
+    if ((strcmp(type_module, "torch") != 0 && strcmp(type_module, "torch.cuda") != 0 &&
+         !untyped_home) ||
         cki_torch_storage_dtype(type_name, &dt, &untyped, &unsup))
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: %s: storage '%s' at byte %llu: '%s.%s' is not a torch storage class",
@@ -1015,6 +1019,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         cki_tobj *items = is(c, "collections", "defaultdict") ? a1 : a0, *extra;
         t->kind = CKI_TO_DICT;
         t->n = 0;
+        if (is(c, "collections", "OrderedDict")) t->vflags |= CK_VALUE_F_ORDERED;
         if ((st = add_pairs(r, t, items, off))) return st;
         if (v && v->extra) {
             if ((st = conv(r, v->extra, depth + 1, &extra))) return st;
@@ -1032,6 +1037,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         const char *n = c->u.g.name;
         t->kind = n[0] == 'l' ? CKI_TO_LIST : n[0] == 't' ? CKI_TO_TUPLE : CKI_TO_SET;
         t->n = 0;
+        if (n[0] == 'f') t->vflags |= CK_VALUE_F_FROZEN;
         if (a0 && (a0->kind == CKI_TO_LIST || a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_SET) &&
             (st = add_items(r, t, a0, 1)))
             return st;
@@ -1091,6 +1097,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if (a0 && (a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_LIST)) {
             become(t, a0);
             t->kind = CKI_TO_TUPLE;
+            t->vflags |= CK_VALUE_F_SIZE;
             return CK_OK;
         }
         return opaque(r, t, v, c, args, depth);
@@ -1112,6 +1119,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             } else {
                 become(t, a0);
             }
+            t->vflags |= CK_VALUE_F_DEVICE;
             return CK_OK;
         }
         return opaque(r, t, v, c, args, depth);
@@ -1184,6 +1192,7 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
                   : v->kind == CKI_PV_LIST ? CKI_TO_LIST
                   : v->kind == CKI_PV_DICT ? CKI_TO_DICT
                                            : CKI_TO_SET;
+        if (v->kind == CKI_PV_FROZENSET) t->vflags |= CK_VALUE_F_FROZEN;
         if (count) {
             t->items = cki_arena_alloc_ptrs(r->arena, sizeof *t->items * count);
             if (!t->items) return CK_ENOMEM;

@@ -143,6 +143,7 @@ static const allowed_entry allowed[] = {
     {"torch", "Size"},
     {"torch", "device"},
     {"torch", "Tensor"},
+    {"torch.storage", "UntypedStorage"},
     {"torch.nn.parameter", "Parameter"},
     {"collections", "OrderedDict"},
     {"collections", "defaultdict"},

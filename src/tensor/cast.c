@@ -3,7 +3,7 @@
  * dispatcher) and byte swaps.
  *
  * Rules, chosen so that every cast among F64, F32, F16, BF16, the integers and
- * bool gives the bits torch 1.13's Tensor.to() gives on a contiguous CPU
+ * bool gives the bits torch 2.13's Tensor.to() gives on a contiguous CPU
  * tensor (checked by tests/interop/test_casts.py; float -> integer only where
  * torch defines the result):
  *  - Narrowing float casts round to nearest, ties to even. F64 -> F16, BF16 and
@@ -11,7 +11,9 @@
  *    (c10::Half and c10::BFloat16 are built from a float); F64 -> F32 and
  *    F32 -> F64 are the hardware conversions torch uses.
  *  - NaN: F16 -> F32 sets the quiet bit and keeps sign and payload;
- *    BF16 -> F32 shifts the bits unchanged; -> F16 gives 0x7E00 with the sign;
+ *    BF16 -> F32 shifts the bits unchanged; -> F16 sets the quiet bit and keeps
+ *    the sign and the top 10 payload bits (the IEEE conversion, which torch 2.x
+ *    uses; torch 1.13 wrote 0x7E00 with the sign);
  *    F32/F64 -> BF16 give 0xFFFF (torch's vectorised path, which every
  *    contiguous tensor takes); other sources -> BF16 give 0x7FC0 (torch's
  *    scalar c10::BFloat16). Overflow gives +-Inf, underflow +-0 (sign kept).
@@ -125,7 +127,7 @@ __attribute__((always_inline)) static inline uint16_t f32_to_f16_bits(uint32_t u
     r = sel(a > 0x33000000u, q, 0);            /* 2^-25 itself is a tie: 0 is even */
     r = sel(a >= 0x38800000u, normal, r);
     r = sel(a >= 0x477ff000u, 0x7c00u, r);     /* >= 65520, Inf included */
-    r = sel(a > 0x7f800000u, 0x7e00u, r);      /* NaN: torch's quiet NaN, sign kept */
+    r = sel(a > 0x7f800000u, 0x7e00u | ((a >> 13) & 0x3ffu), r); /* NaN: quiet, payload cut */
     return (uint16_t)(sign | r);
 }
 

@@ -5,8 +5,8 @@
  *
  * Each loop gives exactly the bits of the scalar loop in cast.c:
  *  - F32 -> F16: VCVTPS2PH with immediate 0 (round to nearest even, whatever
- *    MXCSR says) is the IEEE conversion; it keeps a NaN's payload, while torch
- *    writes 0x7E00 with the sign, so NaN lanes (|h| > 0x7C00) are replaced.
+ *    MXCSR says) is the IEEE conversion, torch 2.x's: a NaN keeps its sign and
+ *    the top 10 bits of its payload, quiet bit set.
  *  - F16 -> F32: VCVTPH2PS is exact, sets the quiet bit of a NaN and keeps its
  *    payload, as the scalar loop does.
  *  - F32 -> BF16: the scalar integer rounding on 8 lanes; NaN lanes -> 0xFFFF.
@@ -36,17 +36,13 @@ int cki_cast_x86_usable(void)
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 
-/* 16 floats -> 16 halves, NaN lanes made torch's 0x7E00 | sign. */
+/* 16 floats -> 16 halves; a NaN keeps its sign and the top of its payload,
+ * quiet bit set, as torch 2.x writes it. */
 TARGET static inline __m256i f32x16_to_f16(__m256i a, __m256i b)
 {
-    const __m256i mag = _mm256_set1_epi16(0x7fff), inf = _mm256_set1_epi16(0x7c00);
-    const __m256i sign = _mm256_set1_epi16((short)0x8000), qnan = _mm256_set1_epi16(0x7e00);
     __m128i lo = _mm256_cvtps_ph(_mm256_castsi256_ps(a), 0); /* 0: nearest even */
     __m128i hi = _mm256_cvtps_ph(_mm256_castsi256_ps(b), 0);
-    __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-    __m256i nan = _mm256_cmpgt_epi16(_mm256_and_si256(h, mag), inf);
-    __m256i fix = _mm256_or_si256(_mm256_and_si256(h, sign), qnan);
-    return _mm256_blendv_epi8(h, fix, nan);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
 }
 
 /* Adds to ST the lanes where finite F32 sources A, B (8 + 8) became +-Inf, code

@@ -8,8 +8,8 @@
 #     -r keeps the folder structure; a second run skips everything converted.
 #  2. --allow-expand is refused for a single file only by the size rule, and
 #     the corpus file's message is exact.
-#  3. scan -r of the folder: clean / unsafe / failed per file, exit 2 (a file
-#     could not be read); verify of the folder pair: same / differ, exit 1.
+#  3. scan -r of the folder: clean / unsafe / failed per file, exit 1 (unsafe
+#     wins over a file that could not be read, as for files); verify of the folder pair: same / differ, exit 1.
 #  4. SIGINT sent to a batch with two long jobs running: exit 130, no output
 #     of an interrupted job, no temporary file in any output folder, and the
 #     output of a job that had finished is complete.
@@ -101,13 +101,14 @@ expect_no_file "$T/b.safetensors"
 expect_no_temp "$T"
 
 # ---- 3. scan and verify of folders -------------------------------------------------
-expect_exit 2 "$CKPTKIT" scan -r "$IN" -j 2
+expect_exit 1 "$CKPTKIT" scan -r "$IN" -j 2
 expect_stdout_has "unsafe     $IN/evil.pt: 1 dangerous global, first os.system"
 expect_stdout_has "clean      $IN/sub/good2.pth"
 expect_stdout_has "failed     $IN/trunc.pt: $IN/trunc.pt: "
 expect_stdout_has "5 clean, 1 unsafe, 1 failed"
 expect_exit 1 "$CKPTKIT" scan "$IN/evil.pt" "$IN/good1.pt" -j 1
 expect_exit 0 "$CKPTKIT" scan "$IN/sub" -q
+expect_exit 2 "$CKPTKIT" scan "$IN/trunc.pt" "$IN/sub/good2.pth" -j 1
 expect_exit 1 "$CKPTKIT" verify "$IN" "$OUTD" -r
 expect_stdout_has "same       $IN/good1.pt -> $OUTD/good1.safetensors: 1 tensors identical"
 expect_stdout_has "same       $IN/sub/good2.pth -> $OUTD/sub/good2.safetensors"

@@ -28,3 +28,8 @@ def record(tool, version, direction, what):
            "lane": lane()}
     with open(os.path.join(OUT_DIR, lane() + ".jsonl"), "a") as f:
         f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def version_of(module):
+    """A package's version as the table shows it: '2.13.0' for '2.13.0+cpu'."""
+    return str(getattr(module, "__version__", "?")).split("+")[0]

@@ -28,8 +28,8 @@ def table():
              "|---|---|---|---|"]
     for (tool, version), cell in sorted(rows.items(), key=lambda kv: (kv[0][0].lower(), kv[0][1])):
         lines.append("| %s | %s | %s | %s |" % (
-            tool, version, "; ".join(sorted(cell["reads"])) or "—",
-            "; ".join(sorted(cell["writes"])) or "—"))
+            tool, version, "<br>".join(sorted(cell["reads"])) or "—",
+            "<br>".join(sorted(cell["writes"])) or "—"))
     return "\n".join(lines) + "\n"
 
 

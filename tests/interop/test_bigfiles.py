@@ -15,13 +15,14 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable  # the lane's interpreter, and so its torch
 
 GiB = 1 << 30
 BIG = 4 * GiB + 4096  # bytes of the U8 tensor in the middle

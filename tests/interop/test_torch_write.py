@@ -13,14 +13,17 @@ import os
 import pickletools
 import struct
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 
+from compat import record, version_of
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable  # the lane's interpreter, and so its torch
 
 # dtype name -> (numpy dtype used to make and compare the bytes, torch dtype name)
 DTYPES = {
@@ -140,6 +143,11 @@ def torch_load(path):
     return json.loads(r.stdout)
 
 
+def torch_version():
+    import torch  # the test process runs the lane's interpreter, as the loader does
+    return version_of(torch)
+
+
 def tensors_of(d):
     assert "dict" in d
     return collections.OrderedDict((k, v) for k, v in d["items"])
@@ -199,6 +207,8 @@ def test_every_torch_113_dtype(fixture_bin, tmp_path, fmt, ext):
     for name, (tdt, shape, hx) in want.items():
         t = sd[name]
         assert (t["dtype"], t["shape"], t["hex"]) == (tdt, shape, hx), name
+    record("PyTorch", torch_version(), "writes",
+           f"{ext} from the C API writer: every dtype of torch 1.13, torch.load weights_only")
 
 
 def test_empty_and_scalar(fixture_bin, tmp_path):
@@ -250,6 +260,8 @@ def test_shared_storages_stay_shared(fixture_bin, tmp_path):
     assert sd["w_rows"]["hex"] == w[1:].tobytes().hex()
     assert sd["w_t"]["hex"] == np.ascontiguousarray(w.T).tobytes().hex()
     assert sd["lm_head.weight"]["hex"] == emb.tobytes().hex()
+    record("PyTorch", torch_version(), "writes",
+           "tied weights and views of one storage written once, shared after torch.load")
 
 
 def test_views_written_dense(fixture_bin, tmp_path):
@@ -366,6 +378,9 @@ def test_ckpt_dict(fixture_bin, tmp_path):
     obj = tensors_of(torch_load(out3))
     assert list(obj) == ["state_dict"]
     assert tensors_of(obj["state_dict"])["x"]["hex"] == w.tobytes().hex()
+    record("PyTorch", torch_version(), "writes",
+           ".ckpt: epoch, global_step, Lightning version and metadata as torch.load sees them, "
+           "and --prune")
 
 
 def test_ckpt_refuses_non_integer_epoch(fixture_bin, tmp_path):
@@ -426,7 +441,7 @@ def test_v3_dtypes_layout(fixture_bin, tmp_path):
     ops = [(op.name, arg) for op, arg, _ in pickletools.genops(pkl)]
     globals_ = [a for n, a in ops if n == "GLOBAL"]
     assert globals_ == ["collections OrderedDict", "torch._utils _rebuild_tensor_v3",
-                        "torch UntypedStorage", "torch uint16", "torch uint64",
+                        "torch.storage UntypedStorage", "torch uint16", "torch uint64",
                         "torch float8_e4m3fn", "torch._utils _rebuild_tensor_v2",
                         "torch FloatStorage"]
     # persistent ids: ('storage', cls, key, 'cpu', numel) with bytes for v3

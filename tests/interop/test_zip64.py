@@ -11,14 +11,17 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import zipfile
 import zlib
 
 import pytest
 
+from compat import record, version_of
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable  # the lane's interpreter, and so its torch
 
 BIG = (4 << 30) + 4099  # bytes of the U8 tensor: past 0xffffffff
 MARKS = {0: 1, BIG // 2: 2, BIG - 1: 3}
@@ -145,6 +148,8 @@ def check_big(src, out):
     assert "big" in r.stdout and str(BIG) in r.stdout.replace(",", "")
     r = subprocess.run([CKPTKIT, "verify", str(src), str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    import torch  # the loader above ran this same interpreter's torch
+    record("PyTorch", version_of(torch), "writes", "zip64: a tensor over 4 GiB in .pth")
 
 
 def test_more_than_65535_members(tmp_path):

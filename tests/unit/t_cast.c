@@ -93,8 +93,8 @@ TEST(cast_f16_all_codes)
         for (uint32_t i = 0; i < 65536 && bad < 5; i++) {
             uint32_t e = (i >> 10) & 31, m = i & 1023, sign = (i & 0x8000u) << 16;
             int ok;
-            if (e == 31 && m) /* NaN: quiet bit set, payload kept, then 0x7E00 | sign */
-                ok = f[i] == (sign | 0x7fc00000u | m << 13) && back[i] == ((i & 0x8000u) | 0x7e00u);
+            if (e == 31 && m) /* NaN: quiet bit set, sign and payload kept both ways */
+                ok = f[i] == (sign | 0x7fc00000u | m << 13) && back[i] == (i | 0x200u);
             else if (e == 31)
                 ok = f[i] == (sign | 0x7f800000u) && back[i] == i;
             else
@@ -221,10 +221,12 @@ TEST(cast_f16_bf16_subnormals_and_specials)
         {0xff7fffffu, 0xfc00, 0xff80},
         {0x7f800000u, 0x7c00, 0x7f80},
         {0xff800000u, 0xfc00, 0xff80},
-        {0x7fc00000u, 0x7e00, 0xffff}, /* NaNs: torch's codes */
+        {0x7fc00000u, 0x7e00, 0xffff}, /* NaNs: torch's codes (F16: quiet, payload cut) */
         {0xffc00000u, 0xfe00, 0xffff},
         {0x7f800001u, 0x7e00, 0xffff},
-        {0xff812345u, 0xfe00, 0xffff},
+        {0xff812345u, 0xfe09, 0xffff},
+        {0x7fa00000u, 0x7f00, 0xffff},
+        {0x7fffffffu, 0x7fff, 0xffff},
     };
     size_t n = sizeof rows / sizeof rows[0];
     uint32_t in[32];
@@ -494,6 +496,12 @@ static const f8spec f8specs[] = {
 };
 
 /* The F32 bits code C of format P must decode to. */
+/* The F16 code torch 2.x gives for the F32 NaN U: sign, quiet bit, top of the payload. */
+static uint16_t f16_nan_of(uint32_t u)
+{
+    return (uint16_t)(((u >> 16) & 0x8000u) | 0x7e00u | ((u >> 13) & 0x3ffu));
+}
+
 static uint32_t f8_expected_bits(const f8spec *p, uint32_t c)
 {
     uint32_t sign = (c & 0x80u) << 24, mag = c & 0x7fu;
@@ -530,7 +538,7 @@ TEST(cast_f8_all_codes)
             uint8_t want_back = nan ? f8_nan(p, c >> 7) : (uint8_t)c;
             int ok = f[c] == want && back[c] == want_back && back16[c] == want_back;
             ok = ok && (nan ? isnan(d[c]) : d[c] == (double)ffrom(want));
-            ok = ok && (nan ? (h[c] & 0x7fff) == 0x7e00 : cki_f16_to_f32(h[c]) == ffrom(want));
+            ok = ok && (nan ? h[c] == f16_nan_of(want) : cki_f16_to_f32(h[c]) == ffrom(want));
             if (!ok && bad++ < 5)
                 fprintf(stderr, "  %s 0x%02x -> f32 0x%08x (want 0x%08x) -> 0x%02x / 0x%02x\n",
                         ck_dtype_name(p->dt), (unsigned)c, (unsigned)f[c], (unsigned)want,

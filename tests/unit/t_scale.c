@@ -134,6 +134,11 @@ TEST(scale_map_and_arena)
         CHECK(cki_map_put(&m, names[i], strlen(names[i]), 7, &v) == 1 && v == (size_t)i);
     }
     CHECK(cki_map_get(&m, "layer.1.weigh", 13, &v) == 1);
+    /* SIZE_MAX is a value ("none"); other values past 32 bits are refused */
+    CHECK(cki_map_put(&m, "none", 4, SIZE_MAX, NULL) == 0);
+    CHECK(cki_map_get(&m, "none", 4, &v) == 0 && v == SIZE_MAX);
+    CHECK(cki_map_put(&m, "none", 4, 3, &v) == 1 && v == SIZE_MAX);
+    CHECK(cki_map_put(&m, "big", 3, (size_t)UINT32_MAX, NULL) == -1);
     CHECK(cki_map_get(&m, "layer.1.weight\0", 15, &v) == 1);
     /* strings are packed: 3000 names of about 16 bytes fit a 64 KiB block or two */
     CHECK(ctx->mem_used < 3000 * 40 + (1u << 20));

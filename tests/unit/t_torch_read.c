@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "formats/format.h"
 #include "formats/model.h"
+#include "formats/torch_read.h"
 #include "t.h"
 #include "t_fs.h"
 #include "t_torchbuild.h"
@@ -142,6 +143,28 @@ static int each_bad(int (*fn)(const char *))
     }
     closedir(d);
     return n;
+}
+
+/* The legacy magic number as torch.save(pickle_protocol=2..5) writes it:
+ * protocols 4 and 5 put a FRAME opcode between PROTO and the number. */
+TEST(torch_legacy_sniffed_for_every_protocol)
+{
+    static const uint8_t num[12] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                    0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    for (uint8_t proto = 1; proto <= 5; proto++) {
+        uint8_t b[32] = {0x80, proto};
+        size_t at = 2;
+        if (proto >= 4) {
+            b[2] = 0x95; /* FRAME, 8-byte length 13 */
+            b[3] = 13;
+            at = 11;
+        }
+        memcpy(b + at, num, sizeof num);
+        b[at + 12] = '.';
+        CHECK(cki_torch_sniff(b, at + 13) == (proto >= 2 ? CKI_TORCH_LEGACY : CKI_TORCH_NONE));
+        b[at + 11] ^= 1; /* another number */
+        CHECK(cki_torch_sniff(b, at + 13) == CKI_TORCH_NONE);
+    }
 }
 
 TEST(torch_bad_corpus_fails_with_expected_lines)
@@ -344,7 +367,9 @@ TEST(torch_v3_untyped_storages_and_new_dtypes)
         pk_str(&pkl, "x");
         pk_global(&pkl, "torch._utils", "_rebuild_tensor_v3");
         pk_mark(&pkl);
-        pk_storage(&pkl, "UntypedStorage", "0", cases[c].nbytes);
+        /* torch >= 2.3 writes torch.storage.UntypedStorage; accept torch.UntypedStorage too */
+        pk_storage_in(&pkl, c % 2 ? "torch" : "torch.storage", "UntypedStorage", "0",
+                      cases[c].nbytes);
         pk_int(&pkl, 0);
         pk_ints(&pkl, 2, size);
         pk_ints(&pkl, 2, stride);

@@ -147,17 +147,23 @@ static inline void pk_odict(tb_bytes *b)
     pk_empty_tuple(b);
     pk_reduce(b);
 }
-/* ('storage', torch.CLS, KEY, 'cpu', NUMEL) + BINPERSID */
-static inline void pk_storage(tb_bytes *b, const char *cls, const char *key, int64_t numel)
+/* ('storage', MODULE.CLS, KEY, 'cpu', NUMEL) + BINPERSID */
+static inline void pk_storage_in(tb_bytes *b, const char *module, const char *cls,
+                                 const char *key, int64_t numel)
 {
     pk_mark(b);
     pk_str(b, "storage");
-    pk_global(b, "torch", cls);
+    pk_global(b, module, cls);
     pk_str(b, key);
     pk_str(b, "cpu");
     pk_int(b, numel);
     pk_tuple(b);
     pk_persid(b);
+}
+/* ('storage', torch.CLS, KEY, 'cpu', NUMEL) + BINPERSID */
+static inline void pk_storage(tb_bytes *b, const char *cls, const char *key, int64_t numel)
+{
+    pk_storage_in(b, "torch", cls, key, numel);
 }
 /* _rebuild_tensor_v2(storage, off, size, stride, False, OrderedDict()[, meta]);
  * META_CONJ/META_NEG add the metadata dict when nonzero. */

@@ -55,6 +55,8 @@ TEST(verdict_allowed_torch)
         {"torch", "QInt8Storage", A},
         {"torch", "QUInt4x2Storage", A},
         {"torch", "UntypedStorage", A},
+        {"torch.storage", "UntypedStorage", A}, /* what torch >= 2.3 writes */
+        {"torch.storage", "TypedStorage", U},
         {"torch", "TypedStorage", A},
         {"torch", "BoolStorage", A},
         {"torch.cuda", "FloatStorage", A},

@@ -11,8 +11,10 @@
  *                          Two inputs that would write the same output: the
  *                          second fails. An input that is its own output is
  *                          skipped. Exit 1 if any job failed, else 0.
- *   scan PATH... -r        clean / unsafe / failed per file; exit 2 if any
- *                          file could not be read, else 1 if any is unsafe.
+ *   scan PATH... -r        clean / unsafe / failed per file; exit 1 if any
+ *                          is unsafe (a dangerous global found, even in a
+ *                          file not fully parsed), else 2 if any file could
+ *                          not be read or parsed, else 0.
  *   verify DIR_A DIR_B     files paired by relative path without extension
  *                          (a/x.pth with b/x.safetensors; the same extension
  *                          first when several match); a file without a
@@ -230,6 +232,7 @@ static int run_scan(void *user, const batch_job *j, char *reason, size_t cap)
     scan_note s;
     ck_verdict worst = CK_VERDICT_ALLOWED;
     ck_ctx *ctx;
+    ck_status st;
     int rc;
     q.quiet = 1;
     ctx = cli_ctx(&q);
@@ -238,13 +241,16 @@ static int run_scan(void *user, const batch_job *j, char *reason, size_t cap)
         return BATCH_FAILED;
     }
     memset(&s, 0, sizeof s);
-    if (ck_scan(ctx, j->a, on_global, &s, &worst)) {
+    st = ck_scan(ctx, j->a, on_global, &s, &worst);
+    if (s.counts[CK_VERDICT_DANGEROUS] || worst == CK_VERDICT_DANGEROUS) {
+        /* unsafe wins, even when the rest could not be parsed (as for files) */
+        snprintf(reason, cap, "%zu dangerous global%s, first %s%s%s",
+                 s.counts[CK_VERDICT_DANGEROUS], s.counts[CK_VERDICT_DANGEROUS] == 1 ? "" : "s",
+                 s.first, st ? "; and " : "", st ? ck_errmsg(ctx) : "");
+        rc = BATCH_NEGATIVE;
+    } else if (st) {
         snprintf(reason, cap, "%s", ck_errmsg(ctx));
         rc = BATCH_FAILED;
-    } else if (worst == CK_VERDICT_DANGEROUS) {
-        snprintf(reason, cap, "%zu dangerous global%s, first %s", s.counts[CK_VERDICT_DANGEROUS],
-                 s.counts[CK_VERDICT_DANGEROUS] == 1 ? "" : "s", s.first);
-        rc = BATCH_NEGATIVE;
     } else {
         snprintf(reason, cap, "%zu allowed, %zu unknown globals", s.counts[CK_VERDICT_ALLOWED],
                  s.counts[CK_VERDICT_UNKNOWN]);
@@ -275,9 +281,9 @@ int batch_scan(char **inputs, int ninputs, int recursive, int jobs, const cli_op
     batch_files_free(&files);
     batch_run(&b, jobs, o, "scanning", run_scan, (void *)o);
     batch_summary(&b, o, names);
-    rc = batch_count(&b, BATCH_FAILED)     ? EXIT_ERROR
-         : batch_count(&b, BATCH_NEGATIVE) ? EXIT_DIFFER
-                                           : EXIT_SAME;
+    rc = batch_count(&b, BATCH_NEGATIVE) ? EXIT_DIFFER
+         : batch_count(&b, BATCH_FAILED) ? EXIT_ERROR
+                                         : EXIT_SAME;
     batch_free(&b);
     return rc;
 }

@@ -215,6 +215,14 @@ int cmd_convert(int argc, char **argv)
     /* CRCs of storages are checked while their bytes are copied (emit.c), in
      * the same pass; checking them at open would read the whole input twice */
     const char *in = argv[optind], *out = argv[optind + 1];
+    if (co.format && !ck_format_writer(co.format)) {
+        char names[256] = "";
+        for (size_t i = 0; ck_format_writer_name(i); i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     ck_format_writer_name(i));
+        return cli_usage_error("convert", "--to '%s': no such output format (formats: %s)",
+                               co.format, names);
+    }
     if (!co.format && !ck_format_for_path(out))
         return cli_usage_error("convert", "cannot tell the output format of '%s' from its "
                                "extension; use --to", out);

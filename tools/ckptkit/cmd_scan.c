@@ -8,7 +8,10 @@
  * "error", "globals": [{"module", "name", "verdict", "where", "offset"}]}]}.
  * Exit status: 0 nothing unsafe (allowed and unknown globals only), 1 a
  * dangerous global somewhere, 2 a usage error or a file that could not be
- * read or parsed completely (such a file is never reported clean).
+ * read or parsed completely (such a file is never reported clean). A
+ * dangerous global wins over a parse failure: a file with both is "unsafe"
+ * (exit 1), with every global found listed and the failure reported too
+ * (the error line, and "error" in --json).
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -37,8 +40,9 @@ static const char help[] =
     "  -j N     N files at a time (default: the number of cores); with folders,\n"
     "           -r or -j: one summary line per file (clean, unsafe with the first\n"
     "           dangerous global, failed with the reason), then the counts\n\n"
-    "Exit status: 0 clean, 1 a dangerous global was found, 2 usage error or a file\n"
-    "that could not be read or fully parsed.\n";
+    "Exit status: 0 clean, 1 a dangerous global was found (also in a file that\n"
+    "could not be fully parsed: the parse error is reported as well), 2 usage error\n"
+    "or a file that could not be read or fully parsed.\n";
 
 typedef struct found {
     char *module, *name, *where;
@@ -188,15 +192,17 @@ int cmd_scan(int argc, char **argv)
         ck_verdict worst = CK_VERDICT_ALLOWED;
         ck_status st;
         size_t counts[3] = {0, 0, 0};
+        int unsafe;
         memset(&col, 0, sizeof col);
         st = ck_scan(ctx, file, on_item, &col, &worst);
         if (col.oom && !st) st = CK_ENOMEM;
         for (size_t k = 0; k < col.n; k++) counts[col.v[k].verdict]++;
-        if (st) any_error = 1;
-        else if (worst == CK_VERDICT_DANGEROUS) any_unsafe = 1;
+        /* a dangerous global found wins over a failure met before or after it */
+        unsafe = worst == CK_VERDICT_DANGEROUS || counts[CK_VERDICT_DANGEROUS] > 0;
+        if (unsafe) any_unsafe = 1;
+        else if (st) any_error = 1;
         if (o.json) {
-            print_json_file(file,
-                            st ? "error" : worst == CK_VERDICT_DANGEROUS ? "unsafe" : "clean",
+            print_json_file(file, unsafe ? "unsafe" : st ? "error" : "clean",
                             st ? (col.oom ? "out of memory" : ck_errmsg(ctx)) : NULL, &col,
                             i == optind);
         } else {
@@ -206,19 +212,17 @@ int cmd_scan(int argc, char **argv)
                 printf("%-9s  %s.%s  (%s @ %llu)\n", verdict_name(f->verdict), f->module, f->name,
                        f->where, (unsigned long long)f->offset);
             }
-            if (st) {
-                print_error(file, col.oom ? "out of memory" : ck_errmsg(ctx));
-            } else if (!o.quiet) {
-                printf("%s: %s (%zu globals: %zu allowed, %zu unknown, %zu dangerous)\n", file,
-                       worst == CK_VERDICT_DANGEROUS ? "unsafe" : "clean", col.n,
-                       counts[CK_VERDICT_ALLOWED], counts[CK_VERDICT_UNKNOWN],
-                       counts[CK_VERDICT_DANGEROUS]);
-            }
+            if (st) print_error(file, col.oom ? "out of memory" : ck_errmsg(ctx));
+            if ((!st || unsafe) && !o.quiet)
+                printf("%s: %s (%zu globals: %zu allowed, %zu unknown, %zu dangerous)%s\n", file,
+                       unsafe ? "unsafe" : "clean", col.n, counts[CK_VERDICT_ALLOWED],
+                       counts[CK_VERDICT_UNKNOWN], counts[CK_VERDICT_DANGEROUS],
+                       st ? "; not fully parsed (see the error)" : "");
         }
         fflush(stdout);
         collect_free(&col);
     }
     if (o.json) printf("\n]}\n");
     ck_ctx_free(ctx);
-    return any_error ? EXIT_ERROR : any_unsafe ? EXIT_DIFFER : EXIT_SAME;
+    return any_unsafe ? EXIT_DIFFER : any_error ? EXIT_ERROR : EXIT_SAME;
 }

@@ -214,6 +214,16 @@ def main():
     write("evil_encrypted.pt", bytes(enc))
     write("evil_no_prefix.zip", torch_zip([("data.pkl", pickle(system(canary("evil_no_prefix"))))],
                                           prefix=""))
+    # a payload whose record fails its CRC-32 (both headers say another CRC): scan
+    # still reads it and calls the file unsafe, and reports the mismatch too
+    crc = bytearray(simple_zip(pickle(dct((uni("w"), tensor("0", [4])),
+                                          (uni("x"), system(canary("evil_bad_crc"))))), F32_4))
+    for sig, crc_at in ((b"PK\x03\x04", 14), (b"PK\x01\x02", 16)):
+        j = crc.find(sig)
+        crc[j + crc_at:j + crc_at + 4] = struct.pack("<I", 0x12345678)
+    write("evil_bad_crc.pt", bytes(crc))
+    # junk after a payload: the scan fails on the junk but still says unsafe
+    write("evil_junk_after.pkl", pickle(system(canary("evil_junk_after"))) + b"not a pickle\x00")
 
     # malformed inputs
     for frac, tag in ((0.25, "a"), (0.6, "b"), (0.97, "c")):
