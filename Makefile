@@ -136,6 +136,8 @@ demo: all
 
 bench: all
 	@$(PYTHON) bench/run.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
+	@$(PYTHON) bench/scale.py --ckptkit $(B)/ckptkit --torch-save
+	@$(PYTHON) bench/batch.py --ckptkit $(B)/ckptkit
 
 # GGUF quantisation and conversion against gguf-py and cp (needs the pinned venv)
 .PHONY: bench-gguf

@@ -400,6 +400,9 @@ typedef struct ck_convert_opts {
     int allow_long_names;   /* GGUF: allow names longer than ggml's 63 bytes */
     int big_endian;         /* GGUF: write a big-endian file (ggml itself reads only
                                little-endian ones) */
+    int allow_expand;       /* write outputs whose tensor bytes exceed 16 x the input file's
+                             * size (a stride-0 broadcast view written dense); refused with
+                             * CK_ELIMIT, naming the tensor, unless set */
 } ck_convert_opts;
 
 typedef struct ck_convert_stats {
@@ -642,6 +645,7 @@ typedef struct ck_export_opts {
     ck_dtype dtype;     /* CK_DT_KEEP, or a floating dtype: floating tensors are cast to it
                            (ints and bools keep theirs, as in ck_convert) */
     int force;          /* replace existing output files */
+    int allow_expand;   /* as in ck_convert_opts: write more than 16 x the input's size */
 } ck_export_opts;
 
 /*

@@ -56,6 +56,16 @@ ck_status cki_quant_choose(ck_ctx *ctx, const ck_model *in, const ck_convert_opt
                            const cki_tensor *v, ck_dtype *out);
 void cki_plan_free(ck_ctx *ctx, cki_plan *plan);
 
+/* Refuses (CK_ELIMIT) a plan whose tensor bytes exceed CKI_EXPAND_FACTOR x
+ * the input's file bytes, naming the tensor that expands most (expand.c). */
+#define CKI_EXPAND_FACTOR 16
+ck_status cki_plan_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
+                                const cki_plan *plan);
+/* The same over COUNT output tensors, the first at FIRST, each STRIDE bytes
+ * after the previous one (the cki_out_tensor inside a caller's records). */
+ck_status cki_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
+                           const cki_out_tensor *first, size_t count, size_t stride);
+
 /* Writes PLAN to PATH in format F through an atomic sink (plus side outputs). */
 ck_status cki_write_plan(ck_ctx *ctx, ck_model *in, const cki_format *f, const char *path,
                          const ck_convert_opts *opts, const cki_plan *plan,

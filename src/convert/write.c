@@ -431,6 +431,10 @@ ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out, const ck_conver
         cki_warn(ctx, "%s: %s output holds no string metadata; --metadata is ignored", out,
                  f->name);
     if ((st = cki_plan_build_for(ctx, in, opts, f->caps, &plan))) return st;
+    if (!opts->allow_expand && (st = cki_plan_check_expand(ctx, in, out, &plan))) {
+        cki_plan_free(ctx, &plan);
+        return st;
+    }
     cki_model_streaming(in);
     if (opts->shard_size) st = write_sharded(ctx, in, f, out, opts, &plan, stats);
     else st = cki_write_plan(ctx, in, f, out, opts, &plan, stats);

@@ -240,7 +240,7 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
                         "%s: not a PyTorch checkpoint (no zip signature, legacy magic number or "
                         "tar header at byte 0)",
                         src->path);
-    if ((st = cki_torch_parse(m->ctx, src->path, src->base, src->len, kind, note_globals, &rd,
+    if ((st = cki_torch_parse_source(m->ctx, src, kind, note_globals, &rd,
                               &rd.tf)))
         return st;
     if (rd.dangerous && !(opts && opts->allow_unsafe)) {
@@ -263,6 +263,7 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
     if ((st = cki_torch_select(&rd.tf.rec, rd.tf.root, opts ? opts->key : NULL,
                                opts ? opts->all : 0, &sel)))
         goto done;
+    if ((st = cki_model_reserve(m, m->count + sel.count, 0))) goto done;
     for (size_t i = 0; i < sel.count; i++) {
         size_t index;
         if ((st = add_one(&rd, &sel.v[i], &index))) goto done;

@@ -160,6 +160,8 @@ struct cki_trec {
     uint32_t max_depth;
     uint32_t epoch;      /* walkers bump it */
     uint64_t objects;    /* tobjs made */
+    int copy_strings;    /* 1: tobjs copy the pickle's strings into ARENA, so the pickle's
+                          * own arena may be freed once the conversion is done */
 };
 
 /* FILE and WHERE name the pickle in messages; ARENA must outlive the result. */

@@ -466,7 +466,7 @@ static ck_status int_tuple(cki_trec *r, const cki_pv *v, uint32_t depth, uint64_
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: %s: tensor at byte %llu: %s has %u entries (at most %d dimensions)",
                         r->file, r->where, (unsigned long long)off, what, t->n, CKI_MAX_DIMS);
-    *out = cki_arena_alloc(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
+    *out = cki_arena_alloc_ptrs(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
     if (!*out) return CK_ENOMEM;
     for (uint32_t i = 0; i < t->n; i++)
         if (tobj_i64(t->items[i], &(*out)[i]) || (*out)[i] < 0)
@@ -1178,7 +1178,8 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
         t->kind = v->kind == CKI_PV_BIGINT ? CKI_TO_BIGINT
                   : v->kind == CKI_PV_STR  ? CKI_TO_STR
                                            : CKI_TO_BYTES;
-        t->u.s.p = v->u.s.p;
+        t->u.s.p = r->copy_strings ? cki_arena_strndup(r->arena, v->u.s.p, v->u.s.len) : v->u.s.p;
+        if (!t->u.s.p) return CK_ENOMEM;
         t->u.s.len = v->u.s.len;
         break;
     case CKI_PV_TUPLE:
@@ -1193,7 +1194,7 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
                                            : CKI_TO_SET;
         if (v->kind == CKI_PV_FROZENSET) t->vflags |= CK_VALUE_F_FROZEN;
         if (count) {
-            t->items = cki_arena_alloc(r->arena, sizeof *t->items * count);
+            t->items = cki_arena_alloc_ptrs(r->arena, sizeof *t->items * count);
             if (!t->items) return CK_ENOMEM;
             for (uint32_t i = 0; i < count; i++)
                 if ((st = conv(r, v->items[i], depth + 1, &t->items[i]))) return st;
@@ -1206,8 +1207,11 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
             t->kind = CKI_TO_DTYPE;
         } else {
             t->kind = CKI_TO_GLOBAL;
-            t->u.g.module = v->u.g.module;
-            t->u.g.name = v->u.g.name;
+            t->u.g.module = r->copy_strings ? cki_arena_strdup(r->arena, v->u.g.module)
+                                            : v->u.g.module;
+            t->u.g.name = r->copy_strings ? cki_arena_strdup(r->arena, v->u.g.name)
+                                          : v->u.g.name;
+            if (!t->u.g.module || !t->u.g.name) return CK_ENOMEM;
         }
         break;
     case CKI_PV_PERSID: st = persid(r, v->n ? v->items[0] : NULL, v->off, depth, t); break;

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "cli.h"
 
 static const char help[] =
-    "usage: ckptkit convert IN OUT [OPTIONS]\n\n"
+    "usage: ckptkit convert IN OUT [OPTIONS]\n"
+    "       ckptkit convert IN... -o DIR [-r] [-j N] [--skip-existing] [OPTIONS]\n\n"
     "Converts IN to OUT, tensor by tensor, in bounded memory. The output format\n"
     "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
     "OUT is written to a temporary file beside it and renamed when complete.\n"
@@ -55,6 +57,8 @@ static const char help[] =
     "  --compress           npz output: deflate every member (numpy.savez_compressed)\n"
     "  --strict             npy/npz output: refuse BF16/F8 tensors (NumPy has no dtype for\n"
     "                       them) instead of writing them as ml_dtypes does, with a warning\n"
+    "  --allow-expand       write an output whose tensor bytes exceed 16 x the input's size\n"
+    "                       (a broadcast view, stride 0, written dense); refused otherwise\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
     CLI_SKIP_UNSUPPORTED_HELP
@@ -79,7 +83,14 @@ static const char help[] =
     "                       larger GGML_MAX_NAME, such as stable-diffusion.cpp's)\n"
     "  --big-endian         write a big-endian GGUF (ggml reads little-endian only)\n"
     "  --shard-size SIZE    split files STEM-00001-of-0000N.gguf (split.* keys, no index)\n"
-    "  -q                   no warnings, no summary line\n";
+    "  -q                   no warnings, no summary line\n"
+    "Many files (each IN a file or a folder of checkpoints):\n"
+    "  -o DIR               write DIR/NAME.EXT for each input, EXT from --to (default\n"
+    "                       safetensors); goes on after a failure, ends with a table of\n"
+    "                       converted, skipped and failed files; exit 1 if any failed\n"
+    "  -r                   also the folders inside the folders given, structure kept\n"
+    "  -j N                 N conversions at a time (default: the number of cores)\n"
+    "  --skip-existing      leave an output that is newer than its input alone\n";
 
 static int parse_dtype(const char *s, ck_dtype *out)
 {
@@ -96,7 +107,8 @@ int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
            O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
-           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL, O_TTYPE, O_LONG, O_BE };
+           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL, O_TTYPE, O_LONG, O_BE,
+           O_EXPAND, O_SKIP };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -116,6 +128,8 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
+        {"allow-expand", no_argument, 0, O_EXPAND},
+        {"skip-existing", no_argument, 0, O_SKIP},
         {"unknown", required_argument, 0, O_UNKNOWN},
         {"cast-all", no_argument, 0, O_CASTALL},
         {"compress", no_argument, 0, O_COMPRESS},
@@ -132,17 +146,26 @@ int cmd_convert(int argc, char **argv)
     ck_convert_opts co;
     ck_convert_stats stats;
     cli_list dtex = {0}, inc = {0}, exc = {0}, ren = {0}, meta = {0}, ttype = {0};
-    ck_ctx *ctx;
+    ck_ctx *ctx = NULL;
     ck_model *m = NULL;
-    int c, rc = EXIT_DONE;
+    int c, rc = EXIT_DONE, recursive = 0, skip = 0, jobs = 0;
+    const char *out_dir = NULL;
     double t0;
 
     memset(&oo, 0, sizeof oo);
     memset(&co, 0, sizeof co);
     co.dtype = CK_DT_KEEP;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hqo:rj:", lopts, NULL)) != -1) {
         switch (c) {
+        case 'o': out_dir = optarg; break;
+        case 'r': recursive = 1; break;
+        case 'j':
+            jobs = atoi(optarg);
+            if (jobs < 1 || jobs > 256)
+                return cli_usage_error("convert", "-j '%s': expected 1 to 256 jobs", optarg);
+            break;
+        case O_SKIP: skip = 1; break;
         case O_TO: co.format = optarg; break;
         case O_DTYPE:
             if (parse_dtype(optarg, &co.dtype))
@@ -179,6 +202,7 @@ int cmd_convert(int argc, char **argv)
         case O_PRUNE: co.prune = 1; break;
         case O_COMPRESS: co.compress = 1; break;
         case O_STRICT: co.strict = 1; break;
+        case O_EXPAND: co.allow_expand = 1; break;
         case O_SHARD:
             if (cli_parse_size(optarg, &co.shard_size))
                 return cli_usage_error("convert", "--shard-size '%s': expected a size such as "
@@ -208,16 +232,12 @@ int cmd_convert(int argc, char **argv)
         default: return cli_usage_error("convert", "invalid option");
         }
     }
-    if (argc - optind != 2) return cli_usage_error("convert", "expected IN and OUT");
     co.dtype_exclude = dtex.v;
     co.include = inc.v;
     co.exclude = exc.v;
     co.rename = ren.v;
     co.metadata = meta.v;
     co.tensor_type = ttype.v;
-    /* CRCs of storages are checked while their bytes are copied (emit.c), in
-     * the same pass; checking them at open would read the whole input twice */
-    const char *in = argv[optind], *out = argv[optind + 1];
     if (co.format && !ck_format_writer(co.format)) {
         char names[256] = "";
         for (size_t i = 0; ck_format_writer_name(i); i++)
@@ -226,6 +246,18 @@ int cmd_convert(int argc, char **argv)
         return cli_usage_error("convert", "--to '%s': no such output format (formats: %s)",
                                co.format, names);
     }
+    if (out_dir) {
+        if (optind >= argc) return cli_usage_error("convert", "-o DIR: expected inputs");
+        rc = batch_convert(argv + optind, argc - optind, out_dir, co.format, recursive, skip,
+                           jobs ? jobs : batch_default_jobs(), &o, &oo, &co);
+        goto done;
+    }
+    if (recursive || skip || jobs)
+        return cli_usage_error("convert", "-r, -j and --skip-existing go with -o DIR");
+    if (argc - optind != 2) return cli_usage_error("convert", "expected IN and OUT");
+    /* CRCs of storages are checked while their bytes are copied (emit.c), in
+     * the same pass; checking them at open would read the whole input twice */
+    const char *in = argv[optind], *out = argv[optind + 1];
     if (!co.format && !ck_format_for_path(out))
         return cli_usage_error("convert", "cannot tell the output format of '%s' from its "
                                "extension; use --to", out);

@@ -17,12 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "batch.h"
 #include "cli.h"
 
 
 
 static const char help[] =
-    "usage: ckptkit scan FILE... [--json] [-q]\n\n"
+    "usage: ckptkit scan FILE... [--json] [-q]\n"
+    "       ckptkit scan PATH... [-r] [-j N] [-q]   (folders: every checkpoint in them)\n\n"
     "Parses every pickle in each FILE (PyTorch zip, legacy and tar checkpoints,\n"
     "Lightning .ckpt, npz/npy object arrays, raw pickles) with ckptkit's own\n"
     "restricted machine -- nothing is imported or executed -- and reports every\n"
@@ -31,7 +35,11 @@ static const char help[] =
     "  unknown    kept as an opaque object, never called\n"
     "  dangerous  would run code, load libraries or touch files if unpickled\n\n"
     "  --json   {\"files\": [{\"file\", \"status\", \"error\", \"globals\": [...]}]}\n"
-    "  -q       print only dangerous globals and errors\n\n"
+    "  -q       print only dangerous globals and errors\n"
+    "  -r       PATHs may be folders: scan the files in them, every level below\n"
+    "  -j N     N files at a time (default: the number of cores); with folders,\n"
+    "           -r or -j: one summary line per file (clean, unsafe with the first\n"
+    "           dangerous global, failed with the reason), then the counts\n\n"
     "safetensors and GGUF files hold no pickles: they are clean when their reader\n"
     "accepts the whole file. A GGUF file's chat templates (tokenizer.chat_template*,\n"
     "Jinja programs that some loaders render) are listed with their sizes, never\n"
@@ -185,25 +193,41 @@ static void print_json_file(const char *file, const char *status, const char *er
 int cmd_scan(int argc, char **argv)
 {
     static const struct option lopts[] = {
-        {"json", no_argument, 0, 'j'},
+        {"json", no_argument, 0, 'O'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     cli_opts o = {0};
     ck_ctx *ctx;
-    int c, any_error = 0, any_unsafe = 0;
+    int c, any_error = 0, any_unsafe = 0, recursive = 0, jobs = 0, folders = 0;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hqrj:", lopts, NULL)) != -1) {
         switch (c) {
-        case 'j': o.json = 1; break;
+        case 'r': recursive = 1; break;
+        case 'j':
+            jobs = atoi(optarg);
+            if (jobs < 1 || jobs > 256)
+                return cli_usage_error("scan", "-j '%s': expected 1 to 256 jobs", optarg);
+            break;
+        case 'O': o.json = 1; break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(help, stdout); return EXIT_DONE;
         default: return cli_usage_error("scan", "invalid option");
         }
     }
     if (optind >= argc) return cli_usage_error("scan", "expected at least one FILE");
+    for (int i = optind; i < argc; i++) {
+        struct stat sb;
+        /* a folder holding *.index.json is one sharded checkpoint, scanned as before */
+        folders += stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode) && !batch_is_sharded(argv[i]);
+    }
+    if (folders || recursive || jobs) {
+        if (o.json) return cli_usage_error("scan", "--json goes with files, not -r, -j or folders");
+        return batch_scan(argv + optind, argc - optind, recursive,
+                          jobs ? jobs : batch_default_jobs(), &o);
+    }
     ctx = cli_ctx(&o);
     if (o.json) printf("{\"files\": [");
     for (int i = optind; i < argc; i++) {
