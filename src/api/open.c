@@ -60,7 +60,7 @@ static ck_status too_large(ck_ctx *ctx, const cki_source *src)
 {
     return cki_fail(ctx, CK_EUNSUPPORTED,
                     "%s: %llu bytes: files over %llu bytes are read here only in formats whose "
-                    "header is at the start (safetensors); use the ckptkit command for this one",
+                    "header is at the start (safetensors, GGUF); use the ckptkit command for this one",
                     src->path, (unsigned long long)src->len,
                     (unsigned long long)CKI_SOURCE_WHOLE_MAX);
 }
