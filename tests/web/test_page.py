@@ -479,6 +479,33 @@ def test_sparse_gguf_over_4gib_lists_like_cli(open_page, tmp_path):
     os.unlink(path)
 
 
+def test_ckpt_over_1gib_lists_and_converts_like_cli(open_page, tmp_path):
+    """A Lightning-style .ckpt (torch zip) over 1 GiB, made by the command from
+    a sparse safetensors file: its directory is read from the tail, data.pkl
+    from the head, and a tensor stored past the 1 GiB mark comes through the
+    chunked reads, its CRC checked, into a conversion equal to the command's."""
+    np = pytest.importorskip('numpy')
+    st = str(tmp_path / 'big.safetensors')
+    path = str(tmp_path / 'big.ckpt')
+    far = (np.arange(1 << 16, dtype=np.float32) * 0.5 - 7).reshape(256, 256)
+    hole = GiB + (32 << 20)
+    sparse_safetensors(st, [('a.head', 'F32', [256], 1024), ('b.hole', 'U8', [hole], hole),
+                            ('c.far', 'F32', [256, 256], 1 << 18)], {'c.far': far.tobytes()})
+    cli('convert', st, path)
+    os.unlink(st)
+    assert os.path.getsize(path) > GiB + (32 << 20)
+    pg = open_page()
+    pg.open(path)
+    assert pg.error() is None
+    assert pg.table() == expected_table(path)
+    assert pg.summary() == expected_summary(path)
+    got = pg.stats('c.far')
+    assert got['min'] == far.min() and got['max'] == far.max()
+    convert_both(pg, tmp_path, path, 'far.safetensors', 'safetensors', ['--include', 'c.*'],
+                 include='c.*')
+    os.unlink(path)
+
+
 @pytest.mark.skipif(os.environ.get('CKPTKIT_WEB_BIG') == '0',
                     reason='CKPTKIT_WEB_BIG=0: the 3 GiB conversion (about 2 minutes) is skipped')
 def test_convert_3gib_in_persistent_profile_matches_cli(pw, server, tmp_path):
