@@ -283,7 +283,8 @@ def test_we_read_every_save_mode(dumper, tmp_path):
     shown.insert(2, "pickle_protocol 2 to 5 (zip and legacy)")
     record("PyTorch", TORCH, "reads",
            "torch.save " + ", ".join(shown) + f": all {len(LANE)} dtypes, shared storages at "
-           "offsets, non-contiguous views, 0-d, empty, Parameters with and without grad")
+           "offsets, non-contiguous views, 0-d, empty, Parameters with and without grad; "
+           "scan calls each clean")
 
 
 def check_mode(dumper, state, path, mode, opts):
@@ -308,6 +309,8 @@ def check_mode(dumper, state, path, mode, opts):
     sid = {g["name"]: g["storage"] for g in got}
     assert len({sid[k] for k in ("shared_row", "shared_block", "shared_t", "at_offset")}) == 1
     assert sid["w"] != sid["shared_row"], mode
+    scan = ck("scan", "-q", path)  # and the scanner calls it clean
+    assert scan.stdout == "", (mode, scan.stdout)
 
 
 def zipfile_of(path):
