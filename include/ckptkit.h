@@ -3,7 +3,7 @@
  *
  * ckptkit opens neural-network checkpoints (safetensors, PyTorch .pth/.pt/.bin
  * in zip, legacy and tar form, Lightning .ckpt, raw .bin with a JSON manifest,
- * Hugging Face sharded checkpoints), lists their tensors, reads tensor values,
+ * Hugging Face sharded checkpoints, NumPy .npy and .npz), lists their tensors, reads tensor values,
  * and converts between formats tensor by tensor in bounded memory.
  *
  * Nothing in an input file is ever executed: pickles are read by a restricted
@@ -194,7 +194,13 @@ typedef struct ck_open_opts {
     int verify_crc;       /* check CRC-32 of every zip member as it is read */
     int allow_unsafe;     /* load a PyTorch file even when its pickle references globals that
                            * would run code under Python (os.system, eval, ...). They are never
-                           * executed either way; without this the open fails with CK_EUNSAFE */
+                           * executed either way; without this the open fails with CK_EUNSAFE.
+                           * NumPy object arrays (dtype |O, whose data is a pickle) are
+                           * refused with CK_EUNSAFE too; with this they are left out, with a
+                           * warning, and nothing is unpickled */
+    int skip_unsupported; /* NumPy arrays of dtypes ckptkit cannot represent (strings, void,
+                           * datetime, structured) are left out with a warning instead of
+                           * failing the open (CK_EUNSUPPORTED); see ck_model_omitted_count */
 } ck_open_opts;
 
 /* Opens PATH read-only (memory-mapped). The format is detected from content,
@@ -204,8 +210,12 @@ CK_API ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts
                                ck_model **out);
 CK_API void ck_model_close(ck_model *m);
 
+/* Arrays the reader left out on request (skip_unsupported, or NumPy object
+ * arrays with allow_unsafe); each was named in a warning. */
+CK_API size_t ck_model_omitted_count(const ck_model *m);
+
 /* Reader name: "safetensors", "torch-zip", "torch-legacy", "torch-tar", "raw",
- * "sharded:safetensors", ... Borrowed. */
+ * "npy", "npz", "sharded:safetensors", ... Borrowed. */
 CK_API const char *ck_model_format(const ck_model *m);
 CK_API const char *ck_model_path(const ck_model *m);
 
@@ -255,8 +265,20 @@ CK_API const char *ck_model_values_json(const ck_model *m);
 /* Converting                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Called for every value a whole-checkpoint rewrite changes or removes: PATH is
+ * its dotted place in the object tree ("hyper_parameters.loss_fn", "" for the
+ * root), WHAT what it was ("torch.nn.modules.loss.MSELoss", "os.system"),
+ * BECAME what it became ("dict", "set", "dropped", "removed (dangerous)").
+ * All three are borrowed for the call. */
+typedef void (*ck_rewrite_fn)(void *user, const char *path, const char *what, const char *became);
+
+/* --unknown: what a whole-checkpoint rewrite does with objects of classes
+ * torch's weights-only loader refuses. */
+enum { CK_UNKNOWN_DICT = 0, CK_UNKNOWN_DROP = 1, CK_UNKNOWN_KEEP = 2 };
+
 typedef struct ck_convert_opts {
-    const char *format;     /* "safetensors", "pth", "ckpt", "raw"; NULL: from OUT's extension */
+    const char *format;     /* "safetensors", "pth", "ckpt", "raw", "npz", "npy"; NULL: from OUT's
+                               extension */
     ck_dtype dtype;         /* CK_DT_KEEP, or a floating dtype to cast floating tensors to */
     const char *const *dtype_exclude; /* NULL-terminated globs: tensors never cast */
     int force;              /* replace an existing OUT */
@@ -270,6 +292,18 @@ typedef struct ck_convert_opts {
     int prune;              /* keep only the state dict (ckpt output) */
     uint64_t shard_size;    /* bytes per shard; 0: one file */
     int no_crc;             /* skip CRC-32 checks of input zip members */
+    /* PyTorch -> PyTorch (pth/ckpt out of a single torch file) without prune
+     * and sharding rewrites the whole object tree (FORMATS.md, "Whole-checkpoint
+     * rewrite"): optimizer states, loops, callbacks, hyper-parameters kept;
+     * dangerous references always removed; unknown classes per UNKNOWN */
+    int unknown;            /* CK_UNKNOWN_DICT (0), CK_UNKNOWN_DROP, CK_UNKNOWN_KEEP */
+    ck_rewrite_fn on_rewrite; /* may be NULL */
+    void *rewrite_user;
+    int cast_all;           /* whole-checkpoint rewrite with DTYPE: also cast the floating tensors
+                             * outside the state dict (optimizer state, ...), 0-dim ones excepted */
+    int compress;           /* npz output: deflate every member (default: stored) */
+    int strict;             /* npy/npz output: refuse dtypes numpy has no spelling for (BF16,
+                               F8) instead of writing them as ml_dtypes does, with a warning */
 } ck_convert_opts;
 
 typedef struct ck_convert_stats {
@@ -288,7 +322,7 @@ CK_API ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out,
                             const ck_convert_opts *opts, ck_convert_stats *stats);
 
 /* Output format for a file name by its extension ("safetensors", "pth",
- * "ckpt", "raw"), or NULL. */
+ * "ckpt", "raw", "npz", "npy"), or NULL. */
 CK_API const char *ck_format_for_path(const char *path);
 
 /* The writer NAME or one of its aliases ("pt", "bin", "st", "lightning", ...)
@@ -298,6 +332,13 @@ CK_API const char *ck_format_writer(const char *name);
 /* The name of the I-th writer (0, 1, ...), NULL past the last: lists every
  * output format this build has. */
 CK_API const char *ck_format_writer_name(size_t i);
+
+/* What a whole-checkpoint rewrite with policy UNKNOWN (CK_UNKNOWN_*) would
+ * change in M, without writing anything: FN hears of each value as
+ * ck_convert's on_rewrite would. M must be a single PyTorch file (else
+ * CK_EUNSUPPORTED). The file is parsed again (nothing is run). */
+CK_API ck_status ck_model_rewrites(ck_ctx *ctx, const ck_model *m, int unknown, ck_rewrite_fn fn,
+                                   void *user);
 
 /* ------------------------------------------------------------------------ */
 /* Comparing                                                                 */

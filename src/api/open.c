@@ -215,3 +215,8 @@ const char *ck_model_values_json(const ck_model *m)
 {
     return m && m->values_json ? m->values_json : "null";
 }
+
+size_t ck_model_omitted_count(const ck_model *m)
+{
+    return m ? m->omitted_count : 0;
+}

@@ -38,6 +38,7 @@
 #include "../formats/format.h"
 #include "../convert/convert.h"
 #include "../formats/torch_read.h"
+#include "../formats/npy.h"
 #include "../pickle/verdict.h"
 
 
@@ -114,53 +115,17 @@ static ck_status scan_pickles(scanner *s, const uint8_t *p, uint64_t len, const 
     return st;
 }
 
-/* An .npy payload: the pickle of an object array, if it is one. */
+/* An .npy payload: the pickle of an object array (or of a structured array
+ * with an object field), if it is one. The header goes through the readers'
+ * own strict parser, so a header the loader would refuse fails the scan. */
 static ck_status scan_npy(scanner *s, const uint8_t *p, uint64_t len, const char *where,
                           uint64_t base)
 {
-    uint64_t hlen, start;
-    const char *d, *end;
-    if (len < 10 || memcmp(p, "\x93NUMPY", 6) != 0)
-        return cki_fail(s->ctx, CK_EFORMAT, "%s: %s: not an npy array (no \\x93NUMPY magic)",
-                        s->path, where);
-    if (p[6] == 1) {
-        hlen = cki_ld_le16(p + 8);
-        start = 10;
-    } else if ((p[6] == 2 || p[6] == 3) && len >= 12) {
-        hlen = cki_ld_le32(p + 8);
-        start = 12;
-    } else {
-        return cki_fail(s->ctx, CK_EFORMAT, "%s: %s: npy version %u.%u is not known", s->path,
-                        where, p[6], p[7]);
-    }
-    if (cki_out_of(start, hlen, len))
-        return cki_fail(s->ctx, CK_EFORMAT,
-                        "%s: %s: npy header of %llu bytes runs past the end (%llu bytes)",
-                        s->path, where, (unsigned long long)hlen, (unsigned long long)len);
-    d = (const char *)p + start;
-    end = d + hlen;
-    /* the descr value: 'descr': '<type>' -- an object array has type |O or |O8 */
-    for (const char *q = d; q + 8 < end; q++) {
-        if (memcmp(q, "'descr'", 7) != 0 && memcmp(q, "\"descr\"", 7) != 0) continue;
-        q += 7;
-        while (q < end && (*q == ' ' || *q == ':')) q++;
-        if (q < end && (*q == '\'' || *q == '"')) {
-            const char *t = q + 1;
-            size_t tl = 0;
-            while (t + tl < end && t[tl] != *q) tl++;
-            if (tl >= 2 && (t[tl - 1] == 'O' || (tl >= 3 && t[tl - 2] == 'O')))
-                return scan_pickles(s, p + start + hlen, len - start - hlen, where,
-                                    base + start + hlen);
-            return CK_OK;
-        }
-        /* structured dtypes (a list) may hold objects too: scan if 'O' appears */
-        for (const char *x = q; x < end; x++)
-            if (*x == 'O' && x > d && (x[-1] == '|' || x[-1] == '\''))
-                return scan_pickles(s, p + start + hlen, len - start - hlen, where,
-                                    base + start + hlen);
-        return CK_OK;
-    }
-    return cki_fail(s->ctx, CK_EFORMAT, "%s: %s: npy header has no 'descr'", s->path, where);
+    cki_npy h;
+    ck_status st = cki_npy_parse(s->ctx, s->path, where, p, len, &h);
+    if (st) return st;
+    if (h.kind != CKI_NPY_OBJECT) return CK_OK;
+    return scan_pickles(s, p + h.data_off, len - h.data_off, where, base + h.data_off);
 }
 
 static int ends_with(const char *s, size_t n, const char *suffix)

@@ -1,11 +1,12 @@
 /*
- * zip_write.c -- the store-only aligned zip writer (see zip_write.h).
+ * zip_write.c -- the aligned zip writer (see zip_write.h): stored entries,
+ * and deflated ones whose compressed size and CRC are patched in at the end.
  *
  * Layout written (PKWARE APPNOTE 6.3; integers little-endian):
  *
  *   local header, per entry, at OFF:
  *     [0,4) 50 4b 03 04   [4,6) version needed: 20, or 45 with zip64
- *     [6,8) flags 0x0800 (UTF-8 name)   [8,10) method 0 (stored)
+ *     [6,8) flags 0x0800 (UTF-8 name)   [8,10) method 0 (stored) or 8 (deflate)
  *     [10,14) DOS time, date: 0         [14,18) CRC-32 (0 until patched)
  *     [18,22) compressed size [22,26) size: 0xffffffff when zip64
  *     [26,28) name length  [28,30) extra length  [30,..) name, extra:
@@ -73,6 +74,12 @@ static int local_zip64(uint64_t size)
     return size >= MAX32;
 }
 
+/* The most bytes deflate can turn SIZE bytes into (zlib's compressBound). */
+static uint64_t deflate_bound(uint64_t size)
+{
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13;
+}
+
 uint64_t cki_zipw_header_len(uint64_t off, size_t name_len, uint64_t size)
 {
     uint64_t fixed = 30 + (uint64_t)name_len + (local_zip64(size) ? 20 : 0) + 4;
@@ -95,14 +102,14 @@ static ck_status check_name(cki_zipw *z, const char *name, size_t *len)
 
 /* Records a new entry and writes its local header with CRC. */
 static ck_status start_entry(cki_zipw *z, const char *name, uint64_t size, uint32_t crc,
-                             int patch)
+                             int patch, int method)
 {
     uint8_t h[30 + 20 + 4 + CKI_ZIPW_ALIGN];
     uint8_t *x = h + 30;
     cki_zipw_entry *e;
     size_t nl = 0, xl;
     uint64_t off, hl;
-    int z64 = local_zip64(size);
+    int z64 = local_zip64(method ? deflate_bound(size) : size);
     ck_status st;
 
     if (z->open || z->finished)
@@ -117,17 +124,17 @@ static ck_status start_entry(cki_zipw *z, const char *name, uint64_t size, uint3
         z->cap = ncap;
     }
     off = cki_sink_pos(z->sink);
-    hl = cki_zipw_header_len(off, nl, size);
+    hl = cki_zipw_header_len(off, nl, z64 ? MAX32 : 0);
     xl = (size_t)(hl - 30 - nl);
 
     cki_st_le32(h, SIG_LOCAL);
     cki_st_le16(h + 4, (uint16_t)(z64 ? VER_ZIP64 : VER_PLAIN));
     cki_st_le16(h + 6, FLAG_UTF8);
-    cki_st_le16(h + 8, 0);
+    cki_st_le16(h + 8, (uint16_t)method);
     cki_st_le16(h + 10, 0);
     cki_st_le16(h + 12, 0);
     cki_st_le32(h + 14, crc);
-    cki_st_le32(h + 18, z64 ? MAX32 : (uint32_t)size);
+    cki_st_le32(h + 18, z64 ? MAX32 : method ? 0 : (uint32_t)size); /* deflated: patched */
     cki_st_le32(h + 22, z64 ? MAX32 : (uint32_t)size);
     cki_st_le16(h + 26, (uint16_t)nl);
     cki_st_le16(h + 28, (uint16_t)xl);
@@ -135,7 +142,7 @@ static ck_status start_entry(cki_zipw *z, const char *name, uint64_t size, uint3
         cki_st_le16(x, 0x0001);
         cki_st_le16(x + 2, 16);
         cki_st_le64(x + 4, size);
-        cki_st_le64(x + 12, size);
+        cki_st_le64(x + 12, method ? 0 : size);
         x += 20;
     }
     x[0] = 'F';
@@ -148,9 +155,12 @@ static ck_status start_entry(cki_zipw *z, const char *name, uint64_t size, uint3
     if (!e->name) return CK_ENOMEM;
     e->name_len = (uint16_t)nl;
     e->patch_crc = (uint8_t)patch;
+    e->method = (uint8_t)method;
+    e->local_z64 = (uint8_t)z64;
     e->crc = crc;
     e->off = off;
     e->size = size;
+    e->csize = size;
 
     if ((st = cki_sink_write(z->sink, h, 30))) return st;
     if ((st = cki_sink_write(z->sink, name, nl))) return st;
@@ -162,17 +172,44 @@ static ck_status start_entry(cki_zipw *z, const char *name, uint64_t size, uint3
 
 ck_status cki_zipw_begin(cki_zipw *z, const char *name, uint64_t size)
 {
-    ck_status st = start_entry(z, name, size, 0, 1);
+    ck_status st = start_entry(z, name, size, 0, 1, 0);
     if (!st) z->open = 1;
     return st;
+}
+
+ck_status cki_zipw_begin_deflated(cki_zipw *z, const char *name, uint64_t size)
+{
+    ck_status st = start_entry(z, name, size, 0, 1, 8);
+    if (!st) z->open = 1;
+    return st;
+}
+
+ck_status cki_zipw_end_deflated(cki_zipw *z, uint32_t crc, uint64_t csize)
+{
+    cki_zipw_entry *e;
+    uint64_t wrote;
+    if (!z->open || !z->ents[z->count - 1].method)
+        return cki_fail(z->ctx, CK_EARG, "%s: no deflated zip member is open", out_path(z));
+    z->open = 0;
+    e = &z->ents[z->count - 1];
+    wrote = cki_sink_pos(z->sink) - z->data_start;
+    if (wrote != csize || (!e->local_z64 && csize >= MAX32))
+        return cki_fail(z->ctx, CK_EARG,
+                        "%s: zip member '%s': %llu compressed bytes written, %llu declared",
+                        out_path(z), e->name, (unsigned long long)wrote,
+                        (unsigned long long)csize);
+    e->crc = crc;
+    e->csize = csize;
+    return CK_OK;
 }
 
 ck_status cki_zipw_end(cki_zipw *z, uint32_t crc)
 {
     cki_zipw_entry *e;
     uint64_t wrote;
-    if (!z->open)
-        return cki_fail(z->ctx, CK_EARG, "%s: zip member ended but none is open", out_path(z));
+    if (!z->open || z->ents[z->count - 1].method)
+        return cki_fail(z->ctx, CK_EARG, "%s: zip member ended but no stored one is open",
+                        out_path(z));
     z->open = 0;
     e = &z->ents[z->count - 1];
     wrote = cki_sink_pos(z->sink) - z->data_start;
@@ -186,7 +223,7 @@ ck_status cki_zipw_end(cki_zipw *z, uint32_t crc)
 
 ck_status cki_zipw_add(cki_zipw *z, const char *name, const void *data, size_t len)
 {
-    ck_status st = start_entry(z, name, len, cki_crc32(0, data, len), 0);
+    ck_status st = start_entry(z, name, len, cki_crc32(0, data, len), 0, 0);
     if (st) return st;
     return cki_sink_write(z->sink, data, len);
 }
@@ -195,19 +232,24 @@ static ck_status write_central(cki_zipw *z, const cki_zipw_entry *e)
 {
     uint8_t h[46 + 28];
     uint8_t *x = h + 46;
-    int big_size = e->size >= MAX32, big_off = e->off >= MAX32;
+    uint64_t csize = e->method ? e->csize : e->size; /* stored: one size */
+    int z64_local = e->method ? e->local_z64 : local_zip64(e->size);
+    int big_size = e->size >= MAX32, big_csize = csize >= MAX32, big_off = e->off >= MAX32;
     size_t xl = 0;
     ck_status st;
 
-    if (big_size || big_off) {
-        size_t n = (big_size ? 16 : 0) + (big_off ? 8 : 0);
+    if (big_size || big_csize || big_off) {
+        size_t n = (big_size ? 8 : 0) + (big_csize ? 8 : 0) + (big_off ? 8 : 0);
         cki_st_le16(x, 0x0001);
         cki_st_le16(x + 2, (uint16_t)n);
         xl = 4;
         if (big_size) {
             cki_st_le64(x + xl, e->size);
-            cki_st_le64(x + xl + 8, e->size);
-            xl += 16;
+            xl += 8;
+        }
+        if (big_csize) {
+            cki_st_le64(x + xl, csize);
+            xl += 8;
         }
         if (big_off) {
             cki_st_le64(x + xl, e->off);
@@ -216,13 +258,13 @@ static ck_status write_central(cki_zipw *z, const cki_zipw_entry *e)
     }
     cki_st_le32(h, SIG_CENTRAL);
     cki_st_le16(h + 4, VER_ZIP64);
-    cki_st_le16(h + 6, (uint16_t)(local_zip64(e->size) || big_off ? VER_ZIP64 : VER_PLAIN));
+    cki_st_le16(h + 6, (uint16_t)(z64_local || big_off ? VER_ZIP64 : VER_PLAIN));
     cki_st_le16(h + 8, FLAG_UTF8);
-    cki_st_le16(h + 10, 0);
+    cki_st_le16(h + 10, e->method);
     cki_st_le16(h + 12, 0);
     cki_st_le16(h + 14, 0);
     cki_st_le32(h + 16, e->crc);
-    cki_st_le32(h + 20, big_size ? MAX32 : (uint32_t)e->size);
+    cki_st_le32(h + 20, big_csize ? MAX32 : (uint32_t)csize);
     cki_st_le32(h + 24, big_size ? MAX32 : (uint32_t)e->size);
     cki_st_le16(h + 28, e->name_len);
     cki_st_le16(h + 30, (uint16_t)xl);
@@ -281,7 +323,17 @@ ck_status cki_zipw_finish(cki_zipw *z)
 
     for (size_t i = 0; i < z->count; i++) {
         const cki_zipw_entry *e = &z->ents[i];
-        uint8_t c[4];
+        uint8_t c[8];
+        if (e->method) { /* the compressed size, in the header or its zip64 field */
+            if (e->local_z64) {
+                cki_st_le64(c, e->csize);
+                st = cki_sink_pwrite(z->sink, e->off + 30 + e->name_len + 12, c, 8);
+            } else {
+                cki_st_le32(c, (uint32_t)e->csize);
+                st = cki_sink_pwrite(z->sink, e->off + 18, c, 4);
+            }
+            if (st) return st;
+        }
         if (!e->patch_crc || !e->crc) continue;
         cki_st_le32(c, e->crc);
         if ((st = cki_sink_pwrite(z->sink, e->off + 14, c, 4))) return st;

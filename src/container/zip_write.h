@@ -1,8 +1,9 @@
 /*
- * zip_write.h -- a store-only zip writer laid out the way torch.save lays
- * out its archives, streaming into an atomic sink.
+ * zip_write.h -- a zip writer laid out the way torch.save lays out its
+ * archives, streaming into an atomic sink. Entries are stored, except those
+ * begun with cki_zipw_begin_deflated (npz --compress).
  *
- * Every entry is STORED (method 0) with flag bit 11 (UTF-8 name), DOS time
+ * Every entry has flag bit 11 (UTF-8 name), DOS time
  * and date 0 (the output depends on nothing but its content), and its data
  * starts on a multiple of CKI_ZIPW_ALIGN bytes: the local header carries an
  * extra field with id "FB" whose payload is 'Z' filler, as torch writes. The
@@ -13,7 +14,10 @@
  * Sizes are declared when an entry begins, so local headers carry the true
  * sizes (no data descriptors). CRC-32s of streamed entries are computed by
  * the caller while writing and patched into the local headers by
- * cki_zipw_finish; the central directory carries them directly.
+ * cki_zipw_finish; the central directory carries them directly. A deflated
+ * entry's compressed size is known only at its end: its local header holds 0
+ * (or, when the worst-case deflate output could reach 4 GiB, 0xffffffff and a
+ * zip64 field holding 0) until cki_zipw_finish patches the real value in.
  *
  * Use:
  *     cki_zipw z;
@@ -37,9 +41,12 @@ typedef struct cki_zipw_entry {
     const char *name; /* in the writer's arena */
     uint16_t name_len;
     uint8_t patch_crc; /* local header still holds CRC 0 */
+    uint8_t method;    /* 0 stored, 8 deflate */
+    uint8_t local_z64; /* the local header has a zip64 extra field */
     uint32_t crc;
     uint64_t off;  /* local header offset */
-    uint64_t size; /* data bytes (stored: compressed == uncompressed) */
+    uint64_t size; /* data bytes (uncompressed) */
+    uint64_t csize; /* bytes in the archive (stored: == size) */
 } cki_zipw_entry;
 
 typedef struct cki_zipw {
@@ -63,6 +70,13 @@ ck_status cki_zipw_begin(cki_zipw *z, const char *name, uint64_t size);
 /* Closes the open entry: checks that exactly the declared bytes were
  * written and records CRC (zlib crc32 of the data). */
 ck_status cki_zipw_end(cki_zipw *z, uint32_t crc);
+/* A deflated entry of SIZE uncompressed bytes: the caller writes the raw
+ * deflate stream (zlib, -MAX_WBITS) to the sink, then calls
+ * cki_zipw_end_deflated with the CRC-32 of the uncompressed bytes and the
+ * number of compressed bytes written; cki_zipw_finish patches both into the
+ * local header (no data descriptor is needed: the sink can seek back). */
+ck_status cki_zipw_begin_deflated(cki_zipw *z, const char *name, uint64_t size);
+ck_status cki_zipw_end_deflated(cki_zipw *z, uint32_t crc, uint64_t csize);
 /* A whole entry from memory (CRC computed here). */
 ck_status cki_zipw_add(cki_zipw *z, const char *name, const void *data, size_t len);
 /* Writes the central directory, the zip64 EOCD record and locator and the

@@ -169,6 +169,7 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
         ot = &plan->tensors[plan->count++];
         ot->name = name;
         ot->src = v;
+        ot->in_index = i;
         ot->dtype = v->dtype;
         /* only floating tensors are cast: ints, bools and complex keep their dtype */
         if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(v->dtype) && v->dtype != o->dtype &&

@@ -56,8 +56,15 @@ static void job_init(cki_write_job *job, ck_ctx *ctx, ck_model *in, const char *
     job->prune = o->prune;
     job->force = o->force;
     job->verify_crc = !o->no_crc;
+    job->compress = o->compress;
+    job->strict = o->strict;
     job->stats = cs;
     job->scratch = scratch;
+    job->full = !o->prune && !o->shard_size;
+    job->unknown = o->unknown;
+    job->rewrite_fn = o->on_rewrite;
+    job->rewrite_user = o->rewrite_user;
+    job->cast_all = o->cast_all ? o->dtype : CK_DT_KEEP;
 }
 
 /* Opens the job's sink and runs the writer; the sinks stay open (uncommitted). */

@@ -11,6 +11,8 @@ extern const cki_format cki_fmt_raw;
 extern const cki_format cki_fmt_pth;
 extern const cki_format cki_fmt_ckpt;
 extern const cki_format cki_fmt_torch;
+extern const cki_format cki_fmt_npy;
+extern const cki_format cki_fmt_npz;
 
 const cki_format *const cki_formats[] = {
     &cki_fmt_safetensors,
@@ -18,6 +20,8 @@ const cki_format *const cki_formats[] = {
     &cki_fmt_pth,
     &cki_fmt_ckpt,
     &cki_fmt_torch,
+    &cki_fmt_npy,
+    &cki_fmt_npz,
     NULL,
 };
 

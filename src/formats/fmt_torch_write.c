@@ -46,6 +46,7 @@
 #include "../container/zip_write.h"
 #include "../pickle/pickle_write.h"
 #include "format.h"
+#include "torch_full.h"
 
 /* torch's name for each dtype: a typed storage class (v2) or a dtype (v3). */
 static const struct {
@@ -499,6 +500,7 @@ static ck_status write_torch(cki_write_job *job, int ckpt)
     char *prefix = NULL;
     ck_status st;
 
+    if (cki_torch_full_applies(job)) return cki_torch_full_write(job, ckpt);
     memset(&w, 0, sizeof w);
     w.job = job;
     w.ctx = job->ctx;
@@ -526,6 +528,27 @@ out:
     cki_free(w.ctx, w.stores);
     cki_free(w.ctx, w.items);
     return st;
+}
+
+int cki_torch_type_names(ck_dtype dt, const char **cls, const char **v3)
+{
+    if (dt < 0 || dt >= CK_DT_COUNT || (!torch_types[dt].cls && !torch_types[dt].v3)) return 1;
+    *cls = torch_types[dt].cls;
+    *v3 = torch_types[dt].v3;
+    return 0;
+}
+
+char *cki_torch_archive_prefix(ck_ctx *ctx, const char *path, int ckpt)
+{
+    writer w;
+    cki_write_job job;
+    memset(&w, 0, sizeof w);
+    memset(&job, 0, sizeof job);
+    job.path = path;
+    w.job = &job;
+    w.ctx = ctx;
+    w.ckpt = ckpt;
+    return archive_prefix(&w);
 }
 
 static ck_status write_pth(cki_write_job *job)

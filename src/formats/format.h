@@ -19,6 +19,7 @@ typedef struct cki_out_tensor {
     const cki_tensor *src; /* values come from here */
     ck_dtype dtype;        /* output dtype */
     uint64_t nbytes;       /* output bytes (dense) */
+    size_t in_index;       /* the input tensor it comes from (ck_model order) */
 } cki_out_tensor;
 
 typedef struct cki_write_job cki_write_job;
@@ -36,6 +37,8 @@ struct cki_write_job {
     int force;
     int verify_crc;             /* check input CRCs while copying */
     cki_cast_stats *stats;      /* casts count overflow/underflow here */
+    int compress;               /* npz: deflate members */
+    int strict;                 /* npy/npz: refuse dtypes numpy cannot spell */
     uint8_t *scratch;           /* CKI_SCRATCH bytes for chunked copies */
     uint64_t total_bytes;       /* sum of nbytes, for progress */
     uint64_t done_bytes;
@@ -43,6 +46,15 @@ struct cki_write_job {
      * cki_job_open_side are committed or aborted with the main sink */
     cki_sink *side[8];
     size_t side_count;
+    /* PyTorch -> PyTorch whole-checkpoint rewrite (torch_full.c): set when the
+     * options allow it (no --prune, no sharding); UNKNOWN is CKI_TW_DICT/DROP/
+     * KEEP; REWRITE_FN (may be NULL) hears of every rewritten or removed value */
+    int full;
+    int unknown;
+    ck_rewrite_fn rewrite_fn;
+    void *rewrite_user;
+    ck_dtype cast_all;          /* CK_DT_KEEP, or the dtype for floating tensors outside the
+                                 * state dict (--cast-all) */
 };
 
 #define CKI_SCRATCH (4u << 20)

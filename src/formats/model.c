@@ -43,6 +43,7 @@ void ck_model_close(ck_model *m)
     if (m->driver_free) m->driver_free(m, m->driver_data);
     for (size_t i = 0; i < m->storage_count; i++) {
         cki_free(ctx, m->storages[i]->owned);
+        if (m->storages[i]->fetch.free) m->storages[i]->fetch.free(ctx, m->storages[i]->fetch.state);
         cki_free(ctx, m->storages[i]);
     }
     cki_free(ctx, m->storages);
@@ -119,6 +120,26 @@ ck_status cki_model_storage_owned(ck_model *m, uint8_t *bytes, uint64_t len, ck_
     s->dtype = dtype;
     if ((st = push_storage(m, s))) {
         cki_free(m->ctx, bytes);
+        return st;
+    }
+    *out = s;
+    return CK_OK;
+}
+
+ck_status cki_model_storage_fetch(ck_model *m, uint64_t len, ck_dtype dtype,
+                                  const cki_fetch *fetch, cki_storage **out)
+{
+    cki_storage *s = cki_calloc(m->ctx, 1, sizeof *s);
+    ck_status st;
+    if (!s) {
+        if (fetch->free) fetch->free(m->ctx, fetch->state);
+        return CK_ENOMEM;
+    }
+    s->len = len;
+    s->dtype = dtype;
+    s->fetch = *fetch;
+    if ((st = push_storage(m, s))) {
+        if (fetch->free) fetch->free(m->ctx, fetch->state);
         return st;
     }
     *out = s;

@@ -38,6 +38,10 @@ struct ck_model {
     const char **skipped_names, **skipped_why;
     size_t skipped_count, skipped_cap;
 
+    /* arrays a reader left out on request (ck_open_opts.skip_unsupported,
+     * allow_unsafe object arrays), each announced by a warning */
+    size_t omitted_count;
+
     void *driver_data;
     void (*driver_free)(ck_model *m, void *data);
 };
@@ -53,6 +57,10 @@ ck_status cki_model_storage(ck_model *m, const cki_source *src, uint64_t off, ui
 /* A storage over bytes the model will own and free (cki_malloc'd with m->ctx). */
 ck_status cki_model_storage_owned(ck_model *m, uint8_t *bytes, uint64_t len, ck_dtype dtype,
                                   cki_storage **out);
+/* A storage of LEN bytes produced by FETCH (copied; the model calls
+ * fetch->free on its state when it closes, or now if this fails). */
+ck_status cki_model_storage_fetch(ck_model *m, uint64_t len, ck_dtype dtype,
+                                  const cki_fetch *fetch, cki_storage **out);
 /* Adds a tensor; copies NAME, SHAPE and STRIDE (NULL: dense) into the arena,
  * validates the view against the storage and rejects a repeated name.
  * FILE names the input in messages. On success *INDEX (may be NULL) is set. */

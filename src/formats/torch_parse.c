@@ -200,6 +200,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     tf->where = pkl->name;
     if ((st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk))) return st;
     tf->rec.where = tf->where;
+    tf->pv_root = pk.root;
     return cki_trec_convert(&tf->rec, pk.root, &tf->root);
 }
 
@@ -381,6 +382,7 @@ static ck_status parse_legacy(cki_torch_file *tf, cki_torch_visit_fn visit, void
     }
     tf->where = names[3];
     tf->rec.where = tf->where;
+    tf->pv_root = pk[3].root;
     if ((st = cki_trec_convert(&tf->rec, pk[3].root, &tf->root))) return st;
     return legacy_layout(tf, pk[4].root, pos);
 }
@@ -644,6 +646,7 @@ static ck_status parse_tar(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     if ((st = run(tf, tf->base + m->off, m->len, tf->where, m->off, visit, user, &pk))) return st;
     tf->rec.persid = tar_persid;
     tf->rec.persid_user = tf;
+    tf->pv_root = pk.root;
     if ((st = cki_trec_convert(&tf->rec, pk.root, &tf->root))) return st;
     /* storages named by inline ('storage', ...) tuples must be stored ones */
     for (size_t i = 0; i < tf->rec.storage_count; i++)

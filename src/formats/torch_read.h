@@ -59,6 +59,7 @@ typedef struct cki_torch_file {
     cki_arena arena;  /* pickle nodes, tobjs, names */
     cki_trec rec;     /* storages table; the graph's memo */
     cki_tobj *root;
+    const cki_pv *pv_root; /* the main pickle's value graph (in the arena) */
     const char *where; /* the main pickle's name */
     /* zip */
     cki_zip zip;

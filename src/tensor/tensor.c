@@ -41,6 +41,11 @@ ck_status cki_tensor_validate(ck_ctx *ctx, const char *file, cki_tensor *t)
         return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': storage holds %s, tensor is %s", file,
                         t->name, ck_dtype_name(t->storage->dtype), ck_dtype_name(t->dtype));
     if (numel == 0) return CK_OK;
+    if (t->storage->fetch.fn && !cki_tensor_is_dense(t))
+        return cki_fail(ctx, CK_EUNSUPPORTED,
+                        "%s: tensor '%s': strided views of streamed (compressed) bytes are not "
+                        "supported",
+                        file, t->name);
     if (ebits % 8 && (t->stride || t->offset))
         return cki_fail(ctx, CK_EUNSUPPORTED,
                         "%s: tensor '%s': strided views of sub-byte dtype %s are not supported",
@@ -90,7 +95,9 @@ int cki_tensor_is_dense(const cki_tensor *t)
 const uint8_t *cki_tensor_bytes(const cki_tensor *t)
 {
     uint64_t off;
-    if (!t->storage || t->storage->big_endian || t->flags || !cki_tensor_is_dense(t)) return NULL;
+    if (!t->storage || t->storage->big_endian || t->flags || t->storage->fetch.fn ||
+        !cki_tensor_is_dense(t))
+        return NULL;
     if (ck_dtype_bits(t->dtype) % 8) return t->offset ? NULL : t->storage->data;
     off = t->offset * cki_dtype_size(t->dtype);
     return t->storage->data + off;
@@ -187,6 +194,53 @@ static void apply_flags(const cki_tensor *t, uint8_t *p, uint64_t n)
     }
 }
 
+/* cki_tensor_read for a storage whose bytes come from its fetch function (the
+ * view is dense: validated at open). Range checked by the caller. */
+static ck_status read_fetched(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64_t count,
+                              ck_dtype as, uint8_t *out, size_t dst_cap, cki_cast_stats *stats)
+{
+    const cki_fetch *f = &t->storage->fetch;
+    unsigned es = cki_dtype_size(t->dtype), os;
+    char kind = cki_dtype_info_of(t->dtype)->kind;
+    uint64_t need;
+    ck_status st;
+    _Alignas(16) uint8_t block[BLOCK_BYTES];
+
+    if (!es) {
+        if (as != t->dtype || first != 0 || count != t->numel || t->flags)
+            return cki_fail(ctx, CK_EUNSUPPORTED,
+                            "tensor '%s': %s values can only be copied whole, not cast or sliced",
+                            t->name, ck_dtype_name(t->dtype));
+        if (t->nbytes > dst_cap) goto small;
+        return f->fn(ctx, f->state, 0, out, (size_t)t->nbytes);
+    }
+    os = cki_dtype_size(as);
+    if (!os || (as != t->dtype && !cki_cast_supported(t->dtype, as)))
+        return cki_fail(ctx, CK_EUNSUPPORTED, "tensor '%s': cannot convert %s to %s", t->name,
+                        ck_dtype_name(t->dtype), ck_dtype_name(as));
+    if (cki_mul_u64(&need, count, os) || need > dst_cap) goto small;
+    while (count) {
+        uint64_t n = BLOCK_BYTES / es;
+        uint8_t *p = as == t->dtype ? out : block;
+        if (n > count) n = count;
+        if ((st = f->fn(ctx, f->state, (t->offset + first) * es, p, (size_t)(n * es))))
+            return st;
+        if (t->storage->big_endian) {
+            if (kind == 'C') cki_bswap(p, (size_t)n * 2, es / 2);
+            else cki_bswap(p, (size_t)n, es);
+        }
+        if (t->flags) apply_flags(t, p, n);
+        if (p == block) cki_cast(t->dtype, as, block, out, (size_t)n, stats);
+        out += n * os;
+        first += n;
+        count -= n;
+    }
+    return CK_OK;
+small:
+    return cki_fail(ctx, CK_EARG, "tensor '%s': destination of %zu bytes is too small", t->name,
+                    dst_cap);
+}
+
 ck_status cki_tensor_read(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64_t count,
                           ck_dtype as, void *dst, size_t dst_cap, cki_cast_stats *stats)
 {
@@ -200,6 +254,7 @@ ck_status cki_tensor_read(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint
         return cki_fail(ctx, CK_EARG, "tensor '%s': read of elements [%llu, +%llu) past %llu",
                         t->name, (unsigned long long)first, (unsigned long long)count,
                         (unsigned long long)t->numel);
+    if (t->storage->fetch.fn) return read_fetched(ctx, t, first, count, as, out, dst_cap, stats);
     if (!es) { /* sub-byte: whole, as stored */
         if (as != t->dtype || first != 0 || count != t->numel || t->flags)
             return cki_fail(ctx, CK_EUNSUPPORTED,

@@ -31,6 +31,17 @@ unsigned cki_dtype_size(ck_dtype dt);
 /* Bytes of NUMEL elements (rounded up for sub-byte dtypes); 1 on overflow. */
 int cki_dtype_nbytes(ck_dtype dt, uint64_t numel, uint64_t *out);
 
+/* Bytes produced on demand instead of mapped or owned (a deflated zip member
+ * inflated as it is read): the storage's data is NULL and FN copies storage
+ * bytes [off, off + len) into DST. Only dense views of such storages exist
+ * (cki_tensor_validate refuses others). FREE (may be NULL) releases STATE
+ * when the model closes. */
+typedef struct cki_fetch {
+    ck_status (*fn)(ck_ctx *ctx, void *state, uint64_t off, uint8_t *dst, size_t len);
+    void (*free)(ck_ctx *ctx, void *state);
+    void *state;
+} cki_fetch;
+
 typedef struct cki_storage {
     const cki_source *src; /* file the bytes live in, or NULL when owned */
     const uint8_t *data;   /* first byte */
@@ -44,6 +55,7 @@ typedef struct cki_storage {
     uint32_t crc;
     uint64_t id;           /* nonzero, unique within a model */
     const char *key;       /* torch storage key, for messages; may be NULL */
+    cki_fetch fetch;       /* fetch.fn set: bytes come from fetch, data is NULL */
 } cki_storage;
 
 enum { CKI_T_CONJ = 1, CKI_T_NEG = 2 };

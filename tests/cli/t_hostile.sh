@@ -8,6 +8,7 @@
 #   torch/*         detection, files with a .expected line; the others are
 #                   payloads that load inert        (t_torch_read.c, t_scan.sh)
 #   pickle/*.pkl    raw pickles: `scan` parses them (t_pickle.c runs the machine)
+#   npy/*           detection, .npy and .npz inputs  (t_npy.c)
 # `ckptkit info` and `ckptkit convert` must exit 1 with exactly one stderr
 # line, "ckptkit: " + the .expected line, leave no output and no temporary
 # file, and finish within 10 seconds (a hang is a failure). Raw pickles have
@@ -113,6 +114,13 @@ for f in "$BAD"/pickle/*.pkl; do
     checked=$((checked + 1))
 done
 at_least 60 pickle
+
+# ---- npy/npz: detection (tests/corpus/make_bad_npy.py, t_npy.c) ----------------------
+count
+for f in "$BAD"/npy/*.npy "$BAD"/npy/*.npz; do
+    check_bad "${f%.*}.expected" "$f"
+done
+at_least 30 npy
 
 # ---- the fixtures marked MALICIOUS ---------------------------------------------------
 count

@@ -247,7 +247,7 @@ int cli_parse_inspect(int argc, char **argv, const char *cmd, const char *help, 
         {"all", no_argument, 0, 'a'},          {"manifest", required_argument, 0, 'm'},
         {"format", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
         {"quiet", no_argument, 0, 'q'},        CLI_MAX_MEMORY_OPT,
-        CLI_ALLOW_UNSAFE_OPT,                  {0, 0, 0, 0},
+        CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,                  {0, 0, 0, 0},
     };
     int c;
     memset(oo, 0, sizeof *oo);
@@ -261,6 +261,7 @@ int cli_parse_inspect(int argc, char **argv, const char *cmd, const char *help, 
         case 'f': oo->format = optarg; break;
         case 'q': o->quiet = 1; break;
         case 'U': oo->allow_unsafe = 1; break;
+        case 'S': oo->skip_unsupported = 1; break;
         case 'M':
             if (cli_opt_max_memory(o, cmd, optarg)) return EXIT_USAGE;
             break;

@@ -31,7 +31,13 @@ typedef struct cli_opts {
 #define CLI_ALLOW_UNSAFE_OPT {"allow-unsafe", no_argument, 0, 'U'}
 #define CLI_ALLOW_UNSAFE_HELP                                                                     \
     "  --allow-unsafe     load a PyTorch file even if its pickle references code-running\n"       \
-    "                     globals (never executed; without it such files are refused)\n"
+    "                     globals (never executed; without it such files are refused); leave\n"   \
+    "                     out NumPy object arrays (pickles, never unpickled) with a warning\n"
+/* --skip-unsupported: leave out NumPy arrays ckptkit cannot represent. */
+#define CLI_SKIP_UNSUPPORTED_OPT {"skip-unsupported", no_argument, 0, 'S'}
+#define CLI_SKIP_UNSUPPORTED_HELP                                                                 \
+    "  --skip-unsupported leave out NumPy arrays of dtypes ckptkit cannot represent (strings,\n"  \
+    "                     void, datetime, structured) with a warning, instead of failing\n"
 /* Handles 'M' in a command's option switch; returns nonzero on a bad SIZE. */
 int cli_opt_max_memory(cli_opts *o, const char *cmd, const char *arg);
 
@@ -86,5 +92,22 @@ int cmd_verify(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
+int cmd_sanitize(int argc, char **argv);
+
+/* Whole-checkpoint rewrite reports (rewrites.c). cli_rewrite_line is a
+ * ck_rewrite_fn over a cli_rewrites: prints "PREFIXpath: what -> became" to
+ * OUT (stderr when NULL) unless quiet, and counts. */
+typedef struct cli_rewrites {
+    FILE *out;
+    const char *prefix;
+    int quiet;
+    size_t count, removed;
+} cli_rewrites;
+void cli_rewrite_line(void *user, const char *path, const char *what, const char *became);
+/* info / ls --all: what --unknown=dict would rewrite in M (PyTorch files only);
+ * JSON: appends ', "rewrites": [...]' to an open object. */
+void cli_print_rewrites(ck_ctx *ctx, const ck_model *m, int json);
+/* --unknown POLICY: 0 and *OUT set, or 1. */
+int cli_parse_unknown(const char *s, int *out);
 
 #endif

@@ -16,7 +16,7 @@ static const char help[] =
     "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
     "OUT is written to a temporary file beside it and renamed when complete.\n"
     "IN may be a sharded checkpoint: its *.index.json or the folder holding it.\n\n"
-    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw\n"
+    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw | npz | npy\n"
     "  --dtype D            keep | f32 | f16 | bf16 | f64 | f8_e4m3 | f8_e5m2: cast floating\n"
     "                       tensors (ints and bools stay)\n"
     "  --dtype-exclude GLOB never cast these tensors (repeatable)\n"
@@ -43,8 +43,21 @@ static const char help[] =
     "  --manifest M         JSON manifest describing a raw .bin input\n"
     "  --format F           skip detection and read IN as F\n"
     "  --no-crc             do not check CRC-32 of input zip members while copying\n"
+    "  --unknown POLICY     PyTorch -> PyTorch without --prune rewrites the whole object tree\n"
+    "                       (optimizer, schedulers, loops, callbacks, hyper-parameters kept;\n"
+    "                       dangerous references removed); objects of classes torch's\n"
+    "                       weights-only loader refuses become plain dicts (dict, the default),\n"
+    "                       are removed (drop) or written back as they are (keep); each change\n"
+    "                       is printed as 'path: class -> result'\n"
+    "  --cast-all           with --dtype in such a rewrite, also cast the floating tensors\n"
+    "                       outside the state dict (optimizer state...); 0-dim ones (Adam's\n"
+    "                       step) never. Default: only the state dict is cast\n"
+    "  --compress           npz output: deflate every member (numpy.savez_compressed)\n"
+    "  --strict             npy/npz output: refuse BF16/F8 tensors (NumPy has no dtype for\n"
+    "                       them) instead of writing them as ml_dtypes does, with a warning\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q                   no warnings, no summary line\n";
 
 static int parse_dtype(const char *s, ck_dtype *out)
@@ -60,7 +73,8 @@ static int parse_dtype(const char *s, ck_dtype *out)
 int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
-           O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD };
+           O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
+           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -80,7 +94,11 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,
+        {"unknown", required_argument, 0, O_UNKNOWN},
+        {"cast-all", no_argument, 0, O_CASTALL},
+        {"compress", no_argument, 0, O_COMPRESS},
+        {"strict", no_argument, 0, O_STRICT},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -133,13 +151,22 @@ int cmd_convert(int argc, char **argv)
             co.ema = c == O_EMA ? 1 : -1;
             break;
         case O_PRUNE: co.prune = 1; break;
+        case O_COMPRESS: co.compress = 1; break;
+        case O_STRICT: co.strict = 1; break;
         case O_SHARD:
             if (cli_parse_size(optarg, &co.shard_size))
                 return cli_usage_error("convert", "--shard-size '%s': expected a size such as "
                                        "5GB, 500MiB or 1048576", optarg);
             break;
+        case O_UNKNOWN:
+            if (cli_parse_unknown(optarg, &co.unknown))
+                return cli_usage_error("convert", "--unknown '%s': expected dict, drop or keep",
+                                       optarg);
+            break;
+        case O_CASTALL: co.cast_all = 1; break;
         case 'q': o.quiet = 1; break;
         case 'U': oo.allow_unsafe = 1; break;
+        case 'S': oo.skip_unsupported = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "convert", optarg)) return EXIT_USAGE;
             break;
@@ -169,6 +196,9 @@ int cmd_convert(int argc, char **argv)
                                "extension; use --to", out);
 
     ctx = cli_ctx(&o);
+    cli_rewrites rw = {NULL, "ckptkit: rewrote ", o.quiet, 0, 0};
+    co.on_rewrite = cli_rewrite_line;
+    co.rewrite_user = &rw;
     t0 = cli_now();
     if (ck_model_open(ctx, in, &oo, &m)) {
         rc = cli_fail(ctx, EXIT_BAD);
@@ -193,6 +223,9 @@ int cmd_convert(int argc, char **argv)
             fprintf(stderr, "; %llu cast to %s, %llu values overflowed to inf, %llu underflowed "
                     "to zero", (unsigned long long)stats.cast_tensors, ck_dtype_name(co.dtype),
                     (unsigned long long)stats.overflow, (unsigned long long)stats.underflow);
+        if (ck_model_omitted_count(m))
+            fprintf(stderr, "; %zu input array%s left out", ck_model_omitted_count(m),
+                    ck_model_omitted_count(m) == 1 ? "" : "s");
         fputc('\n', stderr);
     }
 done:

@@ -35,6 +35,7 @@ static const char help[] =
     "  --no-crc    do not check CRC-32 of zip members\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q          print nothing (--json output excepted); the exit status tells\n";
 
 typedef struct row {
@@ -238,7 +239,7 @@ int cmd_diff(int argc, char **argv)
     static const struct option lopts[] = {
         {"json", no_argument, 0, 'j'},      {"rtol", required_argument, 0, 'r'},
         {"atol", required_argument, 0, 'a'}, {"key", required_argument, 0, 'k'},
-        {"no-crc", no_argument, 0, 'c'},    {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,
+        {"no-crc", no_argument, 0, 'c'},    {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,
         {"help", no_argument, 0, 'h'},      {0, 0, 0, 0},
     };
     cli_opts o = {0};
@@ -269,6 +270,7 @@ int cmd_diff(int argc, char **argv)
         case 'c': oo.verify_crc = 0; break;
         case 'q': o.quiet = 1; break;
         case 'U': oo.allow_unsafe = 1; break;
+        case 'S': oo.skip_unsupported = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "diff", optarg)) return EXIT_USAGE;
             break;

@@ -27,6 +27,7 @@ static const char help[] =
     "  --format-in F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q                 no warnings, no summary line\n";
 
 int cmd_export(int argc, char **argv)
@@ -37,7 +38,7 @@ int cmd_export(int argc, char **argv)
         {"dtype", required_argument, 0, O_DTYPE}, {"force", no_argument, 0, O_FORCE},
         {"key", required_argument, 0, O_KEY},     {"manifest", required_argument, 0, O_MANIFEST},
         {"format-in", required_argument, 0, O_FORMAT_IN},
-        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT,          {"help", no_argument, 0, 'h'},
+        {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,          {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     cli_opts o = {0};
@@ -76,6 +77,7 @@ int cmd_export(int argc, char **argv)
         case O_FORMAT_IN: oo.format = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'U': oo.allow_unsafe = 1; break;
+        case 'S': oo.skip_unsupported = 1; break;
         case 'M':
             if (cli_opt_max_memory(&o, "export", optarg)) return EXIT_USAGE;
             break;

@@ -20,6 +20,7 @@ static const char help[] =
     "  --format F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q              no warnings\n";
 
 /* Text mode: short value documents in full; long ones as their top-level
@@ -105,7 +106,11 @@ int cmd_info(int argc, char **argv)
             printf(": ");
             cli_json_str(stdout, v);
         }
-        printf("}, \"values\": %s}\n", ck_model_values_json(m));
+        printf("}, \"values\": %s", ck_model_values_json(m));
+        if (ck_model_omitted_count(m))
+            printf(", \"left_out\": %zu", ck_model_omitted_count(m));
+        cli_print_rewrites(ctx, m, 1);
+        printf("}\n");
     } else {
         char b[32];
         int first = 1;
@@ -122,6 +127,8 @@ int cmd_info(int argc, char **argv)
             first = 0;
         }
         printf("%s\n", first ? "(none)" : "");
+        if (ck_model_omitted_count(m))
+            printf("left out:    %zu (see the warnings)\n", ck_model_omitted_count(m));
         if (ck_model_meta_count(m)) {
             printf("metadata:\n");
             for (size_t i = 0; i < ck_model_meta_count(m); i++) {
@@ -131,6 +138,7 @@ int cmd_info(int argc, char **argv)
             }
         }
         print_values(ck_model_values_json(m));
+        cli_print_rewrites(ctx, m, 0);
     }
     ck_model_close(m);
     ck_ctx_free(ctx);

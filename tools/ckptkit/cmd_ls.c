@@ -11,12 +11,14 @@ static const char help[] =
     "Lists the tensors of FILE in file order: name, dtype, shape and bytes.\n\n"
     "  --json          {\"format\": ..., \"tensors\": [{\"name\", \"dtype\", \"shape\", ...}]}\n"
     "  --key PATH      dotted path of the state dict inside a PyTorch checkpoint\n"
-    "  --all           every tensor of the object tree under its dotted path\n"
+    "  --all           every tensor of the object tree under its dotted path, then (PyTorch)\n"
+    "                  the values 'convert --unknown=dict' would rewrite\n"
     "                  (e.g. optimizer_states.0.state.3.exp_avg)\n"
     "  --manifest M    JSON manifest describing a raw .bin file\n"
     "  --format F      skip detection and read FILE as F\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
+    CLI_SKIP_UNSUPPORTED_HELP
     "  -q              no warnings\n";
 
 int cmd_ls(int argc, char **argv)
@@ -50,7 +52,9 @@ int cmd_ls(int argc, char **argv)
                                           (unsigned long long)ti.storage_offset);
             printf(", \"storage\": %llu}", (unsigned long long)ti.storage_id);
         }
-        printf("%s]}\n", n ? "\n" : "");
+        printf("%s]", n ? "\n" : "");
+        if (oo.all) cli_print_rewrites(ctx, m, 1);
+        printf("}\n");
     } else {
         size_t w = 4;
         for (size_t i = 0; i < n; i++) {
@@ -66,6 +70,7 @@ int cmd_ls(int argc, char **argv)
             cli_json_shape(stdout, ti.ndim, ti.shape);
             printf("  %llu\n", (unsigned long long)ti.nbytes);
         }
+        if (oo.all) cli_print_rewrites(ctx, m, 0);
     }
     ck_model_close(m);
     ck_ctx_free(ctx);

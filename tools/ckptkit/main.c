@@ -20,6 +20,7 @@ static const struct {
     {"diff", cmd_diff, "compare values across dtypes: max/mean abs difference, cosine"},
     {"export", cmd_export, "write chosen tensors as NumPy .npy files or raw bytes"},
     {"scan", cmd_scan, "list the globals every pickle references: allowed, unknown, dangerous"},
+    {"sanitize", cmd_sanitize, "rewrite an unsafe PyTorch checkpoint without its dangerous parts"},
 };
 
 static void usage(FILE *f)
