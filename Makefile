@@ -48,6 +48,12 @@ $(B)/obj/%.o: %.c $(shell find include src -name '*.h')
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
 
+# ggml's block codecs: results must not depend on FMA contraction
+STRICT_FP_OBJ := src/tensor/ggml_quant.o src/tensor/ggml_kquant.o src/tensor/ggml_dequant.o \
+                 src/tensor/ggml_quant_x86.o
+$(STRICT_FP_OBJ:%=$(B)/obj/%): CFLAGS_LIB += -ffp-contract=off
+$(STRICT_FP_OBJ:%=$(B)/asan/%): BASE += -ffp-contract=off
+
 $(B)/obj/tools/%.o: tools/%.c include/ckptkit.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_CLI) -c $< -o $@
@@ -109,14 +115,31 @@ interop: all venv
 	CKPTKIT_LANE=oldest $(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
 	@$(VENV_PY) tests/interop/render_compat.py
 
-check: check-deps all unit cli fuzz-replay interop asan
+check: check-deps all unit cli fuzz-replay interop python asan
 	@echo "make check: all suites passed"
+
+# The Python package (python/): one abi3 wheel built from this checkout's
+# sources, installed into the test environment, then its pytest suite (which
+# also imports the wheel in Debian's /usr/bin/python3).
+.PHONY: python
+python: venv
+	rm -rf $(B)/wheel python/build
+	$(VENV_PY) -m pip wheel -q --no-build-isolation --no-deps -w $(B)/wheel ./python
+	$(VENV_PY) -m pip install -q --no-deps --force-reinstall $(B)/wheel/ckptkit-*.whl
+	CKPTKIT_WHEEL_DIR=$(CURDIR)/$(B)/wheel $(VENV_PY) -m pytest -q -p no:cacheprovider python/tests
 
 demo: all
 	@scripts/demo.sh $(B)/ckptkit
 
 bench: all
 	@$(PYTHON) bench/run.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
+	@$(PYTHON) bench/scale.py --ckptkit $(B)/ckptkit --torch-save
+	@$(PYTHON) bench/batch.py --ckptkit $(B)/ckptkit
+
+# GGUF quantisation and conversion against gguf-py and cp (needs the pinned venv)
+.PHONY: bench-gguf
+bench-gguf: all venv
+	@$(VENV_PY) bench/gguf_bench.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
 
 fuzz:
 	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)

@@ -114,10 +114,51 @@ CK_API const char *ck_status_name(ck_status st);
     X(F6_E3M2, "F6_E3M2", 6, 'F')                                                                 \
     X(F4, "F4", 4, 'F')
 
+/*
+ * ggml's block-quantised types (GGUF tensor types), numbered after
+ * CK_DTYPE_LIST. They are not "bits per element": each holds BLOCK elements
+ * of one row in BLOCK_BYTES bytes, blocks running along the last (PyTorch)
+ * dimension, which must be a multiple of BLOCK. Columns: enum suffix, name as
+ * ggml spells it, elements per block, bytes per block, ggml type id. (ggml's
+ * other types F32, F16, BF16, F64, I8, I16, I32 and I64 are the dtypes above.)
+ * Their kind is 'Q'; ck_dtype_bits gives 0 for them (see ck_dtype_block).
+ */
+#define CK_DTYPE_GGML_LIST(X)                                                                     \
+    X(Q4_0, "Q4_0", 32, 18, 2)                                                                    \
+    X(Q4_1, "Q4_1", 32, 20, 3)                                                                    \
+    X(Q5_0, "Q5_0", 32, 22, 6)                                                                    \
+    X(Q5_1, "Q5_1", 32, 24, 7)                                                                    \
+    X(Q8_0, "Q8_0", 32, 34, 8)                                                                    \
+    X(Q8_1, "Q8_1", 32, 36, 9)                                                                    \
+    X(Q2_K, "Q2_K", 256, 84, 10)                                                                  \
+    X(Q3_K, "Q3_K", 256, 110, 11)                                                                 \
+    X(Q4_K, "Q4_K", 256, 144, 12)                                                                 \
+    X(Q5_K, "Q5_K", 256, 176, 13)                                                                 \
+    X(Q6_K, "Q6_K", 256, 210, 14)                                                                 \
+    X(Q8_K, "Q8_K", 256, 292, 15)                                                                 \
+    X(IQ2_XXS, "IQ2_XXS", 256, 66, 16)                                                            \
+    X(IQ2_XS, "IQ2_XS", 256, 74, 17)                                                              \
+    X(IQ3_XXS, "IQ3_XXS", 256, 98, 18)                                                            \
+    X(IQ1_S, "IQ1_S", 256, 50, 19)                                                                \
+    X(IQ4_NL, "IQ4_NL", 32, 18, 20)                                                               \
+    X(IQ3_S, "IQ3_S", 256, 110, 21)                                                               \
+    X(IQ2_S, "IQ2_S", 256, 82, 22)                                                                \
+    X(IQ4_XS, "IQ4_XS", 256, 136, 23)                                                             \
+    X(IQ1_M, "IQ1_M", 256, 56, 29)                                                                \
+    X(TQ1_0, "TQ1_0", 256, 54, 34)                                                                \
+    X(TQ2_0, "TQ2_0", 256, 66, 35)                                                                \
+    X(MXFP4, "MXFP4", 32, 17, 39)                                                                 \
+    X(NVFP4, "NVFP4", 64, 36, 40)                                                                 \
+    X(Q1_0, "Q1_0", 128, 18, 41)                                                                  \
+    X(Q2_0, "Q2_0", 64, 18, 42)
+
 typedef enum ck_dtype {
 #define CK_DTYPE_ENUM_(id, name, bits, kind) CK_DT_##id,
     CK_DTYPE_LIST(CK_DTYPE_ENUM_)
 #undef CK_DTYPE_ENUM_
+#define CK_DTYPE_GGML_ENUM_(id, name, block, block_bytes, ggml_id) CK_DT_##id,
+    CK_DTYPE_GGML_LIST(CK_DTYPE_GGML_ENUM_)
+#undef CK_DTYPE_GGML_ENUM_
         CK_DT_COUNT,
     CK_DT_KEEP = -1 /* as an output dtype: keep the input's dtype */
 } ck_dtype;
@@ -133,6 +174,17 @@ CK_API unsigned ck_dtype_bits(ck_dtype dt);
 CK_API int ck_dtype_is_float(ck_dtype dt);
 /* 1 if ckptkit can convert values of this dtype to and from F32. */
 CK_API int ck_dtype_can_cast(ck_dtype dt);
+/* Elements per block (1 for every dtype of CK_DTYPE_LIST, 32..256 for ggml's
+ * quantised types); *BLOCK_BYTES (may be NULL) gets the bytes of one block
+ * (the element size for whole-byte dtypes, 0 for sub-byte ones). 0 for an
+ * invalid value. */
+CK_API unsigned ck_dtype_block(ck_dtype dt, unsigned *block_bytes);
+/* 1 for ggml's block-quantised types (kind 'Q'). */
+CK_API int ck_dtype_is_quantized(ck_dtype dt);
+/* 1 if ckptkit can dequantise DT to F32 (ggml types whose decoder it has). */
+CK_API int ck_dtype_can_dequantize(ck_dtype dt);
+/* 1 if ckptkit can quantise F32 values to DT. */
+CK_API int ck_dtype_can_quantize(ck_dtype dt);
 
 /* ------------------------------------------------------------------------ */
 /* Context                                                                   */
@@ -201,6 +253,10 @@ typedef struct ck_open_opts {
     int skip_unsupported; /* NumPy arrays of dtypes ckptkit cannot represent (strings, void,
                            * datetime, structured) are left out with a warning instead of
                            * failing the open (CK_EUNSUPPORTED); see ck_model_omitted_count */
+    int map_writable;     /* map files copy-on-write (MAP_PRIVATE, readable and writable):
+                           * bytes written through ck_model_data pointers stay in this
+                           * process and never reach the file */
+    int values;           /* keep the checkpoint's whole value tree (ck_model_values) */
 } ck_open_opts;
 
 /* Opens PATH read-only (memory-mapped). The format is detected from content,
@@ -255,6 +311,13 @@ CK_API size_t ck_model_meta_count(const ck_model *m);
 CK_API ck_status ck_model_meta(const ck_model *m, size_t i, const char **key, const char **value);
 /* NULL if KEY is absent. */
 CK_API const char *ck_model_meta_get(const ck_model *m, const char *key);
+/* Typed metadata (GGUF): the type of metadata entry I as GGUF spells it
+ * ("UINT32", "STRING", "FLOAT32", "ARRAY[STRING]", ...), or NULL when the
+ * format's metadata is plain strings. Scalars are given as text (numbers in
+ * decimal, BOOL as true/false, strings verbatim); an ARRAY entry's value is a
+ * summary, "[STRING x 32000]": the whole arrays are in ck_model_values_json
+ * under "gguf" -> "arrays". Borrowed. */
+CK_API const char *ck_model_meta_type(const ck_model *m, size_t i);
 
 /* Non-tensor values of the checkpoint (epoch, hyper_parameters, opaque
  * objects, ...) as one JSON document; tensors appear as {"tensor": ...}
@@ -304,6 +367,15 @@ typedef struct ck_convert_opts {
     int compress;           /* npz output: deflate every member (default: stored) */
     int strict;             /* npy/npz output: refuse dtypes numpy has no spelling for (BF16,
                                F8) instead of writing them as ml_dtypes does, with a warning */
+    /* GGUF output and quantisation (docs/FORMATS.md, GGUF) */
+    const char *const *tensor_type; /* NULL-terminated "REGEX=TYPE" rules (POSIX extended
+                                       regex searched in the input name); first match wins */
+    int allow_long_names;   /* GGUF: allow names longer than ggml's 63 bytes */
+    int big_endian;         /* GGUF: write a big-endian file (ggml itself reads only
+                               little-endian ones) */
+    int allow_expand;       /* write outputs whose tensor bytes exceed 16 x the input file's
+                             * size (a stride-0 broadcast view written dense); refused with
+                             * CK_ELIMIT, naming the tensor, unless set */
 } ck_convert_opts;
 
 typedef struct ck_convert_stats {
@@ -313,6 +385,7 @@ typedef struct ck_convert_stats {
     uint64_t overflow;      /* finite values that became +-Inf when narrowing */
     uint64_t underflow;     /* nonzero values that became zero when narrowing */
     uint64_t shards;        /* files written (1 unless sharded) */
+    uint64_t dtype_tensors[CK_DT_COUNT]; /* tensors written, per output dtype */
 } ck_convert_stats;
 
 /* Writes the tensors of IN to OUT through a temporary file beside OUT, renamed
@@ -545,6 +618,7 @@ typedef struct ck_export_opts {
     ck_dtype dtype;     /* CK_DT_KEEP, or a floating dtype: floating tensors are cast to it
                            (ints and bools keep theirs, as in ck_convert) */
     int force;          /* replace existing output files */
+    int allow_expand;   /* as in ck_convert_opts: write more than 16 x the input's size */
 } ck_export_opts;
 
 /*
@@ -569,6 +643,108 @@ typedef struct ck_export_opts {
  */
 CK_API ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t count,
                            const char *out, const ck_export_opts *opts, ck_convert_stats *stats);
+
+
+/* ------------------------------------------------------------------------ */
+/* Models built in memory (writing tensors the caller holds)                 */
+/* ------------------------------------------------------------------------ */
+
+/* An empty model named NAME (used in messages) with no file behind it. Add
+ * tensors with ck_model_add and write it with ck_convert. */
+CK_API ck_status ck_model_new(ck_ctx *ctx, const char *name, ck_model **out);
+
+/* Adds a dense row-major tensor whose LEN bytes (little-endian) are at DATA.
+ * DATA is borrowed: it must stay valid and unchanged until ck_model_close.
+ * LEN must equal the shape's element count x the dtype's size. Tensors given
+ * the same DATA, LEN and dtype share one storage (pth output writes it once).
+ * A repeated NAME fails with CK_EARG. */
+CK_API ck_status ck_model_add(ck_model *m, const char *name, ck_dtype dtype, int ndim,
+                              const int64_t *shape, const void *data, uint64_t len);
+
+/* Adds or replaces metadata KEY -> VALUE (both copied). */
+CK_API ck_status ck_model_set_meta(ck_model *m, const char *key, const char *value);
+
+/* Opens a checkpoint held in memory: LEN bytes at DATA, borrowed until
+ * ck_model_close. NAME stands for the path in messages. Sharded checkpoints
+ * and raw files with a manifest need files: use ck_model_open. */
+CK_API ck_status ck_model_open_memory(ck_ctx *ctx, const char *name, const void *data,
+                                      uint64_t len, const ck_open_opts *opts, ck_model **out);
+
+/* ------------------------------------------------------------------------ */
+/* The value tree (opened with ck_open_opts.values)                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A PyTorch checkpoint is a pickled object graph. Opened with
+ * ck_open_opts.values = 1, the model keeps that graph as inert ck_value nodes:
+ * what Python's unpickler would build, except that nothing is imported or
+ * called. Classes ckptkit recognises become plain values (OrderedDict,
+ * torch.Size, torch.device, argparse.Namespace, numpy scalars, ...); tensors
+ * point at the model's tensors; every other object is CK_VALUE_OBJECT with its
+ * class (module, name), constructor arguments, BUILD state and the items set
+ * or appended on it. It is a graph: a node may appear in several places and a
+ * container may contain itself, so walkers keep a visited set. Tensors the
+ * reader did not expose are added to the model under the name
+ * "<values>.N" (N counting from 0) only when opts.all is 0 and the tree needs
+ * them; open with opts.all = 1 to have every tensor under its dotted path.
+ */
+typedef enum ck_value_kind {
+    CK_VALUE_NONE,
+    CK_VALUE_BOOL,    /* i: 0 or 1 */
+    CK_VALUE_INT,     /* i */
+    CK_VALUE_BIGINT,  /* s, len: little-endian two's complement bytes */
+    CK_VALUE_FLOAT,   /* f[0] */
+    CK_VALUE_COMPLEX, /* f[0] real, f[1] imaginary */
+    CK_VALUE_STR,     /* s, len: UTF-8 (lone surrogates as their 3-byte form) */
+    CK_VALUE_BYTES,   /* s, len */
+    CK_VALUE_TUPLE,   /* items[0..count) */
+    CK_VALUE_LIST,    /* items[0..count) */
+    CK_VALUE_SET,     /* items[0..count) */
+    CK_VALUE_DICT,    /* items[0..2 count): key, value, ... in insertion order */
+    CK_VALUE_SLICE,   /* items[0..3): start, stop, step */
+    CK_VALUE_TENSOR,  /* tensor: index in the model, or (size_t)-1 when the tensor was
+                       * skipped (s then says why); flag CK_VALUE_F_PARAMETER */
+    CK_VALUE_DTYPE,   /* s: torch dtype name ("float32") */
+    CK_VALUE_NPDTYPE, /* s: numpy type string ("<f4") */
+    CK_VALUE_ARRAY,   /* a small numpy array: s = type string, ndim, shape, data, len;
+                       * flag CK_VALUE_F_FORTRAN */
+    CK_VALUE_STORAGE, /* a storage by itself: s = its class name ("FloatStorage") */
+    CK_VALUE_GLOBAL,  /* a class or function reference: module, name (never imported) */
+    CK_VALUE_OBJECT   /* an instance never constructed: module, name, args, state, dict,
+                       * list (each may be NULL) */
+} ck_value_kind;
+
+enum {
+    CK_VALUE_F_ORDERED = 1,    /* DICT: collections.OrderedDict */
+    CK_VALUE_F_SIZE = 2,       /* TUPLE: torch.Size */
+    CK_VALUE_F_DEVICE = 4,     /* STR: torch.device */
+    CK_VALUE_F_FROZEN = 8,     /* SET: frozenset */
+    CK_VALUE_F_PARAMETER = 16, /* TENSOR: torch.nn.Parameter */
+    CK_VALUE_F_FORTRAN = 32    /* ARRAY: column-major data */
+};
+
+typedef struct ck_value ck_value;
+struct ck_value {
+    ck_value_kind kind;
+    unsigned flags;               /* CK_VALUE_F_* */
+    uint32_t count;               /* items (pairs for DICT) */
+    const ck_value *const *items; /* NULL entries stand for None */
+    int64_t i;
+    double f[2];
+    const char *s;                /* NUL-terminated, or NULL */
+    uint64_t len;                 /* bytes of s (of data for ARRAY) */
+    const char *module, *name;    /* GLOBAL, OBJECT */
+    const ck_value *args, *state, *dict, *list; /* OBJECT; each may be NULL */
+    size_t tensor;                /* TENSOR */
+    int ndim;                     /* ARRAY */
+    const int64_t *shape;         /* ARRAY */
+    const void *data;             /* ARRAY */
+};
+
+/* The root of the value tree, borrowed until ck_model_close; NULL when the
+ * model was not opened with ck_open_opts.values or its format holds no
+ * pickled objects (safetensors, raw, sharded). */
+CK_API const ck_value *ck_model_values(const ck_model *m);
 
 #ifdef __cplusplus
 }

@@ -88,14 +88,27 @@ static ck_status refuse_unsafe(ck_ctx *ctx, const cki_source *src)
 }
 
 /* Opens one file and runs its reader into M (also used for each shard). */
+static ck_status read_source_into(ck_model *m, cki_source *src, const char *path,
+                                  const ck_open_opts *opts);
+
 ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *opts)
 {
     ck_ctx *ctx = m->ctx;
     cki_source *src;
+    ck_status st;
+
+    if ((st = cki_source_open_ex(ctx, path, opts && opts->map_writable, &src))) return st;
+    return read_source_into(m, src, path, opts);
+}
+
+/* Runs the reader for SRC (already opened, owned from now on) into M. */
+static ck_status read_source_into(ck_model *m, cki_source *src, const char *path,
+                                  const ck_open_opts *opts)
+{
+    ck_ctx *ctx = m->ctx;
     const cki_format *f;
     ck_status st;
 
-    if ((st = cki_source_open(ctx, path, &src))) return st;
     if ((st = cki_model_add_source(m, src))) return st;
     cki_mem_allow_input(ctx, src->len);
     if (opts && opts->manifest) {
@@ -115,15 +128,26 @@ ck_status cki_open_file_into(ck_model *m, const char *path, const ck_open_opts *
     return CK_OK;
 }
 
-ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts, ck_model **out)
+/* Opens PATH (or, when DATA is not NULL, the LEN bytes at DATA named PATH). */
+static ck_status open_model(ck_ctx *ctx, const char *path, const void *data, uint64_t len,
+                            const ck_open_opts *opts, ck_model **out)
 {
     ck_model *m;
     ck_status st;
+    cki_source *src;
     if (!ctx || !path || !out) return cki_fail(ctx, CK_EARG, "ck_model_open: missing argument");
     cki_clear(ctx);
     if ((st = cki_model_new(ctx, path, &m))) return st;
-    if (cki_is_sharded_path(path)) st = cki_sharded_open(m, path, opts);
-    else st = cki_open_file_into(m, path, opts);
+    if (data) {
+        if (opts && opts->manifest)
+            st = cki_fail(ctx, CK_EARG, "%s: a raw manifest needs a file, not bytes", path);
+        else if (!(st = cki_source_from_memory(ctx, path, data, len, &src)))
+            st = read_source_into(m, src, path, opts);
+    } else if (cki_is_sharded_path(path)) {
+        st = cki_sharded_open(m, path, opts);
+    } else {
+        st = cki_open_file_into(m, path, opts);
+    }
     if (st) {
         /* every message names the file, even those from deep helpers
          * (allocation limits) that do not know it */
@@ -137,6 +161,23 @@ ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts,
     }
     *out = m;
     return CK_OK;
+}
+
+ck_status ck_model_open(ck_ctx *ctx, const char *path, const ck_open_opts *opts, ck_model **out)
+{
+    return open_model(ctx, path, NULL, 0, opts, out);
+}
+
+ck_status ck_model_open_memory(ck_ctx *ctx, const char *name, const void *data, uint64_t len,
+                               const ck_open_opts *opts, ck_model **out)
+{
+    static const char empty[1] = "";
+    return open_model(ctx, name, data ? data : empty, len, opts, out);
+}
+
+const ck_value *ck_model_values(const ck_model *m)
+{
+    return m ? m->values : NULL;
 }
 
 const char *ck_model_format(const ck_model *m)
@@ -202,6 +243,12 @@ ck_status ck_model_meta(const ck_model *m, size_t i, const char **key, const cha
     *key = m->meta_keys[i];
     *value = m->meta_vals[i];
     return CK_OK;
+}
+
+const char *ck_model_meta_type(const ck_model *m, size_t i)
+{
+    if (!m || i >= m->meta_count || !m->meta_type) return NULL;
+    return m->meta_type(m, i);
 }
 
 const char *ck_model_meta_get(const ck_model *m, const char *key)

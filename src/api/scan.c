@@ -8,8 +8,13 @@
  *    every other record that starts like a pickle (PROTO byte 0x80 then a
  *    protocol 0..5), except the raw storage records of a torch archive
  *    (<prefix>/data/... next to <prefix>/data.pkl) and its small text
- *    records. The zip directory itself must pass cki_zip_open: local and
- *    central names that differ, encrypted records, overlapping records make
+ *    records. The zip directory must parse, but records flagged as encrypted
+ *    and local headers at odds with the directory (name, method, flags: the
+ *    classic ways to hide a record from a scanner) are read all the same, as
+ *    a lenient unzipper would hand them to an unpickler: the scan fails on
+ *    them, naming the first, and still reports every global of those records
+ *    (cki_zip_open_lenient; the loader's own check, cki_scan_source, reads
+ *    the zip strictly, as the loader does). Overlapping records still make
  *    the scan fail. Pickle records are CRC-checked, but a record whose CRC-32
  *    does not match is still scanned (its bytes are what a lenient unpickler
  *    would run), and the scan goes on to the next records after one that
@@ -48,6 +53,7 @@ typedef struct scanner {
     ck_scan_fn fn;
     void *user;
     ck_verdict worst;
+    int lenient;                    /* ck_scan: zip through cki_zip_open_lenient */
     ck_status first;                /* the first failure of a part the scan went past */
     char first_msg[CKI_ERRMSG_MAX]; /* and its message */
 } scanner;
@@ -160,7 +166,15 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
 {
     cki_zip z;
     ck_status st;
-    if ((st = cki_zip_open(s->ctx, s->path, src->base, src->len, &z))) return st;
+    st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
+                    : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
+    if (st) return st;
+    /* an encrypted flag or a local header at odds with the directory: the
+     * failure of the scan, and the records are scanned all the same */
+    if (z.problem && !go_on(s, cki_fail(s->ctx, z.problem, "%s", z.problem_msg))) {
+        st = z.problem;
+        goto done;
+    }
     if (junk_scan && z.shift && src->base[0] == 0x80 &&
         (st = scan_pickles(s, src->base, z.shift, "bytes before the zip archive", 0)) &&
         !go_on(s, st))
@@ -253,14 +267,16 @@ static ck_status scan_tar(scanner *s, const cki_source *src)
 
 /* Scans every pickle of an open source (see ck_scan). Also used by the
  * loader, which refuses files whose pickles reference dangerous globals
- * anywhere, not only in the part torch.load would run. */
-ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
-                          ck_verdict *worst)
+ * anywhere, not only in the part torch.load would run. LENIENT: zip records
+ * through cki_zip_open_lenient (ck_scan), else cki_zip_open (the loader). */
+static ck_status scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
+                             ck_verdict *worst, int lenient)
 {
     scanner s;
     ck_status st;
     const char *path = src->path;
     memset(&s, 0, sizeof s);
+    s.lenient = lenient;
     s.ctx = ctx;
     s.path = path;
     s.fn = fn;
@@ -278,7 +294,9 @@ ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, voi
             st = scan_npy(&s, src->base, src->len, "npy array", 0);
             break;
         }
-        if (!cki_zip_open(NULL, path, src->base, src->len, &z)) { /* bytes before a zip */
+        ck_status zst = lenient ? cki_zip_open_lenient(NULL, path, src->base, src->len, &z)
+                                : cki_zip_open(NULL, path, src->base, src->len, &z);
+        if (!zst) { /* bytes before a zip */
             cki_zip_close(&z);
             st = scan_zip(&s, src, 1);
             break;
@@ -303,6 +321,14 @@ ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, voi
     if (s.first && st != CK_ENOMEM) /* the first failure, even when later parts passed */
         return cki_fail(ctx, s.first, "%s", s.first_msg);
     return st;
+}
+
+/* The loader's check: zip records are read as the loader reads them, so a
+ * file it refuses for its zip structure fails here the same way. */
+ck_status cki_scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, void *user,
+                          ck_verdict *worst)
+{
+    return scan_source(ctx, src, fn, user, worst, 0);
 }
 
 /* Sharded input: every shard is scanned; items name the shard. */
@@ -337,7 +363,7 @@ static ck_status scan_sharded(ck_ctx *ctx, const char *path, ck_scan_fn fn, void
         shard_relay r = {fn, user, cki_basename(files[i])};
         if (!(st = cki_source_open(ctx, files[i], &src))) {
             cki_mem_allow_input(ctx, src->len);
-            st = cki_scan_source(ctx, src, relay, &r, &w);
+            st = scan_source(ctx, src, relay, &r, &w, 1);
             if (w > *worst) *worst = w;
             cki_source_close(ctx, src);
         }
@@ -365,7 +391,7 @@ ck_status ck_scan(ck_ctx *ctx, const char *path, ck_scan_fn fn, void *user, ck_v
     }
     if ((st = cki_source_open(ctx, path, &src))) return st;
     cki_mem_allow_input(ctx, src->len);
-    st = cki_scan_source(ctx, src, fn, user, &w);
+    st = scan_source(ctx, src, fn, user, &w, 1);
     cki_source_close(ctx, src);
     if (worst) *worst = w; /* also on failure: what was found before or beside it */
     return st;

@@ -218,15 +218,22 @@ typedef struct cki_arena {
 void cki_arena_init(cki_arena *a, ck_ctx *ctx);
 void cki_arena_free(cki_arena *a);
 void *cki_arena_alloc(cki_arena *a, size_t n); /* 16-byte aligned; NULL + CK_ENOMEM on failure */
-char *cki_arena_strndup(cki_arena *a, const char *s, size_t n);
+/* 8-byte aligned: arrays of pointers or 64-bit integers, packed tighter. */
+void *cki_arena_alloc_ptrs(cki_arena *a, size_t n);
+char *cki_arena_strndup(cki_arena *a, const char *s, size_t n); /* 1-byte aligned */
+/* Frees every block but the newest and empties it: scratch memory reused per item. */
+void cki_arena_reset(cki_arena *a);
 char *cki_arena_strdup(cki_arena *a, const char *s);
 
-/* ---- string -> size_t hash map (open addressing, keys borrowed) ------------ */
+/* ---- string -> index hash map (open addressing, keys borrowed) ------------
+ * 16 bytes a slot, at most half the slots used: 32 to 64 bytes per key. Keys
+ * up to 4 GiB - 1 bytes; values below 2^32 - 1 (indexes into the caller's
+ * arrays) or SIZE_MAX (a "none" marker, kept as such); cki_map_put refuses
+ * others (-1). */
 typedef struct cki_map_slot {
     const char *key;
-    size_t key_len;
-    uint64_t hash;
-    size_t value;
+    uint32_t key_len;
+    uint32_t value;
 } cki_map_slot;
 typedef struct cki_map {
     ck_ctx *ctx;
@@ -240,6 +247,8 @@ void cki_map_free(cki_map *m);
 /* Inserts KEY -> VALUE. Returns 0 inserted, 1 already present (*existing set,
  * map unchanged), -1 out of memory. KEY must outlive the map. */
 int cki_map_put(cki_map *m, const char *key, size_t key_len, size_t value, size_t *existing);
+/* Room for COUNT keys without growing: 0, or -1 out of memory. */
+int cki_map_reserve(cki_map *m, size_t count);
 /* 0 found (*value set), 1 absent. */
 int cki_map_get(const cki_map *m, const char *key, size_t key_len, size_t *value);
 

@@ -493,13 +493,11 @@ static ck_status begin_value(parser *ps, cki_json *dst, int *opened)
 
 /* One pass over the document. Pass 1 (build = 0) checks the grammar and
  * counts each container's children; pass 2 builds the tree into ROOT. */
-static ck_status run(parser *ps, cki_json *root)
+static ck_status run_value(parser *ps, cki_json *root, int one_value)
 {
     cki_json *dst = root;
     ck_status st;
-    ps->pos = 0;
     ps->nfr = 0;
-    ps->next_ord = 0;
     for (;;) {
         int opened;
         if ((st = begin_value(ps, dst, &opened))) return st;
@@ -511,6 +509,7 @@ static ck_status run(parser *ps, cki_json *root)
         for (;;) {
             frame *f;
             if (ps->nfr == 0) {
+                if (one_value) return CK_OK;
                 skip_ws(ps);
                 if (ps->pos != ps->len) return unexpected(ps, " after the document");
                 return CK_OK;
@@ -536,6 +535,13 @@ static ck_status run(parser *ps, cki_json *root)
             return unexpected(ps, f->obj ? ", expected ',' or '}'" : ", expected ',' or ']'");
         }
     }
+}
+
+static ck_status run(parser *ps, cki_json *root)
+{
+    ps->pos = 0;
+    ps->next_ord = 0;
+    return run_value(ps, root, 0);
 }
 
 ck_status cki_json_parse(ck_ctx *ctx, cki_arena *arena, const void *text, size_t len,
@@ -570,6 +576,128 @@ ck_status cki_json_parse(ck_ctx *ctx, cki_arena *arena, const void *text, size_t
     }
     cki_free(ctx, ps.counts);
     cki_free(ctx, ps.fr);
+    return st;
+}
+
+/* Pass 2 of cki_json_parse_members: the top-level object member by member.
+ * The grammar is known good (pass 1), so only duplicates can fail here. */
+static ck_status stream_members(parser *ps, cki_arena *scratch, cki_json_member_fn fn,
+                                void *user)
+{
+    cki_arena keys; /* copies of top-level keys that had escapes */
+    cki_map seen;
+    size_t total = ps->counts[0], index = 0, dup_off = 0;
+    const char *dup_key = NULL;
+    size_t dup_len = 0;
+    ck_status st = CK_OK, cb = CK_OK;
+
+    cki_arena_init(&keys, ps->ctx);
+    cki_map_init(&seen, ps->ctx);
+    ps->build = 1;
+    ps->arena = scratch;
+    ps->next_ord = 1; /* the top-level object is container 0 */
+    if (cki_map_reserve(&seen, total)) {
+        st = nomem(ps);
+        goto out;
+    }
+    skip_ws(ps);
+    ps->pos++; /* '{' */
+    skip_ws(ps);
+    if (ps->p[ps->pos] == '}') goto out;
+    for (;;) {
+        cki_json_member mem;
+        const char *kept;
+        size_t raw, prev;
+        memset(&mem, 0, sizeof mem);
+        mem.key_off = ps->pos;
+        if ((st = parse_string(ps, &mem.key, &mem.key_len))) goto out;
+        raw = ps->pos - mem.key_off - 2;
+        skip_ws(ps);
+        ps->pos++; /* ':' */
+        if ((st = run_value(ps, &mem.value, 1))) goto out;
+        /* an escape always shortens a string: equal lengths mean the key is
+         * the raw bytes of the input, which outlive this call */
+        kept = raw == mem.key_len ? (const char *)ps->p + mem.key_off + 1
+                                  : cki_arena_strndup(&keys, mem.key, mem.key_len);
+        if (!kept) {
+            st = nomem(ps);
+            goto out;
+        }
+        switch (cki_map_put(&seen, kept, mem.key_len, index, &prev)) {
+        case 0: break;
+        case 1:
+            /* reported after the whole document: a duplicate inside a later
+             * value closes (and is reported) before the top level does */
+            if (!dup_key) {
+                dup_key = kept;
+                dup_len = mem.key_len;
+                dup_off = mem.key_off;
+            }
+            break;
+        default: st = nomem(ps); goto out;
+        }
+        if (!cb && !dup_key) cb = fn(user, &mem, index, total);
+        index++;
+        cki_arena_reset(scratch);
+        skip_ws(ps);
+        if (ps->p[ps->pos] != ',') break;
+        ps->pos++;
+        skip_ws(ps);
+    }
+    if (dup_key) {
+        char shown[KEY_IN_MSG + 4];
+        key_for_msg(shown, dup_key, dup_len);
+        st = fail(ps, CK_EFORMAT, dup_off, "duplicate key \"%s\"", shown);
+        goto out;
+    }
+    st = cb;
+    if (st) ps->err->msg[0] = 0; /* the callback's failure: its message is in the context */
+out:
+    cki_map_free(&seen);
+    cki_arena_free(&keys);
+    return st;
+}
+
+ck_status cki_json_parse_members(ck_ctx *ctx, const void *text, size_t len,
+                                 const cki_json_opts *opts, cki_json_member_fn fn, void *user,
+                                 cki_json_type *top, size_t *top_off, cki_json_err *err)
+{
+    parser ps;
+    cki_arena scratch;
+    ck_status st;
+
+    memset(&ps, 0, sizeof ps);
+    ps.ctx = ctx;
+    ps.p = text;
+    ps.len = len;
+    ps.err = err;
+    ps.max_depth = opts && opts->max_depth ? opts->max_depth : DEFAULT_DEPTH;
+    err->off = 0;
+    err->msg[0] = 0;
+    if (opts && opts->max_bytes && len > opts->max_bytes)
+        return fail(&ps, CK_ELIMIT, 0, "document of %zu bytes exceeds the limit of %zu", len,
+                    opts->max_bytes);
+    cki_arena_init(&scratch, ctx);
+    ps.arena = &scratch;
+    st = run(&ps, &ps.scratch.value);
+    if (!st) {
+        uint8_t c;
+        ps.pos = 0;
+        skip_ws(&ps);
+        c = ps.p[ps.pos];
+        *top_off = ps.pos;
+        *top = c == '{'   ? CKI_JSON_OBJECT
+               : c == '[' ? CKI_JSON_ARRAY
+               : c == '"' ? CKI_JSON_STRING
+               : c == 't' ? CKI_JSON_TRUE
+               : c == 'f' ? CKI_JSON_FALSE
+               : c == 'n' ? CKI_JSON_NULL
+                          : CKI_JSON_NUMBER;
+        if (*top == CKI_JSON_OBJECT) st = stream_members(&ps, &scratch, fn, user);
+    }
+    cki_free(ctx, ps.counts);
+    cki_free(ctx, ps.fr);
+    cki_arena_free(&scratch);
     return st;
 }
 

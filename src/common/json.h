@@ -91,6 +91,27 @@ typedef struct cki_json_err {
 ck_status cki_json_parse(ck_ctx *ctx, cki_arena *arena, const void *text, size_t len,
                          const cki_json_opts *opts, const cki_json **out, cki_json_err *err);
 
+/*
+ * The same rules, without a tree of the whole document: for a top-level
+ * object, FN is called once per member in document order with that member
+ * alone (key and value tree in scratch memory reused for the next member:
+ * copy what you keep), its 0-based INDEX and the TOTAL member count. Memory
+ * is the largest member plus a table of the top-level keys (about 40 bytes a
+ * member), not the document. Checks and messages are those of
+ * cki_json_parse, in the same precedence: grammar errors anywhere first (a
+ * first pass checks the whole text before FN is called), then duplicate keys
+ * (inner objects before the top level), and only then a failure FN returned
+ * (returned as is, with ERR's message empty: the context holds FN's). After
+ * FN fails or a top-level key repeats, FN is not called again but the rest
+ * is still checked. *TOP and *TOP_OFF are set to the top-level value's type
+ * and offset; FN is called only when it is an object.
+ */
+typedef ck_status (*cki_json_member_fn)(void *user, const cki_json_member *m, size_t index,
+                                        size_t total);
+ck_status cki_json_parse_members(ck_ctx *ctx, const void *text, size_t len,
+                                 const cki_json_opts *opts, cki_json_member_fn fn, void *user,
+                                 cki_json_type *top, size_t *top_off, cki_json_err *err);
+
 /* The member named KEY of object OBJ, or NULL (also when OBJ is not an object).
  * Linear: meant for objects with a handful of known fields. */
 const cki_json *cki_json_get(const cki_json *obj, const char *key);

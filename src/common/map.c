@@ -1,7 +1,9 @@
 /*
  * map.c -- string -> index hash map with open addressing (FNV-1a, linear
  * probing, load <= 1/2). Keys are borrowed; values are indexes into the
- * caller's arrays. Used for O(1) tensor-name and zip-member lookup and for
+ * caller's arrays. A slot is 16 bytes (key pointer, 32-bit length, 32-bit
+ * value): the hash is recomputed when the table grows rather than stored, so a
+ * 100,000-name table costs 4 MiB, not 8. Used for O(1) tensor-name and zip-member lookup and for
  * duplicate detection. The hash is seeded once per process from the kernel's
  * random source, so a file cannot pick names that all collide (hash flooding
  * would make loading quadratic); lookups never depend on slot order, so
@@ -23,18 +25,33 @@ static uint64_t seed(void)
     return s;
 }
 
-static uint64_t hash_bytes(const char *s, size_t n)
+static uint64_t mix(uint64_t h)
 {
-    uint64_t h = 1469598103934665603ull ^ seed();
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    /* final avalanche so the low bits used for the slot depend on every byte */
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
     return h;
+}
+
+/* Eight bytes a step (names are mostly 20-80 bytes), then the tail; the
+ * length is folded in so that "a" and "a\0" differ. */
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = seed() ^ (n * 0x9e3779b97f4a7c15ull);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, s + i, n - i);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return mix(h);
 }
 
 void cki_map_init(cki_map *m, ck_ctx *ctx)
@@ -60,7 +77,7 @@ static int grow(cki_map *m)
     for (size_t i = 0; i < m->cap; i++) {
         cki_map_slot *s = &m->slots[i];
         if (!s->key) continue;
-        size_t j = (size_t)s->hash & (ncap - 1);
+        size_t j = (size_t)hash_bytes(s->key, s->key_len) & (ncap - 1);
         while (ns[j].key) j = (j + 1) & (ncap - 1);
         ns[j] = *s;
     }
@@ -70,40 +87,47 @@ static int grow(cki_map *m)
     return 0;
 }
 
+int cki_map_reserve(cki_map *m, size_t count)
+{
+    while ((count + 1) * 2 > m->cap)
+        if (grow(m)) return -1;
+    return 0;
+}
+
 int cki_map_put(cki_map *m, const char *key, size_t key_len, size_t value, size_t *existing)
 {
-    uint64_t h;
     size_t j;
+    if (key_len > UINT32_MAX || (value >= UINT32_MAX && value != SIZE_MAX)) {
+        cki_fail(m->ctx, CK_ELIMIT, "name of %zu bytes or index %zu is beyond the name table's "
+                 "range (2^32 - 1)", key_len, value);
+        return -1;
+    }
     if ((m->count + 1) * 2 > m->cap && grow(m)) return -1;
-    h = hash_bytes(key, key_len);
-    j = (size_t)h & (m->cap - 1);
+    j = (size_t)hash_bytes(key, key_len) & (m->cap - 1);
     while (m->slots[j].key) {
         cki_map_slot *s = &m->slots[j];
-        if (s->hash == h && s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
-            if (existing) *existing = s->value;
+        if (s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
+            if (existing) *existing = s->value == UINT32_MAX ? SIZE_MAX : s->value;
             return 1;
         }
         j = (j + 1) & (m->cap - 1);
     }
     m->slots[j].key = key;
-    m->slots[j].key_len = key_len;
-    m->slots[j].hash = h;
-    m->slots[j].value = value;
+    m->slots[j].key_len = (uint32_t)key_len;
+    m->slots[j].value = value == SIZE_MAX ? UINT32_MAX : (uint32_t)value;
     m->count++;
     return 0;
 }
 
 int cki_map_get(const cki_map *m, const char *key, size_t key_len, size_t *value)
 {
-    uint64_t h;
     size_t j;
-    if (!m->cap) return 1;
-    h = hash_bytes(key, key_len);
-    j = (size_t)h & (m->cap - 1);
+    if (!m->cap || key_len > UINT32_MAX) return 1;
+    j = (size_t)hash_bytes(key, key_len) & (m->cap - 1);
     while (m->slots[j].key) {
         const cki_map_slot *s = &m->slots[j];
-        if (s->hash == h && s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
-            *value = s->value;
+        if (s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
+            *value = s->value == UINT32_MAX ? SIZE_MAX : s->value;
             return 0;
         }
         j = (j + 1) & (m->cap - 1);

@@ -21,6 +21,8 @@
  *    loader would see, and scanners can be fooled by them;
  *  - a local header that disagrees with its central entry on the name, the
  *    method or the flags (a classic scanner evasion);
+ *    (cki_zip_open_lenient, for the scanner, lets these two pass and keeps
+ *    the first as a problem to report)
  *  - members that reach past the central directory or overlap each other.
  * and at read: unknown methods, inflated sizes other than the directory's,
  * absurd compression ratios, CRC-32 mismatches (when asked to check).
@@ -74,6 +76,9 @@ typedef struct cki_zip {
     cki_map index;         /* name -> entry index */
     cki_arena arena;
     int warned_crc0;       /* the "CRC not computed" warning was given */
+    int lenient;           /* opened by cki_zip_open_lenient */
+    ck_status problem;     /* lenient: the first check that would have failed the open */
+    const char *problem_msg; /* and its message (the zip's arena) */
 } cki_zip;
 
 /* 1 if P[0..LEN) starts with a local-file-header signature (PK\3\4) or is an
@@ -84,6 +89,16 @@ int cki_zip_sniff(const uint8_t *p, uint64_t len);
  * checks every local header against its central entry. FILE names the input
  * in messages. On failure Z is left closed (cki_zip_close is still safe). */
 ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len, cki_zip *z);
+
+/* For the scanner, which must see the pickles a lenient unzipper would hand
+ * to an unpickler: like cki_zip_open, but members flagged as encrypted and
+ * local headers that disagree with the central directory (name, method,
+ * flags) do not fail the open. Such members keep their central-directory
+ * name, method and sizes, their bytes start after the local header, and the
+ * first such problem is kept in z->problem and z->problem_msg (CK_OK when
+ * none). Every other check of cki_zip_open still fails it. */
+ck_status cki_zip_open_lenient(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
+                               cki_zip *z);
 void cki_zip_close(cki_zip *z);
 
 /* The entry named NAME[0..NAME_LEN), or NULL. O(1). */

@@ -69,6 +69,19 @@ static int name_width(size_t n)
     return n > 200 ? 200 : (int)n;
 }
 
+/* A failed check ST (its message just set by cki_fail): fatal unless the
+ * zip was opened leniently, where the first one is kept and the open goes on. */
+static ck_status tolerate(cki_zip *z, ck_status st)
+{
+    if (!z->lenient || st == CK_ENOMEM) return st;
+    if (!z->problem) {
+        z->problem = st;
+        z->problem_msg = cki_arena_strdup(&z->arena, z->ctx ? ck_errmsg(z->ctx) : "");
+        if (!z->problem_msg) return CK_ENOMEM;
+    }
+    return CK_OK;
+}
+
 void cki_zip_close(cki_zip *z)
 {
     if (!z) return;
@@ -201,11 +214,12 @@ static ck_status parse_central(cki_zip *z, uint64_t count)
                             "%s: zip member '%.*s': lives on disk %u (multi-disk archives are not "
                             "supported)",
                             z->file, name_width(nlen), e->name, disk);
-        if (e->flags & (CKI_ZIP_FLAG_ENCRYPTED | CKI_ZIP_FLAG_STRONG_ENC | CKI_ZIP_FLAG_MASKED))
-            return cki_fail(z->ctx, CK_EUNSUPPORTED,
-                            "%s: zip member '%.*s': encrypted (flags 0x%04x): encrypted members "
-                            "are refused",
-                            z->file, name_width(nlen), e->name, e->flags);
+        if ((e->flags & (CKI_ZIP_FLAG_ENCRYPTED | CKI_ZIP_FLAG_STRONG_ENC | CKI_ZIP_FLAG_MASKED)) &&
+            (st = tolerate(z, cki_fail(z->ctx, CK_EUNSUPPORTED,
+                                       "%s: zip member '%.*s': encrypted (flags 0x%04x): "
+                                       "encrypted members are refused",
+                                       z->file, name_width(nlen), e->name, e->flags))))
+            return st;
         r = cki_map_put(&z->index, e->name, nlen, (size_t)i, &existing);
         if (r < 0) return CK_ENOMEM;
         if (r == 1)
@@ -239,6 +253,7 @@ static ck_status check_locals(cki_zip *z)
         const uint8_t *h = z->base + e->header_off;
         uint16_t lflags, lmethod, lnlen, lxlen;
         uint64_t end;
+        ck_status st;
         if (cki_out_of(e->header_off, LOCAL_LEN, z->cd_off) || cki_ld_le32(h) != SIG_LOCAL)
             return cki_fail(z->ctx, CK_EFORMAT,
                             "%s: zip member '%.*s': no local header at byte %llu", z->file,
@@ -254,22 +269,27 @@ static ck_status check_locals(cki_zip *z)
                             "central directory at %llu",
                             z->file, name_width(e->name_len), e->name,
                             (unsigned long long)e->header_off, (unsigned long long)z->cd_off);
-        if (lnlen != e->name_len || memcmp(h + LOCAL_LEN, e->name, lnlen) != 0)
-            return cki_fail(z->ctx, CK_EFORMAT,
-                            "%s: zip member '%.*s': local header names it '%.*s' (local and "
-                            "central names must agree)",
-                            z->file, name_width(e->name_len), e->name, name_width(lnlen),
-                            (const char *)h + LOCAL_LEN);
-        if (lmethod != e->method)
-            return cki_fail(z->ctx, CK_EFORMAT,
-                            "%s: zip member '%.*s': local header says method %u, directory says "
-                            "%u",
-                            z->file, name_width(e->name_len), e->name, lmethod, e->method);
-        if (lflags != e->flags)
-            return cki_fail(z->ctx, CK_EFORMAT,
-                            "%s: zip member '%.*s': local header flags 0x%04x differ from the "
-                            "directory's 0x%04x",
-                            z->file, name_width(e->name_len), e->name, lflags, e->flags);
+        if ((lnlen != e->name_len || memcmp(h + LOCAL_LEN, e->name, lnlen) != 0) &&
+            (st = tolerate(z, cki_fail(z->ctx, CK_EFORMAT,
+                                       "%s: zip member '%.*s': local header names it '%.*s' "
+                                       "(local and central names must agree)",
+                                       z->file, name_width(e->name_len), e->name,
+                                       name_width(lnlen), (const char *)h + LOCAL_LEN))))
+            return st;
+        if (lmethod != e->method &&
+            (st = tolerate(z, cki_fail(z->ctx, CK_EFORMAT,
+                                       "%s: zip member '%.*s': local header says method %u, "
+                                       "directory says %u",
+                                       z->file, name_width(e->name_len), e->name, lmethod,
+                                       e->method))))
+            return st;
+        if (lflags != e->flags &&
+            (st = tolerate(z, cki_fail(z->ctx, CK_EFORMAT,
+                                       "%s: zip member '%.*s': local header flags 0x%04x differ "
+                                       "from the directory's 0x%04x",
+                                       z->file, name_width(e->name_len), e->name, lflags,
+                                       e->flags))))
+            return st;
         if (cki_add_u64(&end, e->data_off, e->csize) || end > z->cd_off)
             return cki_fail(z->ctx, CK_EFORMAT,
                             "%s: zip member '%.*s': %llu bytes at byte %llu run past the central "
@@ -423,9 +443,12 @@ static void reset_dir(cki_zip *z)
     z->count = 0;
     cki_map_free(&z->index);
     cki_map_init(&z->index, z->ctx);
+    z->problem = CK_OK; /* its message lived in the arena, freed with it */
+    z->problem_msg = NULL;
 }
 
-ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len, cki_zip *z)
+static ck_status open_zip(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
+                          cki_zip *z, int lenient)
 {
     uint64_t pos, lowest;
     ck_status first_st = CK_OK;
@@ -433,6 +456,7 @@ ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
     int tried = 0;
 
     memset(z, 0, sizeof *z);
+    z->lenient = lenient;
     z->ctx = ctx;
     z->file = file;
     z->base = p;
@@ -472,6 +496,17 @@ ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
                     "%s: zip archive: no end-of-central-directory record in the last %llu bytes "
                     "(truncated or not a zip file)",
                     file, (unsigned long long)(len - lowest));
+}
+
+ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len, cki_zip *z)
+{
+    return open_zip(ctx, file, p, len, z, 0);
+}
+
+ck_status cki_zip_open_lenient(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
+                               cki_zip *z)
+{
+    return open_zip(ctx, file, p, len, z, 1);
 }
 
 const cki_zip_entry *cki_zip_find(const cki_zip *z, const char *name, size_t name_len)

@@ -26,7 +26,45 @@ typedef struct cki_plan {
 /* Builds the plan from IN and the options (selection, renaming, dtype
  * policy, metadata). Fails on a collision, naming both tensors. */
 ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *opts, cki_plan *plan);
+/* The same for an output format with capabilities CAPS (CKI_CAP_*): quantised
+ * dtypes only where it holds them, typed array metadata only where it keeps
+ * them. cki_plan_build is this with CAPS 0. */
+ck_status cki_plan_build_for(ck_ctx *ctx, ck_model *in, const ck_convert_opts *opts,
+                             unsigned caps, cki_plan *plan);
+
+/* ---- ggml block types (quant_policy.c) ------------------------------------- */
+
+#include <regex.h>
+
+/* Compiled --tensor-type rules. */
+typedef struct cki_rules {
+    regex_t *re;
+    ck_dtype *type;
+    size_t count;
+} cki_rules;
+ck_status cki_rules_compile(ck_ctx *ctx, const char *const *specs, cki_rules *r);
+void cki_rules_free(ck_ctx *ctx, cki_rules *r);
+/* 1 if a tensor named NAME with NDIM dimensions stays in its float type under
+ * a quantised --dtype (1-D, biases, scales, norms). */
+int cki_quant_policy_keeps(const char *name, int ndim);
+/* llama-quantize's fallback for a type whose block does not fit a row. */
+ck_dtype cki_quant_fallback(ck_dtype dt);
+/* The output dtype of input tensor V (input name NAME) under O, for an output
+ * of capabilities CAPS, when block types are involved (rules in quant_policy.c). */
+ck_status cki_quant_choose(ck_ctx *ctx, const ck_model *in, const ck_convert_opts *o,
+                           unsigned caps, const cki_rules *rules, const char *name,
+                           const cki_tensor *v, ck_dtype *out);
 void cki_plan_free(ck_ctx *ctx, cki_plan *plan);
+
+/* Refuses (CK_ELIMIT) a plan whose tensor bytes exceed CKI_EXPAND_FACTOR x
+ * the input's file bytes, naming the tensor that expands most (expand.c). */
+#define CKI_EXPAND_FACTOR 16
+ck_status cki_plan_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
+                                const cki_plan *plan);
+/* The same over COUNT output tensors, the first at FIRST, each STRIDE bytes
+ * after the previous one (the cki_out_tensor inside a caller's records). */
+ck_status cki_check_expand(ck_ctx *ctx, const ck_model *in, const char *out,
+                           const cki_out_tensor *first, size_t count, size_t stride);
 
 /* Writes PLAN to PATH in format F through an atomic sink (plus side outputs). */
 ck_status cki_write_plan(ck_ctx *ctx, ck_model *in, const cki_format *f, const char *path,

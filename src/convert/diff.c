@@ -86,7 +86,9 @@ static int same_shape(const cki_tensor *a, const cki_tensor *b)
 
 static int widens(ck_dtype dt)
 {
-    return dt == CK_DT_F64 || (cki_dtype_size(dt) && cki_cast_supported(dt, CK_DT_F64));
+    /* ggml block types that ckptkit decodes compare by their dequantised values */
+    return dt == CK_DT_F64 || (cki_dtype_size(dt) && cki_cast_supported(dt, CK_DT_F64)) ||
+           (ck_dtype_is_quantized(dt) && ck_dtype_can_dequantize(dt));
 }
 
 typedef struct diff_run {

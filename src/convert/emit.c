@@ -64,6 +64,44 @@ static void ahead(const cki_storage *sg, uint64_t pos, uint64_t len)
     cki_source_will_need(sg->src, (uint64_t)f, len);
 }
 
+/* Bytes of N elements of DT (whole blocks, or whole-byte elements). */
+static uint64_t bytes_of(ck_dtype dt, uint64_t n)
+{
+    unsigned bb, blk = ck_dtype_block(dt, &bb);
+    return blk > 1 ? n / blk * bb : n * cki_dtype_size(dt);
+}
+
+/* Quantising, dequantising or requantising (ggml block types): chunks of whole
+ * blocks (a multiple of 256 elements, which every block size divides). */
+static ck_status emit_blocks(cki_write_job *job, const cki_out_tensor *ot, uint32_t *crc)
+{
+    const cki_tensor *t = ot->src;
+    const cki_storage *sg = t->storage;
+    uint64_t per_out = bytes_of(ot->dtype, 256), first = 0;
+    uint64_t per = CKI_SCRATCH / per_out * 256;
+    int dense = cki_tensor_is_dense(t) && (ck_dtype_is_quantized(t->dtype) || cki_dtype_size(t->dtype));
+    uint64_t base = ck_dtype_is_quantized(t->dtype) ? bytes_of(t->dtype, t->offset)
+                                                    : t->offset * cki_dtype_size(t->dtype);
+    ck_status st;
+    if (dense) ahead(sg, base, AHEAD);
+    while (first < t->numel) {
+        uint64_t n = t->numel - first < per ? t->numel - first : per;
+        uint64_t k = bytes_of(ot->dtype, n);
+        uint64_t in_at = base + bytes_of(t->dtype, first), in_len = bytes_of(t->dtype, n);
+        if (dense && first + n < t->numel) ahead(sg, in_at + AHEAD, in_len);
+        if ((st = cki_tensor_read(job->ctx, t, first, n, ot->dtype, job->scratch, CKI_SCRATCH,
+                                  job->stats)))
+            return st;
+        if (crc) *crc = cki_crc32(*crc, job->scratch, (size_t)k);
+        if ((st = cki_sink_write(job->sink, job->scratch, (size_t)k))) return st;
+        if (dense) done_with(sg, in_at, in_len);
+        if ((st = progress(job, k))) return st;
+        first += n;
+    }
+    if (!dense) done_with(sg, 0, sg->len);
+    return CK_OK;
+}
+
 ck_status cki_emit_tensor(cki_write_job *job, const cki_out_tensor *ot, uint32_t *crc)
 {
     const cki_tensor *t = ot->src;
@@ -118,6 +156,8 @@ ck_status cki_emit_tensor(cki_write_job *job, const cki_out_tensor *ot, uint32_t
         }
         return CK_OK;
     }
+    if (ck_dtype_is_quantized(ot->dtype) || ck_dtype_is_quantized(t->dtype))
+        return emit_blocks(job, ot, crc);
     {
         unsigned os = cki_dtype_size(ot->dtype);
         unsigned es = cki_dtype_size(t->dtype);

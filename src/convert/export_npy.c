@@ -113,7 +113,7 @@ typedef struct item {
 ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t count,
                     const char *out, const ck_export_opts *opts, ck_convert_stats *stats)
 {
-    ck_export_opts defaults = {NULL, CK_DT_KEEP, 0};
+    ck_export_opts defaults = {NULL, CK_DT_KEEP, 0, 0};
     item *items = NULL;
     cki_sink **sinks = NULL;
     cki_arena ar;
@@ -164,8 +164,10 @@ ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t c
         }
         t = &m->tensors[idx];
         dt = t->dtype;
-        if (opts->dtype != CK_DT_KEEP && ck_dtype_is_float(dt) && dt != opts->dtype) {
-            if (!ck_dtype_can_cast(dt)) {
+        if (opts->dtype != CK_DT_KEEP && (ck_dtype_is_float(dt) || ck_dtype_is_quantized(dt)) &&
+            dt != opts->dtype) {
+            /* ggml block types are dequantised, floats cast */
+            if (ck_dtype_is_quantized(dt) ? !ck_dtype_can_dequantize(dt) : !ck_dtype_can_cast(dt)) {
                 st = cki_fail(ctx, CK_EUNSUPPORTED, "%s: tensor '%s': cannot cast %s to %s",
                               m->path, t->name, ck_dtype_name(dt), ck_dtype_name(opts->dtype));
                 goto out;
@@ -217,6 +219,9 @@ ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t c
             }
         }
     }
+    if (!opts->allow_expand && count &&
+        (st = cki_check_expand(ctx, m, out, &items[0].ot, count, sizeof *items)))
+        goto out;
     if (count > 1) {
         struct stat sb;
         if (stat(out, &sb) == 0) {

@@ -103,15 +103,39 @@ static ck_status add_meta(ck_ctx *ctx, cki_plan *plan, size_t *cap, const char *
 
 ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, cki_plan *plan)
 {
+    return cki_plan_build_for(ctx, in, o, 0, plan);
+}
+
+ck_status cki_plan_build_for(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, unsigned caps,
+                             cki_plan *plan)
+{
+    cki_rules rules;
+    int blocks = 0; /* ggml block types involved: quant_policy.c decides dtypes */
     cki_map seen;
     const cki_tensor **values = NULL; /* per input tensor: its value source, NULL: dropped */
     const char **in_names = NULL;     /* per output tensor: its input name, for messages */
     size_t meta_cap = 0;
     ck_status st = CK_OK;
     memset(plan, 0, sizeof *plan);
+    memset(&rules, 0, sizeof rules);
     cki_arena_init(&plan->arena, ctx);
     cki_map_init(&seen, ctx);
-    if (o->dtype != CK_DT_KEEP && (!ck_dtype_is_float(o->dtype) || !ck_dtype_can_cast(o->dtype))) {
+    if (ck_dtype_is_quantized(o->dtype) && !(caps & CKI_CAP_QUANT)) {
+        st = cki_fail(ctx, CK_EARG, "--dtype %s: ggml block types are written to GGUF only",
+                      ck_dtype_name(o->dtype));
+        goto out;
+    }
+    if (ck_dtype_is_quantized(o->dtype) && !ck_dtype_can_quantize(o->dtype)) {
+        st = cki_fail(ctx, CK_EUNSUPPORTED, "ckptkit cannot quantise to %s",
+                      ck_dtype_name(o->dtype));
+        goto out;
+    }
+    if ((st = cki_rules_compile(ctx, o->tensor_type, &rules))) goto out;
+    blocks = ck_dtype_is_quantized(o->dtype) || rules.count;
+    for (size_t i = 0; i < in->count && !blocks; i++)
+        blocks = ck_dtype_is_quantized(in->tensors[i].dtype);
+    if (o->dtype != CK_DT_KEEP && !ck_dtype_is_quantized(o->dtype) &&
+        (!ck_dtype_is_float(o->dtype) || !ck_dtype_can_cast(o->dtype))) {
         st = cki_fail(ctx, CK_EARG, "cannot cast to %s", ck_dtype_name(o->dtype));
         goto out;
     }
@@ -171,9 +195,12 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
         ot->src = v;
         ot->in_index = i;
         ot->dtype = v->dtype;
-        /* only floating tensors are cast: ints, bools and complex keep their dtype */
-        if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(v->dtype) && v->dtype != o->dtype &&
-            !any_glob(o->dtype_exclude, t->name)) {
+        if (blocks) {
+            if ((st = cki_quant_choose(ctx, in, o, caps, &rules, t->name, v, &ot->dtype)))
+                goto out;
+        } else if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(v->dtype) &&
+                   v->dtype != o->dtype && !any_glob(o->dtype_exclude, t->name)) {
+            /* only floating tensors are cast: ints, bools and complex keep their dtype */
             if (!ck_dtype_can_cast(v->dtype)) {
                 st = cki_fail(ctx, CK_EUNSUPPORTED, "%s: tensor '%s': cannot cast %s to %s",
                               in->path, t->name, ck_dtype_name(v->dtype),
@@ -189,6 +216,10 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
     }
     for (size_t i = 0; i < in->meta_count; i++) {
         if (o->prune && is_training_state(in->meta_keys[i])) continue;
+        /* typed arrays (GGUF) are summaries as strings: only a typed writer carries them */
+        if (!(caps & CKI_CAP_TYPED_META) && in->meta_type && in->meta_type(in, i) &&
+            !strncmp(in->meta_type(in, i), "ARRAY", 5))
+            continue;
         if ((st = add_meta(ctx, plan, &meta_cap, in->meta_keys[i], strlen(in->meta_keys[i]),
                            in->meta_vals[i])))
             goto out;
@@ -202,6 +233,7 @@ ck_status cki_plan_build(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o, ck
         if ((st = add_meta(ctx, plan, &meta_cap, kv, (size_t)(eq - kv), eq + 1))) goto out;
     }
 out:
+    cki_rules_free(ctx, &rules);
     cki_map_free(&seen);
     cki_free(ctx, values);
     cki_free(ctx, in_names);

@@ -65,6 +65,9 @@ static void job_init(cki_write_job *job, ck_ctx *ctx, ck_model *in, const char *
     job->rewrite_fn = o->on_rewrite;
     job->rewrite_user = o->rewrite_user;
     job->cast_all = o->cast_all ? o->dtype : CK_DT_KEEP;
+    job->opts = o;
+    job->shard_count = 1;
+    job->all_count = plan->count;
 }
 
 /* Opens the job's sink and runs the writer; the sinks stay open (uncommitted). */
@@ -124,6 +127,7 @@ static void add_stats(ck_convert_stats *stats, const cki_out_tensor *t, size_t n
         stats->tensors++;
         stats->bytes += t[i].nbytes;
         if (t[i].dtype != t[i].src->dtype) stats->cast_tensors++;
+        if (t[i].dtype >= 0 && t[i].dtype < CK_DT_COUNT) stats->dtype_tensors[t[i].dtype]++;
     }
     stats->overflow += cs->overflow;
     stats->underflow += cs->underflow;
@@ -337,6 +341,8 @@ static ck_status write_sharded(ck_ctx *ctx, ck_model *in, const cki_format *f, c
             job_init(job, ctx, in, paths[k], o, plan, &cs, scratch);
             job->tensors = sub + first;
             job->count = used - first;
+            job->shard_no = k;
+            job->shard_count = n;
             job->total_bytes = total_bytes;
             job->done_bytes = done;
             jobs_open = k + 1;
@@ -352,20 +358,23 @@ static ck_status write_sharded(ck_ctx *ctx, ck_model *in, const cki_format *f, c
             }
         }
     }
-    if (!st) st = index_json(ctx, plan, shard_of, paths, total_size, &buf);
-    if (!st) st = cki_sink_open(ctx, index_path, o->force, in->sources, in->source_count,
-                                &index_sink);
-    if (!st) st = cki_sink_write(index_sink, buf.p, buf.len);
+    /* formats whose parts describe themselves (GGUF splits) get no index */
+    if (!st && !(f->caps & CKI_CAP_SPLIT)) {
+        st = index_json(ctx, plan, shard_of, paths, total_size, &buf);
+        if (!st) st = cki_sink_open(ctx, index_path, o->force, in->sources, in->source_count,
+                                    &index_sink);
+        if (!st) st = cki_sink_write(index_sink, buf.p, buf.len);
+    }
     for (size_t k = 0; !st && k < n; k++) { /* every write error before any rename */
         for (size_t i = 0; !st && i < jobs[k].side_count; i++) st = cki_sink_sync(jobs[k].side[i]);
         if (!st) st = cki_sink_sync(jobs[k].sink);
     }
-    if (!st) st = cki_sink_sync(index_sink);
+    if (!st && index_sink) st = cki_sink_sync(index_sink);
     for (size_t k = 0; !st && k < n; k++) {
         st = job_commit(&jobs[k]);
         if (!st) committed = k + 1;
     }
-    if (!st) {
+    if (!st && index_sink) {
         st = cki_sink_commit(index_sink);
         index_sink = NULL;
     }
@@ -412,14 +421,20 @@ ck_status ck_convert(ck_ctx *ctx, ck_model *in, const char *out, const ck_conver
             return cki_fail(ctx, CK_EARG,
                             "%s: cannot tell the output format from the extension; use --to", out);
     }
-    if (opts->shard_size && strcmp(f->name, "safetensors") != 0 && strcmp(f->name, "pth") != 0)
+    if (opts->shard_size && strcmp(f->name, "safetensors") != 0 && strcmp(f->name, "pth") != 0 &&
+        !(f->caps & CKI_CAP_SPLIT))
         return cki_fail(ctx, CK_EUNSUPPORTED,
-                        "%s: --shard-size: %s output cannot be sharded (safetensors and pth can)",
+                        "%s: --shard-size: %s output cannot be sharded (safetensors, pth and "
+                        "gguf can)",
                         out, f->name);
     if (opts->metadata && opts->metadata[0] && !(f->caps & CKI_CAP_METADATA))
         cki_warn(ctx, "%s: %s output holds no string metadata; --metadata is ignored", out,
                  f->name);
-    if ((st = cki_plan_build(ctx, in, opts, &plan))) return st;
+    if ((st = cki_plan_build_for(ctx, in, opts, f->caps, &plan))) return st;
+    if (!opts->allow_expand && (st = cki_plan_check_expand(ctx, in, out, &plan))) {
+        cki_plan_free(ctx, &plan);
+        return st;
+    }
     cki_model_streaming(in);
     if (opts->shard_size) st = write_sharded(ctx, in, f, out, opts, &plan, stats);
     else st = cki_write_plan(ctx, in, f, out, opts, &plan, stats);

@@ -13,6 +13,7 @@ extern const cki_format cki_fmt_ckpt;
 extern const cki_format cki_fmt_torch;
 extern const cki_format cki_fmt_npy;
 extern const cki_format cki_fmt_npz;
+extern const cki_format cki_fmt_gguf;
 
 const cki_format *const cki_formats[] = {
     &cki_fmt_safetensors,
@@ -22,6 +23,7 @@ const cki_format *const cki_formats[] = {
     &cki_fmt_torch,
     &cki_fmt_npy,
     &cki_fmt_npz,
+    &cki_fmt_gguf,
     NULL,
 };
 

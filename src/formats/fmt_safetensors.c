@@ -31,6 +31,10 @@
  *   5. 8 + N + the last END equals the file size (no truncation, no trailing
  *      bytes that a polyglot file could hide things in).
  * Tensors are added in header order, each over its own zero-copy storage.
+ * The header is parsed member by member (cki_json_parse_members), never as a
+ * whole tree: a tensor costs its entry (48 bytes), its name and shape in the
+ * model's arena, its storage record and tensor record, and its slot in the
+ * name table; the header's pages are released once read.
  * Error offsets ("at byte K") are absolute file offsets.
  *
  * The writer follows the reference writer so files are interchangeable and
@@ -137,6 +141,8 @@ typedef struct reader {
     const char *file;
     uint64_t hdr_off; /* file offset of the JSON text (8) */
     int warned_field;
+    entry *ents; /* one per tensor member, in header order */
+    size_t count;
 } reader;
 
 static ck_status read_metadata(reader *r, const cki_json_member *mem)
@@ -229,7 +235,8 @@ static ck_status read_entry(reader *r, cki_arena *tmp, const cki_json_member *me
     if (v->type != CKI_JSON_OBJECT)
         return cki_fail(r->ctx, CK_EFORMAT, "%s: tensor '%s': entry is %s, not an object", r->file,
                         nb, cki_json_type_name(v->type));
-    e->name = mem->key;
+    e->name = cki_arena_strndup(&r->m->arena, mem->key, mem->key_len); /* the tensor's name */
+    if (!e->name) return CK_ENOMEM;
     e->name_len = mem->key_len;
 
     if ((st = field(r, nb, v, "dtype", CKI_JSON_STRING, &dt))) return st;
@@ -245,7 +252,7 @@ static ck_status read_entry(reader *r, cki_arena *tmp, const cki_json_member *me
                         "%s: tensor '%s': shape has %zu dimensions (at most %d)", r->file, nb,
                         shape->len, CKI_MAX_DIMS);
     e->ndim = (int)shape->len;
-    e->shape = cki_arena_alloc(tmp, sizeof(int64_t) * (shape->len ? shape->len : 1));
+    e->shape = cki_arena_alloc_ptrs(tmp, sizeof(int64_t) * (shape->len ? shape->len : 1));
     if (!e->shape) return CK_ENOMEM;
     for (size_t d = 0; d < shape->len; d++) {
         if ((st = read_uint(r, nb, "shape", d, &shape->u.items[d], INT64_MAX,
@@ -367,16 +374,29 @@ out:
     return st;
 }
 
+/* One top-level member of the header (cki_json_parse_members). */
+static ck_status header_member(void *user, const cki_json_member *mem, size_t index, size_t total)
+{
+    reader *r = user;
+    if (!r->ents) { /* sized once, for the parser's count of members */
+        r->ents = cki_calloc(r->ctx, total ? total : 1, sizeof *r->ents);
+        if (!r->ents) return CK_ENOMEM;
+    }
+    (void)index;
+    if (key_is(mem, "__metadata__")) return read_metadata(r, mem);
+    return read_entry(r, &r->m->arena, mem, &r->ents[r->count++]);
+}
+
 static ck_status st_read(ck_model *m, const cki_source *src, const ck_open_opts *opts)
 {
     ck_ctx *ctx = m->ctx;
-    reader r = {m, ctx, src->path, 8, 0};
+    reader r = {m, ctx, src->path, 8, 0, NULL, 0};
     uint64_t n, limit = ctx->limits[CK_LIMIT_HEADER_BYTES], data_off, k;
     const uint8_t *hdr;
-    const cki_json *root;
+    cki_json_type top = CKI_JSON_NULL;
+    size_t top_off = 0;
     cki_json_opts jo = {ST_DEPTH, 0};
     cki_json_err err;
-    cki_arena tmp;
     entry *ents = NULL;
     size_t count = 0;
     ck_status st;
@@ -402,34 +422,27 @@ static ck_status st_read(ck_model *m, const cki_source *src, const ck_open_opts 
         return cki_fail(ctx, CK_EFORMAT, "%s: header: invalid UTF-8 at byte %llu", r.file,
                         (unsigned long long)(8 + k));
 
-    cki_arena_init(&tmp, ctx);
-    st = cki_json_parse(ctx, &tmp, hdr, (size_t)n, &jo, &root, &err);
+    st = cki_json_parse_members(ctx, hdr, (size_t)n, &jo, header_member, &r, &top, &top_off,
+                                &err);
     if (st) {
-        if (st != CK_ENOMEM)
+        if (st != CK_ENOMEM && err.msg[0])
             cki_fail(ctx, st, "%s: header: %s at byte %llu", r.file, err.msg,
                      (unsigned long long)(8 + err.off));
         goto out;
     }
-    if (root->type != CKI_JSON_OBJECT) {
+    if (top != CKI_JSON_OBJECT) {
         st = cki_fail(ctx, CK_EFORMAT,
                       "%s: header: the top level is %s, not an object at byte %llu", r.file,
-                      cki_json_type_name(root->type), (unsigned long long)(8 + root->off));
+                      cki_json_type_name(top), (unsigned long long)(8 + top_off));
         goto out;
     }
-    if (root->len) {
-        ents = cki_calloc(ctx, root->len, sizeof *ents);
-        if (!ents) { st = CK_ENOMEM; goto out; }
-    }
-    for (size_t i = 0; i < root->len; i++) {
-        const cki_json_member *mem = &root->u.members[i];
-        if (key_is(mem, "__metadata__"))
-            st = read_metadata(&r, mem);
-        else
-            st = read_entry(&r, &tmp, mem, &ents[count++]);
-        if (st) goto out;
-    }
+    /* names and shapes are copied: the header's pages can go */
+    cki_source_release(src, 0, data_off);
+    ents = r.ents;
+    count = r.count;
     if ((st = check_layout(&r, ents, count, src->len - data_off))) goto out;
 
+    if ((st = cki_model_reserve(m, m->count + count, m->storage_count + count))) goto out;
     for (size_t i = 0; i < count; i++) {
         const entry *e = &ents[i];
         cki_storage *sg;
@@ -438,14 +451,13 @@ static ck_status st_read(ck_model *m, const cki_source *src, const ck_open_opts 
         if ((st = cki_model_storage(m, src, data_off + e->begin, e->end - e->begin, e->dtype, what,
                                     &sg)))
             goto out;
-        if ((st = cki_model_add_tensor(m, r.file, e->name, e->name_len, e->dtype, e->ndim,
-                                       e->shape, NULL, 0, sg, 0, NULL)))
+        if ((st = cki_model_add_tensor_kept(m, r.file, e->name, e->name_len, e->dtype, e->ndim,
+                                            e->shape, sg, NULL)))
             goto out;
     }
     if (!strcmp(m->format_name, "?")) m->format_name = "safetensors";
 out:
-    cki_free(ctx, ents);
-    cki_arena_free(&tmp);
+    cki_free(ctx, r.ents);
     return st;
 }
 

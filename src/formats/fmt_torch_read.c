@@ -27,6 +27,7 @@
 
 #include "format.h"
 #include "torch_read.h"
+#include "torch_values.h"
 
 #include "../pickle/verdict.h"
 
@@ -69,6 +70,9 @@ typedef struct reader {
     int verify_crc;
     size_t dangerous; /* dangerous globals met */
     char first[200];  /* the first of them, "module.name" */
+    /* value tree: tensor tobj address -> model index ((size_t)-1: skipped) */
+    cki_map bound;
+    size_t extra;     /* tensors added for the value tree only */
 } reader;
 
 static ck_status note_globals(void *user, const char *where, uint64_t off, const cki_pickle *pk)
@@ -162,11 +166,12 @@ static ck_status bind(reader *rd, cki_tstorage *s, ck_dtype dt, const char *name
     return CK_OK;
 }
 
-static ck_status add_one(reader *rd, const cki_tnamed *nt)
+static ck_status add_one(reader *rd, const cki_tnamed *nt, size_t *index)
 {
     const cki_ttensor *t = nt->tensor->u.t;
     cki_storage *cs = NULL;
     ck_status st;
+    *index = (size_t)-1;
     if (t->unsupported) {
         char why[256];
         snprintf(why, sizeof why, "%s%s%s", t->unsupported, t->torch_dtype ? " " : "",
@@ -177,7 +182,37 @@ static ck_status add_one(reader *rd, const cki_tnamed *nt)
     }
     if ((st = bind(rd, t->storage, t->dtype, nt->name, &cs))) return st;
     return cki_model_add_tensor(rd->m, rd->src->path, nt->name, nt->name_len, t->dtype, t->ndim,
-                                t->shape, t->stride, t->offset, cs, t->flags, NULL);
+                                t->shape, t->stride, t->offset, cs, t->flags, index);
+}
+
+/* Records tensor T's model index for the value tree (the first one wins when
+ * a tensor is exposed under several names). */
+static ck_status note_bound(reader *rd, const cki_tobj *t, size_t index)
+{
+    char *key = cki_arena_alloc(&rd->m->arena, sizeof t);
+    if (!key) return CK_ENOMEM;
+    memcpy(key, &t, sizeof t);
+    return cki_map_put(&rd->bound, key, sizeof t, index, NULL) < 0 ? CK_ENOMEM : CK_OK;
+}
+
+static ck_status tree_tensor(void *user, const cki_tobj *t, size_t *index, const char **why)
+{
+    reader *rd = user;
+    cki_tnamed nt;
+    char name[48];
+    ck_status st;
+    *why = NULL;
+    if (!cki_map_get(&rd->bound, (const char *)&t, sizeof t, index)) {
+        if (*index == (size_t)-1) *why = t->u.t->unsupported ? t->u.t->unsupported : "skipped";
+        return CK_OK;
+    }
+    snprintf(name, sizeof name, "<values>.%zu", rd->extra++);
+    nt.name = name;
+    nt.name_len = strlen(name);
+    nt.tensor = (cki_tobj *)t;
+    if ((st = add_one(rd, &nt, index))) return st;
+    if (*index == (size_t)-1) *why = t->u.t->unsupported ? t->u.t->unsupported : "skipped";
+    return note_bound(rd, t, *index);
 }
 
 static ck_status set_meta(void *user, const char *key, const char *value)
@@ -199,12 +234,13 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
     rd.m = m;
     rd.src = src;
     rd.verify_crc = opts && opts->verify_crc;
+    cki_map_init(&rd.bound, m->ctx);
     if (kind == CKI_TORCH_NONE)
         return cki_fail(m->ctx, CK_EFORMAT,
                         "%s: not a PyTorch checkpoint (no zip signature, legacy magic number or "
                         "tar header at byte 0)",
                         src->path);
-    if ((st = cki_torch_parse(m->ctx, src->path, src->base, src->len, kind, note_globals, &rd,
+    if ((st = cki_torch_parse_source(m->ctx, src, kind, note_globals, &rd,
                               &rd.tf)))
         return st;
     if (rd.dangerous && !(opts && opts->allow_unsafe)) {
@@ -227,12 +263,20 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
     if ((st = cki_torch_select(&rd.tf.rec, rd.tf.root, opts ? opts->key : NULL,
                                opts ? opts->all : 0, &sel)))
         goto done;
-    for (size_t i = 0; i < sel.count; i++)
-        if ((st = add_one(&rd, &sel.v[i]))) goto done;
+    if ((st = cki_model_reserve(m, m->count + sel.count, 0))) goto done;
+    for (size_t i = 0; i < sel.count; i++) {
+        size_t index;
+        if ((st = add_one(&rd, &sel.v[i], &index))) goto done;
+        if ((st = note_bound(&rd, sel.v[i].tensor, index))) goto done;
+    }
     if ((st = cki_torch_lightning_meta(rd.tf.root, set_meta, m))) goto done;
     if ((st = cki_torch_values_json(&rd.tf.rec, rd.tf.root, &sel, &json))) goto done;
     cki_model_set_values(m, json);
+    if (opts && opts->values &&
+        (st = cki_torch_values_tree(m, &rd.tf.rec, rd.tf.root, tree_tensor, &rd, &m->values)))
+        goto done;
 done:
+    cki_map_free(&rd.bound);
     cki_tselect_free(m->ctx, &sel);
     cki_torch_close(&rd.tf);
     return st;

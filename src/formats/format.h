@@ -55,6 +55,9 @@ struct cki_write_job {
     void *rewrite_user;
     ck_dtype cast_all;          /* CK_DT_KEEP, or the dtype for floating tensors outside the
                                  * state dict (--cast-all) */
+    const ck_convert_opts *opts; /* the caller's options (GGUF: byte order, names) */
+    size_t shard_no, shard_count; /* this file among split outputs (0 of 1 unless split) */
+    size_t all_count;             /* tensors in all split outputs together */
 };
 
 #define CKI_SCRATCH (4u << 20)
@@ -70,7 +73,10 @@ enum {
     CKI_CAP_READ = 1,
     CKI_CAP_WRITE = 2,
     CKI_CAP_METADATA = 4, /* writer keeps string metadata */
-    CKI_CAP_SHARED = 8    /* writer keeps shared storages shared */
+    CKI_CAP_SHARED = 8,   /* writer keeps shared storages shared */
+    CKI_CAP_QUANT = 16,   /* writer stores ggml block-quantised dtypes */
+    CKI_CAP_TYPED_META = 32, /* writer keeps typed metadata (whole arrays) */
+    CKI_CAP_SPLIT = 64    /* --shard-size makes self-describing parts, no index file */
 };
 
 typedef struct cki_format {

@@ -44,7 +44,6 @@ void ck_model_close(ck_model *m)
     for (size_t i = 0; i < m->storage_count; i++) {
         cki_free(ctx, m->storages[i]->owned);
         if (m->storages[i]->fetch.free) m->storages[i]->fetch.free(ctx, m->storages[i]->fetch.state);
-        cki_free(ctx, m->storages[i]);
     }
     cki_free(ctx, m->storages);
     for (size_t i = 0; i < m->source_count; i++) cki_source_close(ctx, m->sources[i]);
@@ -71,13 +70,19 @@ ck_status cki_model_add_source(ck_model *m, cki_source *src)
     return CK_OK;
 }
 
+/* A zeroed storage record in the model's arena (freed with it). */
+static cki_storage *new_storage(ck_model *m)
+{
+    cki_storage *s = cki_arena_alloc(&m->arena, sizeof *s);
+    if (s) memset(s, 0, sizeof *s);
+    return s;
+}
+
 static ck_status push_storage(ck_model *m, cki_storage *s)
 {
     if (grow(m->ctx, (void **)&m->storages, &m->storage_cap, m->storage_count,
-             sizeof *m->storages)) {
-        cki_free(m->ctx, s);
+             sizeof *m->storages))
         return CK_ENOMEM;
-    }
     m->storages[m->storage_count++] = s;
     s->id = m->storage_count;
     return CK_OK;
@@ -93,7 +98,7 @@ ck_status cki_model_storage(ck_model *m, const cki_source *src, uint64_t off, ui
                         "%s: %s: bytes [%llu, %llu) lie outside the file of %llu bytes", src->path,
                         what, (unsigned long long)off, (unsigned long long)(off + len),
                         (unsigned long long)src->len);
-    s = cki_calloc(m->ctx, 1, sizeof *s);
+    s = new_storage(m);
     if (!s) return CK_ENOMEM;
     s->src = src;
     s->data = src->base ? src->base + off : (const uint8_t *)"";
@@ -108,7 +113,7 @@ ck_status cki_model_storage(ck_model *m, const cki_source *src, uint64_t off, ui
 ck_status cki_model_storage_owned(ck_model *m, uint8_t *bytes, uint64_t len, ck_dtype dtype,
                                   cki_storage **out)
 {
-    cki_storage *s = cki_calloc(m->ctx, 1, sizeof *s);
+    cki_storage *s = new_storage(m);
     ck_status st;
     if (!s) {
         cki_free(m->ctx, bytes);
@@ -129,7 +134,7 @@ ck_status cki_model_storage_owned(ck_model *m, uint8_t *bytes, uint64_t len, ck_
 ck_status cki_model_storage_fetch(ck_model *m, uint64_t len, ck_dtype dtype,
                                   const cki_fetch *fetch, cki_storage **out)
 {
-    cki_storage *s = cki_calloc(m->ctx, 1, sizeof *s);
+    cki_storage *s = new_storage(m);
     ck_status st;
     if (!s) {
         if (fetch->free) fetch->free(m->ctx, fetch->state);
@@ -146,10 +151,50 @@ ck_status cki_model_storage_fetch(ck_model *m, uint64_t len, ck_dtype dtype,
     return CK_OK;
 }
 
+
+ck_status cki_model_reserve(ck_model *m, size_t tensors, size_t storages)
+{
+    if (tensors > m->cap) {
+        cki_tensor *n = cki_realloc(m->ctx, m->tensors, tensors * sizeof *n);
+        if (!n) return CK_ENOMEM;
+        m->tensors = n;
+        m->cap = tensors;
+    }
+    if (storages > m->storage_cap) {
+        cki_storage **n = cki_realloc(m->ctx, m->storages, storages * sizeof *n);
+        if (!n) return CK_ENOMEM;
+        m->storages = n;
+        m->storage_cap = storages;
+    }
+    if (cki_map_reserve(&m->names, tensors)) return CK_ENOMEM;
+    return CK_OK;
+}
+
+static ck_status add_tensor(ck_model *m, const char *file, const char *name, size_t name_len,
+                            int name_kept, ck_dtype dtype, int ndim, const int64_t *shape,
+                            const int64_t *stride, uint64_t offset, cki_storage *st,
+                            unsigned flags, size_t *index);
+
 ck_status cki_model_add_tensor(ck_model *m, const char *file, const char *name, size_t name_len,
                                ck_dtype dtype, int ndim, const int64_t *shape,
                                const int64_t *stride, uint64_t offset, cki_storage *st,
                                unsigned flags, size_t *index)
+{
+    return add_tensor(m, file, name, name_len, 0, dtype, ndim, shape, stride, offset, st, flags,
+                      index);
+}
+
+ck_status cki_model_add_tensor_kept(ck_model *m, const char *file, const char *name,
+                                    size_t name_len, ck_dtype dtype, int ndim,
+                                    const int64_t *shape, cki_storage *st, size_t *index)
+{
+    return add_tensor(m, file, name, name_len, 1, dtype, ndim, shape, NULL, 0, st, 0, index);
+}
+
+static ck_status add_tensor(ck_model *m, const char *file, const char *name, size_t name_len,
+                            int name_kept, ck_dtype dtype, int ndim, const int64_t *shape,
+                            const int64_t *stride, uint64_t offset, cki_storage *st,
+                            unsigned flags, size_t *index)
 {
     cki_tensor *t;
     size_t existing;
@@ -166,11 +211,12 @@ ck_status cki_model_add_tensor(ck_model *m, const char *file, const char *name, 
         return CK_ENOMEM;
     t = &m->tensors[m->count];
     memset(t, 0, sizeof *t);
-    t->name = cki_arena_strndup(&m->arena, name, name_len);
-    t->shape = cki_arena_alloc(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
-    if (stride) t->stride = cki_arena_alloc(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+    t->name = name_kept ? name : cki_arena_strndup(&m->arena, name, name_len);
+    t->shape = name_kept ? (int64_t *)shape
+                         : cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+    if (stride) t->stride = cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
     if (!t->name || !t->shape || (stride && !t->stride)) return CK_ENOMEM;
-    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim && !name_kept) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     if (stride && ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
     t->dtype = dtype;
     t->ndim = ndim;

@@ -31,6 +31,7 @@ struct ck_model {
     size_t meta_count, meta_cap;
 
     char *values_json; /* owned (cki_malloc) or NULL */
+    const ck_value *values; /* the value tree (ck_open_opts.values), in the arena, or NULL */
 
     /* tensors the reader found but cannot represent (quantized, sparse, ...):
      * names and reasons in the arena; a conversion that would include one
@@ -44,6 +45,9 @@ struct ck_model {
 
     void *driver_data;
     void (*driver_free)(ck_model *m, void *data);
+    /* typed metadata (GGUF): the type of metadata entry I as the format
+     * spells it, or NULL; NULL for formats whose metadata is plain strings */
+    const char *(*meta_type)(const ck_model *m, size_t i);
 };
 
 /* An empty model for PATH (also used by tests to build models by hand). */
@@ -68,6 +72,14 @@ ck_status cki_model_add_tensor(ck_model *m, const char *file, const char *name, 
                                ck_dtype dtype, int ndim, const int64_t *shape,
                                const int64_t *stride, uint64_t offset, cki_storage *st,
                                unsigned flags, size_t *index);
+/* Room for TENSORS tensors and STORAGES storages in all (a reader that knows
+ * its counts up front avoids the doubling of the arrays). */
+ck_status cki_model_reserve(ck_model *m, size_t tensors, size_t storages);
+/* cki_model_add_tensor for a dense tensor whose NAME (NUL-terminated) and
+ * SHAPE already live in the model's arena: they are kept, not copied. */
+ck_status cki_model_add_tensor_kept(ck_model *m, const char *file, const char *name,
+                                    size_t name_len, ck_dtype dtype, int ndim,
+                                    const int64_t *shape, cki_storage *st, size_t *index);
 /* Adds or replaces KEY -> VALUE (copied). */
 ck_status cki_model_set_meta(ck_model *m, const char *key, size_t key_len, const char *val,
                              size_t val_len);

@@ -73,7 +73,8 @@ static ck_status run(cki_torch_file *tf, const uint8_t *p, uint64_t len, const c
     ck_status st, vs;
     if (!where) return CK_ENOMEM;
     if ((uint64_t)(size_t)len != len) len = SIZE_MAX;
-    st = cki_pickle_run(tf->ctx, &tf->arena, p, (size_t)len, tf->file, where, off, pk);
+    st = cki_pickle_run(tf->ctx, tf->pk_arena ? tf->pk_arena : &tf->arena, p, (size_t)len,
+                        tf->file, where, off, pk);
     if (visit) {
         char saved[CKI_ERRMSG_MAX];
         ck_status last = tf->ctx->last;
@@ -149,10 +150,13 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     const uint8_t *data;
     uint64_t dlen;
     cki_pickle pk;
+    cki_arena pka;
     ck_status st;
 
     if ((st = cki_zip_open(tf->ctx, tf->file, tf->base, tf->len, &tf->zip))) return st;
     tf->zip_open = 1;
+    /* directory and local headers are checked and copied: their pages can go */
+    cki_source_release(tf->src, 0, tf->len);
     if (tf->zip.count == 0)
         return cki_fail(tf->ctx, CK_EFORMAT, "%s: zip archive has no records", tf->file);
     first = &tf->zip.entries[0];
@@ -198,10 +202,30 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     }
     if ((st = cki_zip_read(&tf->zip, pkl, 1, &data, &dlen, &tf->pkl_owned))) return st;
     tf->where = pkl->name;
-    if ((st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk))) return st;
-    tf->rec.where = tf->where;
-    tf->pv_root = pk.root;
-    return cki_trec_convert(&tf->rec, pk.root, &tf->root);
+    if (!tf->src) {
+        /* cki_torch_parse: the caller may walk the value graph (pv_root) */
+        if ((st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk))) return st;
+        tf->rec.where = tf->where;
+        tf->pv_root = pk.root;
+        return cki_trec_convert(&tf->rec, pk.root, &tf->root);
+    }
+    /* cki_torch_parse_source (the reader): the value graph lives only until
+     * it is converted: the torch objects copy the strings they keep, and the
+     * graph's memory is free before the model is built (a 100,000-tensor
+     * file: about 90 MiB); pv_root stays NULL */
+    cki_arena_init(&pka, tf->ctx);
+    tf->pk_arena = &pka;
+    st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk);
+    tf->pk_arena = NULL;
+    cki_source_release(tf->src, 0, tf->len); /* data.pkl: its strings are copied */
+    if (!st) {
+        tf->rec.where = tf->where;
+        tf->rec.copy_strings = 1;
+        st = cki_trec_convert(&tf->rec, pk.root, &tf->root);
+        tf->rec.copy_strings = 0;
+    }
+    cki_arena_free(&pka);
+    return st;
 }
 
 /* ---- legacy stream ----------------------------------------------------------- */
@@ -659,12 +683,13 @@ static ck_status parse_tar(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     return CK_OK;
 }
 
-ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
-                          cki_torch_kind kind, cki_torch_visit_fn visit, void *user,
-                          cki_torch_file *tf)
+static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
+                       const cki_source *src, cki_torch_kind kind, cki_torch_visit_fn visit,
+                       void *user, cki_torch_file *tf)
 {
     ck_status st;
     memset(tf, 0, sizeof *tf);
+    tf->src = src;
     tf->ctx = ctx;
     tf->file = file;
     tf->base = p;
@@ -683,4 +708,17 @@ ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
     }
     if (st) cki_torch_close(tf);
     return st;
+}
+
+ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
+                          cki_torch_kind kind, cki_torch_visit_fn visit, void *user,
+                          cki_torch_file *tf)
+{
+    return parse(ctx, file, p, len, NULL, kind, visit, user, tf);
+}
+
+ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_kind kind,
+                                 cki_torch_visit_fn visit, void *user, cki_torch_file *tf)
+{
+    return parse(ctx, src->path, src->base, src->len, src, kind, visit, user, tf);
 }

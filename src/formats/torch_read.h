@@ -24,6 +24,7 @@
 #define CKI_TORCH_READ_H
 
 #include "../container/tar.h"
+#include "../io/source.h"
 #include "../container/zip.h"
 #include "../pickle/torch_objects.h"
 
@@ -56,7 +57,10 @@ typedef struct cki_torch_file {
     const uint8_t *base;
     uint64_t len;
     cki_torch_kind kind;
-    cki_arena arena;  /* pickle nodes, tobjs, names */
+    cki_arena arena;  /* pickle nodes (legacy, tar), tobjs, names */
+    const cki_source *src; /* the mapped file, when known (page release) */
+    cki_arena *pk_arena; /* where the machine puts its nodes when not ARENA (zip: a
+                          * separate arena, freed once the graph is converted) */
     cki_trec rec;     /* storages table; the graph's memo */
     cki_tobj *root;
     const cki_pv *pv_root; /* the main pickle's value graph (in the arena) */
@@ -88,6 +92,12 @@ typedef struct cki_torch_file {
 ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
                           cki_torch_kind kind, cki_torch_visit_fn visit, void *user,
                           cki_torch_file *tf);
+/* The same for the whole of SRC, whose pages the zip path hands back to the
+ * kernel once read (the central directory and local headers after the
+ * archive is checked, data.pkl after the machine ran): a 100,000-tensor
+ * file's headers then do not stay resident. */
+ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_kind kind,
+                                 cki_torch_visit_fn visit, void *user, cki_torch_file *tf);
 void cki_torch_close(cki_torch_file *tf);
 
 /* The zip record holding storage S: "<prefix>/data/<key>", or NULL with a

@@ -11,6 +11,11 @@
 
 ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
 {
+    return cki_source_open_ex(ctx, path, 0, out);
+}
+
+ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_source **out)
+{
     struct stat st;
     cki_source *s;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -37,7 +42,8 @@ ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
     s->ino = st.st_ino;
     s->len = (uint64_t)st.st_size;
     if (s->len) {
-        void *p = mmap(NULL, (size_t)s->len, PROT_READ, MAP_PRIVATE, fd, 0);
+        void *p = mmap(NULL, (size_t)s->len, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                       writable ? MAP_PRIVATE | MAP_NORESERVE : MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             int e = errno;
             cki_source_close(ctx, s);

@@ -21,6 +21,11 @@ typedef struct cki_source {
 
 /* Opens and maps PATH. Errors name the path ("model.pt: cannot open: ..."). */
 ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out);
+/* The same; WRITABLE maps copy-on-write with write permission (MAP_PRIVATE):
+ * writes through the mapping stay in this process, never reach the file.
+ * MAP_NORESERVE keeps a large file from being charged against the commit
+ * limit before any page is written. */
+ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_source **out);
 /* A source over bytes already in memory (not owned, not copied); for tests
  * and fuzzing. */
 ck_status cki_source_from_memory(ck_ctx *ctx, const char *name, const void *p, uint64_t len,

@@ -109,7 +109,17 @@ typedef struct machine {
     uint64_t stack_max, memo_max, depth_max;
     int protocol;
     uint64_t opcodes;
+
+    /* interned immutable values (pickle.h): small ints by value, None, the
+     * bools, the empty tuple, and small tuples of interned values by items */
+    cki_pv **small_ints; /* INTERN_LO .. INTERN_HI - 1; cki_calloc'd on first use */
+    cki_pv *none, *bools[2], *empty_tuple;
+    cki_pv **tuples;     /* open addressing by item pointers; cki_calloc'd */
+    size_t tuple_count, tuple_cap;
 } machine;
+
+#define INTERN_LO (-256)
+#define INTERN_HI 1024
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -207,11 +217,13 @@ static ck_status add_items(machine *m, cki_pv *v, cki_pv *const *src, size_t cou
         return op_fail(m, CK_ELIMIT, "%s would hold more than %u items",
                        cki_pv_kind_name(v->kind), (unsigned)UINT32_MAX);
     if (need > v->cap || !v->items) {
-        size_t cap = v->cap < 4 ? 4 : (size_t)v->cap * 2;
+        /* the first fill is exact (tuples, calls and persistent ids never
+         * grow); later appends double */
+        size_t cap = !v->items ? need : v->cap < 4 ? 4 : (size_t)v->cap * 2;
         cki_pv **items;
         if (cap < need) cap = need;
         if (cap > UINT32_MAX) cap = UINT32_MAX;
-        items = cki_arena_alloc(m->arena, cap * sizeof *items);
+        items = cki_arena_alloc_ptrs(m->arena, (cap ? cap : 1) * sizeof *items);
         if (!items) return op_nomem(m);
         if (v->items) memcpy(items, v->items, used * sizeof *items); /* the old array */
         v->items = items;
@@ -231,6 +243,110 @@ static ck_status make_container(machine *m, cki_pv_kind kind, cki_pv *const *src
     if (!v) return op_nomem(m);
     if (count && (st = add_items(m, v, src, count))) return st;
     *out = v;
+    return CK_OK;
+}
+
+/* The interned node for a scalar of KIND with value I, made on first use;
+ * NULL when the value is not one that is interned (the caller makes its own).
+ * Sets *ERR on allocation failure. */
+static cki_pv *intern_scalar(machine *m, cki_pv_kind kind, int64_t i, ck_status *err)
+{
+    cki_pv **slot;
+    if (kind == CKI_PV_NONE) slot = &m->none;
+    else if (kind == CKI_PV_BOOL && (i == 0 || i == 1)) slot = &m->bools[i];
+    else if (kind == CKI_PV_INT && i >= INTERN_LO && i < INTERN_HI) {
+        if (!m->small_ints) {
+            m->small_ints = cki_calloc(m->ctx, INTERN_HI - INTERN_LO, sizeof *m->small_ints);
+            if (!m->small_ints) {
+                *err = op_nomem(m);
+                return NULL;
+            }
+        }
+        slot = &m->small_ints[i - INTERN_LO];
+    } else {
+        return NULL;
+    }
+    if (!*slot) {
+        cki_pv *v = new_node(m, kind);
+        if (!v) {
+            *err = op_nomem(m);
+            return NULL;
+        }
+        v->u.i = i;
+        v->shared = 1;
+        *slot = v;
+    }
+    return *slot;
+}
+
+static size_t tuple_hash(cki_pv *const *items, size_t count, size_t cap)
+{
+    uint64_t h = count;
+    for (size_t i = 0; i < count; i++) h = (h ^ (uint64_t)(uintptr_t)items[i]) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 20) & (cap - 1);
+}
+
+static int same_items(const cki_pv *t, cki_pv *const *items, size_t count)
+{
+    if (t->n != count) return 0;
+    for (size_t i = 0; i < count; i++)
+        if (t->items[i] != items[i]) return 0;
+    return 1;
+}
+
+static ck_status add_items(machine *m, cki_pv *v, cki_pv *const *src, size_t count);
+
+/* A tuple of SRC[0..COUNT): the interned one when COUNT <= 3 and every item
+ * is interned, else a new node. */
+static ck_status make_tuple(machine *m, cki_pv *const *src, size_t count, cki_pv **out)
+{
+    cki_pv *v;
+    size_t j;
+    ck_status st;
+    int intern = count <= 3;
+    for (size_t i = 0; i < count && intern; i++) intern = src[i]->shared;
+    if (intern && count == 0 && m->empty_tuple) {
+        *out = m->empty_tuple;
+        return CK_OK;
+    }
+    if (intern && count && m->tuple_cap) {
+        for (j = tuple_hash(src, count, m->tuple_cap); m->tuples[j];
+             j = (j + 1) & (m->tuple_cap - 1)) {
+            if (same_items(m->tuples[j], src, count)) {
+                *out = m->tuples[j];
+                return CK_OK;
+            }
+        }
+    }
+    v = new_node(m, CKI_PV_TUPLE);
+    if (!v) return op_nomem(m);
+    if (count && (st = add_items(m, v, src, count))) return st;
+    *out = v;
+    if (!intern) return CK_OK;
+    v->shared = 1;
+    if (!count) {
+        m->empty_tuple = v;
+        return CK_OK;
+    }
+    if ((m->tuple_count + 1) * 2 > m->tuple_cap) {
+        size_t ncap = m->tuple_cap ? m->tuple_cap * 2 : 256;
+        cki_pv **nt = cki_calloc(m->ctx, ncap, sizeof *nt);
+        if (!nt) return op_nomem(m);
+        for (size_t i = 0; i < m->tuple_cap; i++) {
+            cki_pv *t = m->tuples[i];
+            if (!t) continue;
+            for (j = tuple_hash(t->items, t->n, ncap); nt[j]; j = (j + 1) & (ncap - 1)) {
+            }
+            nt[j] = t;
+        }
+        cki_free(m->ctx, m->tuples);
+        m->tuples = nt;
+        m->tuple_cap = ncap;
+    }
+    for (j = tuple_hash(src, count, m->tuple_cap); m->tuples[j]; j = (j + 1) & (m->tuple_cap - 1)) {
+    }
+    m->tuples[j] = v;
+    m->tuple_count++;
     return CK_OK;
 }
 
@@ -434,9 +550,10 @@ static ck_status memo_push(machine *m, uint64_t key)
 
 /* Two's complement little-endian B[0..N) -> INT if it fits int64, else a
  * BIGINT with redundant sign bytes stripped. */
+static ck_status make_int(machine *m, int64_t i, cki_pv_kind kind, cki_pv **out);
+
 static ck_status make_int_le(machine *m, const uint8_t *b, size_t n, cki_pv **out)
 {
-    cki_pv *v;
     while (n > 1 && ((b[n - 1] == 0x00 && !(b[n - 2] & 0x80)) ||
                      (b[n - 1] == 0xff && (b[n - 2] & 0x80))))
         n--;
@@ -444,18 +561,22 @@ static ck_status make_int_le(machine *m, const uint8_t *b, size_t n, cki_pv **ou
         uint64_t u = 0;
         for (size_t i = 0; i < n; i++) u |= (uint64_t)b[i] << (8 * i);
         if (n && n < 8 && (b[n - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * n);
-        v = new_node(m, CKI_PV_INT);
-        if (!v) return op_nomem(m);
-        v->u.i = u > (uint64_t)INT64_MAX ? -(int64_t)(~u) - 1 : (int64_t)u;
-        *out = v;
-        return CK_OK;
+        return make_int(m, u > (uint64_t)INT64_MAX ? -(int64_t)(~u) - 1 : (int64_t)u, CKI_PV_INT,
+                        out);
     }
     return make_blob(m, CKI_PV_BIGINT, b, n, out);
 }
 
 static ck_status make_int(machine *m, int64_t i, cki_pv_kind kind, cki_pv **out)
 {
-    cki_pv *v = new_node(m, kind);
+    ck_status st = CK_OK;
+    cki_pv *v = intern_scalar(m, kind, i, &st);
+    if (st) return st;
+    if (v) {
+        *out = v;
+        return CK_OK;
+    }
+    v = new_node(m, kind);
     if (!v) return op_nomem(m);
     v->u.i = i;
     *out = v;
@@ -1162,7 +1283,7 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
         break;
 
     /* -- scalars -- */
-    case 'N': TRY(make_container(m, CKI_PV_NONE, NULL, 0, &v)); goto push_v;
+    case 'N': TRY(make_int(m, 0, CKI_PV_NONE, &v)); goto push_v;
     case 0x88: TRY(make_int(m, 1, CKI_PV_BOOL, &v)); goto push_v;
     case 0x89: TRY(make_int(m, 0, CKI_PV_BOOL, &v)); goto push_v;
     case 'I': TRY(text_int(m, 0, &v)); goto push_v;
@@ -1259,10 +1380,13 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
 
     /* -- containers -- */
     case ']': TRY(make_container(m, CKI_PV_LIST, NULL, 0, &v)); goto push_v;
-    case ')': TRY(make_container(m, CKI_PV_TUPLE, NULL, 0, &v)); goto push_v;
+    case ')': TRY(make_tuple(m, NULL, 0, &v)); goto push_v;
     case '}': TRY(make_container(m, CKI_PV_DICT, NULL, 0, &v)); goto push_v;
     case 0x8f: TRY(make_container(m, CKI_PV_SET, NULL, 0, &v)); goto push_v;
     case 't': /* TUPLE */
+        TRY(pop_mark(m, &items, &count));
+        TRY(make_tuple(m, items, count, &v));
+        goto push_v;
     case 'l': /* LIST */
     case 0x91: /* FROZENSET */
         TRY(pop_mark(m, &items, &count));
@@ -1283,7 +1407,7 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
         count = (size_t)(m->op - 0x84);
         TRY(need_values(m, count));
         m->sp -= count;
-        TRY(make_container(m, CKI_PV_TUPLE, m->stack + m->sp, count, &v));
+        TRY(make_tuple(m, m->stack + m->sp, count, &v));
         goto push_v;
     case 'a': /* APPEND */
         TRY(need_values(m, 2));
@@ -1376,6 +1500,14 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
         TRY(need_values(m, 2));
         w = pop(m);
         x = top(m);
+        if (x->shared) {
+            /* an interned value is never changed: the state goes to a copy */
+            cki_pv *c = new_node(m, x->kind);
+            if (!c) return op_nomem(m);
+            *c = *x;
+            c->shared = 0;
+            m->stack[m->sp - 1] = x = c;
+        }
         if (x->state) {
             cki_pv *holder = new_node(m, CKI_PV_NONE);
             if (!holder) return op_nomem(m);
@@ -1467,5 +1599,7 @@ ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t
     cki_free(ctx, m.marks);
     cki_free(ctx, m.memo);
     cki_free(ctx, m.dense);
+    cki_free(ctx, m.small_ints);
+    cki_free(ctx, m.tuples);
     return st;
 }

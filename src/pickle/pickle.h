@@ -42,6 +42,9 @@ struct cki_pv {
     cki_pv_kind kind;
     uint32_t n;   /* item count (pairs for DICT) */
     uint32_t cap; /* allocated item slots */
+    uint32_t shared; /* 1: an interned immutable value (None, a bool, a small int, the empty
+                      * tuple, a tuple of at most 3 interned values) that the machine hands out
+                      * for every equal value of one run, like CPython's small-int cache */
     union {
         int64_t i;
         double f;
@@ -84,7 +87,14 @@ struct cki_pv {
  * Reading the tree (notes added with the machine):
  *  - It is a graph, not a tree: the memo hands out pointers, so one node can
  *    sit in many places (DUP, GET), and a container can contain itself
- *    (EMPTY_LIST, PUT 0, GET 0, APPEND). Every walker keeps a visited set or
+ *    (EMPTY_LIST, PUT 0, GET 0, APPEND). Immutable small values are interned
+ *    (->shared = 1): None, True, False, ints in [-256, 1024), the empty
+ *    tuple and tuples of 1-3 interned values are one node per value and
+ *    run, wherever they appear (a 100,000-tensor state dict repeats
+ *    (0, (4,), (1,), False, ()) in every tensor). Such a node's ->off is that
+ *    of its first occurrence. BUILD on an interned node (which Python itself
+ *    refuses for these types) attaches its state to a private copy on the
+ *    stack, so no other occurrence changes. Every walker keeps a visited set or
  *    an on-path set, and expands a shared node once.
  *  - Children of a node, in the order cki_pv_child gives them: items, state,
  *    state_prev, extra, extra_list.

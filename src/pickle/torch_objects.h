@@ -133,6 +133,8 @@ struct cki_tobj {
      * (DICT), items appended to it (LIST); each may be NULL. */
     cki_tobj *args, *state, *dict, *list;
     uint64_t off;  /* pickle offset of the node it came from */
+    unsigned vflags; /* which Python type a plain value came from (CK_VALUE_F_ORDERED,
+                        _SIZE, _DEVICE, _FROZEN): for the public value tree */
     uint32_t mark; /* walkers' bookkeeping (torch_select.c) */
     uint32_t seen; /* walkers' epoch */
 };
@@ -158,6 +160,8 @@ struct cki_trec {
     uint32_t max_depth;
     uint32_t epoch;      /* walkers bump it */
     uint64_t objects;    /* tobjs made */
+    int copy_strings;    /* 1: tobjs copy the pickle's strings into ARENA, so the pickle's
+                          * own arena may be freed once the conversion is done */
 };
 
 /* FILE and WHERE name the pickle in messages; ARENA must outlive the result. */

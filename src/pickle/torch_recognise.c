@@ -466,7 +466,7 @@ static ck_status int_tuple(cki_trec *r, const cki_pv *v, uint32_t depth, uint64_
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: %s: tensor at byte %llu: %s has %u entries (at most %d dimensions)",
                         r->file, r->where, (unsigned long long)off, what, t->n, CKI_MAX_DIMS);
-    *out = cki_arena_alloc(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
+    *out = cki_arena_alloc_ptrs(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
     if (!*out) return CK_ENOMEM;
     for (uint32_t i = 0; i < t->n; i++)
         if (tobj_i64(t->items[i], &(*out)[i]) || (*out)[i] < 0)
@@ -1019,6 +1019,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         cki_tobj *items = is(c, "collections", "defaultdict") ? a1 : a0, *extra;
         t->kind = CKI_TO_DICT;
         t->n = 0;
+        if (is(c, "collections", "OrderedDict")) t->vflags |= CK_VALUE_F_ORDERED;
         if ((st = add_pairs(r, t, items, off))) return st;
         if (v && v->extra) {
             if ((st = conv(r, v->extra, depth + 1, &extra))) return st;
@@ -1036,6 +1037,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         const char *n = c->u.g.name;
         t->kind = n[0] == 'l' ? CKI_TO_LIST : n[0] == 't' ? CKI_TO_TUPLE : CKI_TO_SET;
         t->n = 0;
+        if (n[0] == 'f') t->vflags |= CK_VALUE_F_FROZEN;
         if (a0 && (a0->kind == CKI_TO_LIST || a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_SET) &&
             (st = add_items(r, t, a0, 1)))
             return st;
@@ -1095,6 +1097,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if (a0 && (a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_LIST)) {
             become(t, a0);
             t->kind = CKI_TO_TUPLE;
+            t->vflags |= CK_VALUE_F_SIZE;
             return CK_OK;
         }
         return opaque(r, t, v, c, args, depth);
@@ -1116,6 +1119,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             } else {
                 become(t, a0);
             }
+            t->vflags |= CK_VALUE_F_DEVICE;
             return CK_OK;
         }
         return opaque(r, t, v, c, args, depth);
@@ -1174,7 +1178,8 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
         t->kind = v->kind == CKI_PV_BIGINT ? CKI_TO_BIGINT
                   : v->kind == CKI_PV_STR  ? CKI_TO_STR
                                            : CKI_TO_BYTES;
-        t->u.s.p = v->u.s.p;
+        t->u.s.p = r->copy_strings ? cki_arena_strndup(r->arena, v->u.s.p, v->u.s.len) : v->u.s.p;
+        if (!t->u.s.p) return CK_ENOMEM;
         t->u.s.len = v->u.s.len;
         break;
     case CKI_PV_TUPLE:
@@ -1187,8 +1192,9 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
                   : v->kind == CKI_PV_LIST ? CKI_TO_LIST
                   : v->kind == CKI_PV_DICT ? CKI_TO_DICT
                                            : CKI_TO_SET;
+        if (v->kind == CKI_PV_FROZENSET) t->vflags |= CK_VALUE_F_FROZEN;
         if (count) {
-            t->items = cki_arena_alloc(r->arena, sizeof *t->items * count);
+            t->items = cki_arena_alloc_ptrs(r->arena, sizeof *t->items * count);
             if (!t->items) return CK_ENOMEM;
             for (uint32_t i = 0; i < count; i++)
                 if ((st = conv(r, v->items[i], depth + 1, &t->items[i]))) return st;
@@ -1201,8 +1207,11 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
             t->kind = CKI_TO_DTYPE;
         } else {
             t->kind = CKI_TO_GLOBAL;
-            t->u.g.module = v->u.g.module;
-            t->u.g.name = v->u.g.name;
+            t->u.g.module = r->copy_strings ? cki_arena_strdup(r->arena, v->u.g.module)
+                                            : v->u.g.module;
+            t->u.g.name = r->copy_strings ? cki_arena_strdup(r->arena, v->u.g.name)
+                                          : v->u.g.name;
+            if (!t->u.g.module || !t->u.g.name) return CK_ENOMEM;
         }
         break;
     case CKI_PV_PERSID: st = persid(r, v->n ? v->items[0] : NULL, v->off, depth, t); break;

@@ -14,10 +14,60 @@
 
 #define BLOCK_BYTES (64 * 1024)
 
+/* A block-quantised tensor is a dense run of whole blocks along its last
+ * dimension: a view that would split a block (strides, an offset or a last
+ * dimension that is not a multiple of the block) is not representable. */
+static ck_status validate_blocks(ck_ctx *ctx, const char *file, cki_tensor *t)
+{
+    unsigned bb, blk = ck_dtype_block(t->dtype, &bb);
+    uint64_t numel = 1, nbytes, off;
+    const char *dn = ck_dtype_name(t->dtype);
+    if (t->ndim < 1 || t->ndim > CKI_MAX_DIMS)
+        return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': %s needs 1 to %d dimensions, not %d",
+                        file, t->name, dn, CKI_MAX_DIMS, t->ndim);
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] < 0)
+            return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': negative size %lld in dimension %d",
+                            file, t->name, (long long)t->shape[d], d);
+        if (cki_mul_u64(&numel, numel, (uint64_t)t->shape[d]))
+            return cki_fail(ctx, CK_EFORMAT,
+                            "%s: tensor '%s': element count overflows 64 bits at dimension %d",
+                            file, t->name, d);
+    }
+    if ((uint64_t)t->shape[t->ndim - 1] % blk)
+        return cki_fail(ctx, CK_EFORMAT,
+                        "%s: tensor '%s': last dimension %lld is not a multiple of %s's block of "
+                        "%u elements",
+                        file, t->name, (long long)t->shape[t->ndim - 1], dn, blk);
+    if ((t->stride && !cki_tensor_is_dense(t)) || t->offset % blk)
+        return cki_fail(ctx, CK_EUNSUPPORTED,
+                        "%s: tensor '%s': a strided or offset view of %s would split its "
+                        "%u-element blocks",
+                        file, t->name, dn, blk);
+    if (cki_dtype_nbytes(t->dtype, numel, &nbytes) ||
+        cki_mul_u64(&off, t->offset / blk, bb))
+        return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': byte size of %llu elements overflows",
+                        file, t->name, (unsigned long long)numel);
+    t->numel = numel;
+    t->nbytes = nbytes;
+    if (!t->storage) return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': no storage", file, t->name);
+    if (t->storage->dtype != t->dtype)
+        return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': storage holds %s, tensor is %s", file,
+                        t->name, ck_dtype_name(t->storage->dtype), dn);
+    if (off > t->storage->len || nbytes > t->storage->len - off)
+        return cki_fail(ctx, CK_EFORMAT,
+                        "%s: tensor '%s': %llu elements of %s need %llu bytes at byte %llu but its "
+                        "storage holds %llu",
+                        file, t->name, (unsigned long long)numel, dn, (unsigned long long)nbytes,
+                        (unsigned long long)off, (unsigned long long)t->storage->len);
+    return CK_OK;
+}
+
 ck_status cki_tensor_validate(ck_ctx *ctx, const char *file, cki_tensor *t)
 {
     uint64_t numel = 1, last = 0, bits, cap_elems, nbytes;
     unsigned ebits = ck_dtype_bits(t->dtype);
+    if (ck_dtype_is_quantized(t->dtype)) return validate_blocks(ctx, file, t);
     if (!ebits) return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': invalid dtype", file, t->name);
     if (t->ndim < 0 || t->ndim > CKI_MAX_DIMS)
         return cki_fail(ctx, CK_EFORMAT, "%s: tensor '%s': %d dimensions (at most %d)", file,
@@ -98,6 +148,10 @@ const uint8_t *cki_tensor_bytes(const cki_tensor *t)
     if (!t->storage || t->storage->big_endian || t->flags || t->storage->fetch.fn ||
         !cki_tensor_is_dense(t))
         return NULL;
+    if (ck_dtype_is_quantized(t->dtype)) {
+        unsigned bb, blk = ck_dtype_block(t->dtype, &bb);
+        return t->storage->data + t->offset / blk * bb;
+    }
     if (ck_dtype_bits(t->dtype) % 8) return t->offset ? NULL : t->storage->data;
     off = t->offset * cki_dtype_size(t->dtype);
     return t->storage->data + off;
@@ -254,6 +308,8 @@ ck_status cki_tensor_read(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint
         return cki_fail(ctx, CK_EARG, "tensor '%s': read of elements [%llu, +%llu) past %llu",
                         t->name, (unsigned long long)first, (unsigned long long)count,
                         (unsigned long long)t->numel);
+    if (ck_dtype_is_quantized(t->dtype) || ck_dtype_is_quantized(as))
+        return cki_tensor_read_blocks(ctx, t, first, count, as, dst, dst_cap);
     if (t->storage->fetch.fn) return read_fetched(ctx, t, first, count, as, out, dst_cap, stats);
     if (!es) { /* sub-byte: whole, as stored */
         if (as != t->dtype || first != 0 || count != t->numel || t->flags)

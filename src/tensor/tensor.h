@@ -19,7 +19,11 @@
 typedef struct cki_dtype_info {
     const char *name;
     unsigned bits;
-    char kind; /* 'B' bool, 'U' unsigned, 'I' signed, 'F' float, 'C' complex */
+    char kind; /* 'B' bool, 'U' unsigned, 'I' signed, 'F' float, 'C' complex,
+                * 'Q' ggml block-quantised */
+    unsigned block;       /* elements per block: 1, or ggml's 32..256 */
+    unsigned block_bytes; /* bytes per block (0 for sub-byte dtypes) */
+    int ggml_id;          /* ggml type id of a 'Q' dtype, else -1 */
 } cki_dtype_info;
 
 /* NULL for an invalid dtype. */
@@ -28,8 +32,13 @@ const cki_dtype_info *cki_dtype_info_of(ck_dtype dt);
 ck_status cki_dtype_from_st_name(const char *s, size_t n, ck_dtype *out);
 /* Bytes per element for whole-byte dtypes; 0 for sub-byte ones. */
 unsigned cki_dtype_size(ck_dtype dt);
-/* Bytes of NUMEL elements (rounded up for sub-byte dtypes); 1 on overflow. */
+/* Bytes of NUMEL elements (rounded up for sub-byte dtypes; whole blocks for
+ * quantised ones); 1 on overflow or when NUMEL is not a whole number of blocks. */
 int cki_dtype_nbytes(ck_dtype dt, uint64_t numel, uint64_t *out);
+/* ggml type id <-> dtype (F32, F16, BF16, F64, I8..I64 and the 'Q' types);
+ * 1 when there is none (retired or unknown ids). */
+int cki_dtype_from_ggml(uint32_t id, ck_dtype *out);
+int cki_dtype_to_ggml(ck_dtype dt, uint32_t *out);
 
 /* Bytes produced on demand instead of mapped or owned (a deflated zip member
  * inflated as it is read): the storage's data is NULL and FN copies storage
@@ -91,5 +100,13 @@ typedef struct cki_cast_stats {
 } cki_cast_stats;
 ck_status cki_tensor_read(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64_t count,
                           ck_dtype as, void *dst, size_t dst_cap, cki_cast_stats *stats);
+
+/* cki_tensor_read for block-quantised dtypes (tensor_blocks.c): FIRST and
+ * COUNT whole blocks (COUNT may end at the tensor's end); a quantised tensor
+ * read as itself (bytes), as a float dtype (dequantised), or a float tensor
+ * read as a quantised dtype (quantised; NaN and Inf refused, naming the
+ * element). */
+ck_status cki_tensor_read_blocks(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64_t count,
+                                 ck_dtype as, void *dst, size_t dst_cap);
 
 #endif

@@ -56,7 +56,7 @@ expect_stdout_has "dangerous  os.system  (b.pkl @ 2)"
 expect_stderr_has "a.pkl"
 
 # unparseable with nothing dangerous found: still exit 2, never clean
-expect_exit 2 "$CKPTKIT" scan "$BAD/evil_encrypted.pt"
+expect_exit 2 "$CKPTKIT" scan "$BAD/legacy_truncated.pt"
 expect_one_line_error
 # a benign record with a bad CRC-32: exit 2 with the mismatch named
 py - "$ROOT/examples/mnist.safetensors" "$T/crc.pt" <<'PYEOF' || bad "could not build crc.pt"

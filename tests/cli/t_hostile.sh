@@ -9,6 +9,7 @@
 #                   payloads that load inert        (t_torch_read.c, t_scan.sh)
 #   pickle/*.pkl    raw pickles: `scan` parses them (t_pickle.c runs the machine)
 #   npy/*           detection, .npy and .npz inputs  (t_npy.c)
+#   gguf/*          detection; scan exits 2         (t_gguf.c)
 # `ckptkit info` and `ckptkit convert` must exit 1 with exactly one stderr
 # line, "ckptkit: " + the .expected line, leave no output and no temporary
 # file, and finish within 10 seconds (a hang is a failure). Raw pickles have
@@ -92,6 +93,14 @@ for f in "$BAD"/torch/*; do
     check_bad "${f%.*}.expected" "$f"
 done
 at_least 25 torch
+
+# ---- gguf: detection (one file per past GGUF parser CVE class) ---------------------
+count
+for f in "$BAD"/gguf/*.gguf; do
+    check_bad "${f%.gguf}.expected" "$f"
+    expect_exit 2 timeout 10 "$CKPTKIT" scan -q "$f"
+done
+at_least 25 gguf
 
 # ---- raw pickles: no reader claims them; scan parses them --------------------------
 count

@@ -31,10 +31,19 @@ expect_exit 1 "$CKPTKIT" scan -q "$F/pytorch-zip/burn_checkpoint.pt" "$BAD/evil_
 case $OUT in *allowed*|*clean*) bad "-q printed allowed globals or a summary: $OUT" ;; esac
 expect_stdout_has "dangerous  os.system  (archive/data.pkl @"
 
-# unparseable: exit 2 and one error line naming the file
-expect_exit 2 "$CKPTKIT" scan "$F/pytorch-zip/picklescan_malicious1_central_directory.zip"
+# a record whose local header names another file: read all the same (a lenient
+# unzipper would), unsafe, and the disagreement reported as the error
+expect_exit 1 "$CKPTKIT" scan "$F/pytorch-zip/picklescan_malicious1_central_directory.zip"
+expect_stdout_has "dangerous  builtins.eval  (data.pkl @ 29)"
 expect_one_line_error
 expect_stderr_has "central_directory.zip: zip member 'data.pkl': local header names it 'datap.kl'"
+# the same for a record flagged encrypted whose bytes are in clear
+expect_exit 1 "$CKPTKIT" scan "$F/pytorch-zip/picklescan_malicious1_0x1.zip"
+expect_stdout_has "dangerous  builtins.eval  (model/config.pkl @ 29)"
+expect_stderr_has "zip member 'model/config.pkl': encrypted (flags 0x0001)"
+# the loader still refuses it for its zip structure
+expect_exit 1 "$CKPTKIT" info "$F/pytorch-zip/picklescan_malicious1_0x1.zip"
+expect_stderr_has "encrypted members are refused"
 # a dangerous global in one file wins over a failure in another: exit 1
 expect_exit 1 "$CKPTKIT" scan "$BAD/evil_reduce_zip.pt" "$F/pickle/picklescan_broken_model.pkl"
 expect_stdout_has "dangerous  builtins.exec"
@@ -54,11 +63,18 @@ assert (g["module"], g["name"]) == ("os", "system"), g
 assert "pickle 2" in g["where"] and isinstance(g["offset"], int), g
 assert all(x["verdict"] == "allowed" for x in b["globals"]), b
 EOF
-expect_exit 2 "$CKPTKIT" scan --json "$BAD/evil_encrypted.pt"
+expect_exit 1 "$CKPTKIT" scan --json "$BAD/evil_encrypted.pt"
+py - "$T/.out" <<'EOF' || bad "scan --json entry with an error beside the payload"
+import json, sys
+f = json.load(open(sys.argv[1]))["files"][0]
+assert f["status"] == "unsafe" and "encrypted" in f["error"], f
+assert [g["name"] for g in f["globals"] if g["verdict"] == "dangerous"] == ["system"], f
+EOF
+expect_exit 2 "$CKPTKIT" scan --json "$BAD/legacy_truncated.pt"
 py - "$T/.out" <<'EOF' || bad "scan --json error entry"
 import json, sys
 f = json.load(open(sys.argv[1]))["files"][0]
-assert f["status"] == "error" and "encrypted" in f["error"], f
+assert f["status"] == "error" and "run past the end" in f["error"], f
 EOF
 
 # every crafted payload: scan says unsafe or fails; loading never runs it

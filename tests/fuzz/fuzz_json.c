@@ -6,7 +6,10 @@
  * inside the input, no object holds a key twice, numbers convert or say why)
  * and must survive a round trip: re-encoded compactly and parsed again, it
  * gives the same tree. A rejected document must report an offset inside the
- * input and a message. Violations abort, so the fuzzer reports them.
+ * input and a message. The streaming parser (cki_json_parse_members) must
+ * agree with the tree parser on every input: same status, same offset and
+ * message on failure, and for a top-level object the same members, in order,
+ * with equal values. Violations abort, so the fuzzer reports them.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -101,6 +104,44 @@ static int same(const cki_json *a, const cki_json *b)
     }
 }
 
+typedef struct member_cmp {
+    const cki_json *root;
+    size_t next;
+} member_cmp;
+
+static ck_status on_member(void *user, const cki_json_member *m, size_t index, size_t total)
+{
+    member_cmp *c = user;
+    const cki_json_member *want;
+    if (!c->root) return CK_OK; /* the document fails later: members before it come first */
+    check(c->root && c->root->type == CKI_JSON_OBJECT && index == c->next &&
+          total == c->root->len && index < total);
+    want = &c->root->u.members[index];
+    check(m->key_len == want->key_len && !memcmp(m->key, want->key, m->key_len) &&
+          m->key_off == want->key_off && same(&m->value, &want->value));
+    c->next++;
+    return CK_OK;
+}
+
+/* The streaming parser against the tree parser's verdict ST / ROOT / ERR. */
+static void differential(ck_ctx *ctx, const uint8_t *data, size_t size, const cki_json_opts *o,
+                         ck_status st, const cki_json *root, const cki_json_err *err)
+{
+    member_cmp c = {st == CK_OK ? root : NULL, 0};
+    cki_json_err e2;
+    cki_json_type top;
+    size_t top_off;
+    ck_status st2 = cki_json_parse_members(ctx, data, size, o, on_member, &c, &top, &top_off, &e2);
+    if (st == CK_ENOMEM || st2 == CK_ENOMEM) return;
+    check(st2 == st);
+    if (st) {
+        check(e2.off == err->off && !strcmp(e2.msg, err->msg));
+        return;
+    }
+    check(top == root->type && top_off == root->off);
+    if (top == CKI_JSON_OBJECT) check(c.next == root->len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ck_ctx *ctx = ck_ctx_new();
@@ -113,6 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cki_arena_init(&arena, ctx);
     cki_arena_init(&arena2, ctx);
     st = cki_json_parse(ctx, &arena, data, size, &o, &root, &err);
+    differential(ctx, data, size, &o, st, root, &err);
     if (st == CK_OK) {
         cki_buf b;
         walk(root, size ? size : 1);

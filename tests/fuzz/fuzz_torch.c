@@ -5,7 +5,9 @@
  * and then with --all. Every tensor of an accepted file is read back (its
  * first 64 Ki elements, and as F32 where castable). Accepted models must hold
  * the reader's promises: names unique and found again, every tensor a valid
- * view of its storage, a values document that is not empty.
+ * view of its storage, a values document that is not empty. A third pass keeps
+ * the value tree (ck_open_opts.values) and walks it: every node of a known
+ * kind, every tensor node pointing at a tensor of the model or saying why not.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +17,34 @@
 
 extern const cki_format cki_fmt_torch;
 
+/* Walks at most *BUDGET nodes (the graph may be cyclic) down to depth 200. */
+static void walk_values(const ck_model *m, const ck_value *v, int depth, long *budget)
+{
+    const ck_value *parts[4];
+    if (!v || depth > 200 || --*budget < 0) return;
+    if ((int)v->kind < CK_VALUE_NONE || v->kind > CK_VALUE_OBJECT) abort();
+    if (v->kind == CK_VALUE_TENSOR) {
+        if (v->tensor == (size_t)-1 ? !v->s : v->tensor >= m->count) abort();
+        return;
+    }
+    if ((v->kind == CK_VALUE_STR || v->kind == CK_VALUE_BYTES) && (!v->s || v->s[v->len]))
+        abort();
+    if (v->kind == CK_VALUE_TUPLE || v->kind == CK_VALUE_LIST || v->kind == CK_VALUE_SET ||
+        v->kind == CK_VALUE_SLICE || v->kind == CK_VALUE_DICT) {
+        uint32_t n = v->kind == CK_VALUE_DICT ? 2 * v->count : v->count;
+        if (n && !v->items) abort();
+        for (uint32_t i = 0; i < n; i++) walk_values(m, v->items[i], depth + 1, budget);
+    }
+    if (v->kind == CK_VALUE_OBJECT || v->kind == CK_VALUE_GLOBAL) {
+        if (!v->module || !v->name) abort();
+        parts[0] = v->args;
+        parts[1] = v->state;
+        parts[2] = v->dict;
+        parts[3] = v->list;
+        for (int i = 0; i < 4; i++) walk_values(m, parts[i], depth + 1, budget);
+    }
+}
+
 static void one(const uint8_t *data, size_t size, int all)
 {
     ck_ctx *ctx = ck_ctx_new();
@@ -23,7 +53,8 @@ static void one(const uint8_t *data, size_t size, int all)
     ck_open_opts o;
     if (!ctx) return;
     memset(&o, 0, sizeof o);
-    o.all = all;
+    o.all = all == 1;
+    o.values = all == 2;
     ck_ctx_set_limit(ctx, CK_LIMIT_INFLATE_BYTES, 16u << 20);
     ck_ctx_set_limit(ctx, CK_LIMIT_MEMORY, 64u << 20);
     ctx->mem_limit_effective = 64u << 20;
@@ -33,6 +64,11 @@ static void one(const uint8_t *data, size_t size, int all)
     (void)cki_fmt_torch.probe(src);
     if (cki_fmt_torch.read(m, src, &o) == CK_OK) {
         if (!m->values_json || !m->values_json[0]) abort();
+        if (o.values) {
+            long budget = 200000;
+            if (!ck_model_values(m)) abort();
+            walk_values(m, ck_model_values(m), 0, &budget);
+        }
         for (size_t i = 0; i < m->count; i++) {
             cki_tensor *t = &m->tensors[i];
             size_t idx;
@@ -65,5 +101,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     one(data, size, 0);
     one(data, size, 1);
+    one(data, size, 2);
     return 0;
 }

@@ -80,7 +80,7 @@ TEST(export_raw_and_cast)
     uint8_t want[256];
     const float f32[2] = {1, -2};
     const char *nb[] = {"bf"}, *nv[] = {"vec"};
-    ck_export_opts eo = {"raw", CK_DT_KEEP, 0};
+    ck_export_opts eo = {"raw", CK_DT_KEEP, 0, 0};
     ck_convert_stats st;
     const uint16_t bf[2] = {0x3F80, 0xC000};
     const int32_t vec[3] = {-1, 0, 7};

@@ -4,7 +4,9 @@
  * are caught wherever they hide (a second pickle, an extra zip record, bytes
  * before the archive, a legacy tail, a tar member); raw storage records are
  * not mistaken for pickles; unresolved STACK_GLOBALs are dangerous; a pickle
- * that does not parse fails the scan but its earlier globals are reported.
+ * that does not parse fails the scan but its earlier globals are reported;
+ * zip records flagged encrypted or misnamed in their local header are read
+ * all the same (the scan fails, naming why) while the loader refuses them.
  */
 #include <dirent.h>
 #include <stdlib.h>
@@ -183,9 +185,81 @@ TEST(scan_finds_crafted_payloads_wherever_they_hide)
         "evil_extra_record.pt",    "evil_legacy_tail.pt",    "evil_junk_prefix.pt",
         "evil_tar.tar",            "evil_build_state.pt",    "evil_no_prefix.zip",
     };
-    static const char *const broken[] = {"evil_name_mismatch.pt", "evil_encrypted.pt"};
+    /* records a strict unzipper refuses but a lenient one hands to the
+     * unpickler: the scan fails naming why, and reports the payload */
+    static const char *const hidden[] = {"evil_name_mismatch.pt", "evil_encrypted.pt"};
     for (size_t i = 0; i < sizeof unsafe / sizeof unsafe[0]; i++) CHECK(scan_crafted(unsafe[i]));
-    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) CHECK(!scan_crafted(broken[i]));
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+        char path[512];
+        seen s;
+        ck_verdict worst;
+        snprintf(path, sizeof path, "tests/corpus/bad/torch/%s", hidden[i]);
+        CHECK(scan(path, &s, &worst, NULL, 0) != CK_OK);
+        CHECK(worst == CK_VERDICT_DANGEROUS && s.saw_system);
+    }
+}
+
+/* One stored record NAME holding PICKLE, with FLAGS and LOCAL_NAME. */
+static ck_status scan_one_record(const char *dir, const char *file, const tb_bytes *pickle,
+                                 uint16_t flags, const char *local_name, seen *s,
+                                 ck_verdict *worst, char *msg, size_t cap)
+{
+    tz_rec rec;
+    tb_bytes zip;
+    char path[1024];
+    ck_status st;
+    memset(&rec, 0, sizeof rec);
+    rec = (tz_rec){.name = "archive/data.pkl", .data = pickle->p, .len = pickle->n,
+                   .flags = flags, .local_name = local_name};
+    tz_build(&rec, 1, NULL, &zip);
+    tfs_join(path, sizeof path, dir, file);
+    CHECK(tfs_write(path, zip.p, zip.n) == 0);
+    st = scan(path, s, worst, msg, cap);
+    tbb_free(&zip);
+    return st;
+}
+
+TEST(scan_reads_records_hidden_by_encryption_flags_or_local_names)
+{
+    char dir[512], msg[1024], path[1024];
+    tb_bytes evil = {0}, benign = {0};
+    seen s;
+    ck_verdict worst;
+    ck_ctx *ctx;
+    ck_model *m = NULL;
+    CHECK(tfs_mkdtemp(dir, sizeof dir) == 0);
+    pk_proto(&evil);
+    pk_global(&evil, "os", "system");
+    pk_stop(&evil);
+    pk_proto(&benign);
+    pk_global(&benign, "collections", "OrderedDict");
+    pk_stop(&benign);
+
+    /* flagged encrypted, bytes in clear: the payload is found, the flag reported */
+    CHECK(scan_one_record(dir, "enc.pt", &evil, 0x0001, NULL, &s, &worst, msg, sizeof msg) ==
+          CK_EUNSUPPORTED);
+    CHECK(worst == CK_VERDICT_DANGEROUS && s.saw_system && s.count == 1);
+    CHECK(strstr(msg, "zip member 'archive/data.pkl': encrypted (flags 0x0001)") != NULL);
+    /* local header names another record: read under the directory's name */
+    CHECK(scan_one_record(dir, "name.pt", &evil, 0, "archive/datap.kl", &s, &worst, msg,
+                          sizeof msg) == CK_EFORMAT);
+    CHECK(worst == CK_VERDICT_DANGEROUS && s.saw_system);
+    CHECK(!strcmp(s.last_where, "archive/data.pkl"));
+    CHECK(strstr(msg, "local header names it 'archive/datap.kl'") != NULL);
+    /* nothing dangerous inside: still a failure, never clean */
+    CHECK(scan_one_record(dir, "benign.pt", &benign, 0x0001, NULL, &s, &worst, msg,
+                          sizeof msg) == CK_EUNSUPPORTED);
+    CHECK(worst == CK_VERDICT_ALLOWED && s.count == 1);
+    /* the loader still refuses such an archive for what it is */
+    ctx = ck_ctx_new();
+    tfs_join(path, sizeof path, dir, "enc.pt");
+    CHECK(ck_model_open(ctx, path, NULL, &m) != CK_OK && m == NULL);
+    CHECK(strstr(ck_errmsg(ctx), "encrypted members are refused") != NULL);
+    ck_ctx_free(ctx);
+
+    tbb_free(&evil);
+    tbb_free(&benign);
+    tfs_rmtree(dir);
 }
 
 /* Writes BYTES to DIR/NAME and scans it. */

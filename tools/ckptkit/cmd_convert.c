@@ -8,15 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "cli.h"
 
 static const char help[] =
-    "usage: ckptkit convert IN OUT [OPTIONS]\n\n"
+    "usage: ckptkit convert IN OUT [OPTIONS]\n"
+    "       ckptkit convert IN... -o DIR [-r] [-j N] [--skip-existing] [OPTIONS]\n\n"
     "Converts IN to OUT, tensor by tensor, in bounded memory. The output format\n"
     "comes from --to or OUT's extension (.safetensors, .pth/.pt/.bin, .ckpt).\n"
     "OUT is written to a temporary file beside it and renamed when complete.\n"
     "IN may be a sharded checkpoint: its *.index.json or the folder holding it.\n\n"
-    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw | npz | npy\n"
+    "  --to FORMAT          safetensors | pth (pt, bin) | ckpt | raw | npz | npy | gguf\n"
     "  --dtype D            keep | f32 | f16 | bf16 | f64 | f8_e4m3 | f8_e5m2: cast floating\n"
     "                       tensors (ints and bools stay)\n"
     "  --dtype-exclude GLOB never cast these tensors (repeatable)\n"
@@ -55,10 +57,40 @@ static const char help[] =
     "  --compress           npz output: deflate every member (numpy.savez_compressed)\n"
     "  --strict             npy/npz output: refuse BF16/F8 tensors (NumPy has no dtype for\n"
     "                       them) instead of writing them as ml_dtypes does, with a warning\n"
+    "  --allow-expand       write an output whose tensor bytes exceed 16 x the input's size\n"
+    "                       (a broadcast view, stride 0, written dense); refused otherwise\n"
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
     CLI_SKIP_UNSUPPORTED_HELP
-    "  -q                   no warnings, no summary line\n";
+    "GGUF (llama.cpp, stable-diffusion.cpp; OUT ending in .gguf or --to gguf):\n"
+    "  --dtype q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k  quantise with ggml's\n"
+    "                       reference encoders, no importance matrix (the first five\n"
+    "                       bit-exact with ggml and gguf-py). Policy: floating tensors with at least\n"
+    "                       2 dimensions are quantised; 1-D tensors, names ending in 'bias'\n"
+    "                       or '.scale' and names containing 'norm' keep their float type;\n"
+    "                       ints and bools never change; already quantised tensors keep\n"
+    "                       their type. A last dimension the block does not divide falls\n"
+    "                       back as llama-quantize does (Q2_K/Q3_K -> Q4_0, Q4_K -> Q5_0,\n"
+    "                       Q5_K -> Q5_1, Q6_K -> Q8_0, IQ -> IQ4_NL, then F16). NaN or Inf\n"
+    "                       in a tensor to quantise is an error naming the element.\n"
+    "                       Quantised input converts to F32 (or --dtype f16/bf16) for other\n"
+    "                       formats and stays as is in GGUF output (--dtype keep).\n"
+    "  --tensor-type REGEX=TYPE  give tensors whose input name matches REGEX (POSIX\n"
+    "                       extended, searched) TYPE (f32, f16, bf16, q8_0, ...); the first\n"
+    "                       matching rule wins and overrides the policy (repeatable)\n"
+    "  --metadata general.alignment=N  align tensor data to N (a power of two; default 32)\n"
+    "  --allow-long-names   write names longer than ggml's 63 bytes (for builds with a\n"
+    "                       larger GGML_MAX_NAME, such as stable-diffusion.cpp's)\n"
+    "  --big-endian         write a big-endian GGUF (ggml reads little-endian only)\n"
+    "  --shard-size SIZE    split files STEM-00001-of-0000N.gguf (split.* keys, no index)\n"
+    "  -q                   no warnings, no summary line\n"
+    "Many files (each IN a file or a folder of checkpoints):\n"
+    "  -o DIR               write DIR/NAME.EXT for each input, EXT from --to (default\n"
+    "                       safetensors); goes on after a failure, ends with a table of\n"
+    "                       converted, skipped and failed files; exit 1 if any failed\n"
+    "  -r                   also the folders inside the folders given, structure kept\n"
+    "  -j N                 N conversions at a time (default: the number of cores)\n"
+    "  --skip-existing      leave an output that is newer than its input alone\n";
 
 static int parse_dtype(const char *s, ck_dtype *out)
 {
@@ -66,7 +98,8 @@ static int parse_dtype(const char *s, ck_dtype *out)
         *out = CK_DT_KEEP;
         return 0;
     }
-    if (ck_dtype_parse(s, out) || !ck_dtype_is_float(*out)) return 1;
+    if (ck_dtype_parse(s, out) || !(ck_dtype_is_float(*out) || ck_dtype_is_quantized(*out)))
+        return 1;
     return 0;
 }
 
@@ -74,7 +107,8 @@ int cmd_convert(int argc, char **argv)
 {
     enum { O_TO = 256, O_DTYPE, O_DTEX, O_FORCE, O_KEY, O_INC, O_EXC, O_STRIP, O_RENAME, O_ADD,
            O_META, O_MANIFEST, O_FORMAT, O_NOCRC, O_EMA, O_NOEMA, O_PRUNE, O_SHARD,
-           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL };
+           O_COMPRESS, O_STRICT, O_UNKNOWN, O_CASTALL, O_TTYPE, O_LONG, O_BE,
+           O_EXPAND, O_SKIP };
     static const struct option lopts[] = {
         {"to", required_argument, 0, O_TO},
         {"dtype", required_argument, 0, O_DTYPE},
@@ -94,10 +128,15 @@ int cmd_convert(int argc, char **argv)
         {"no-ema", no_argument, 0, O_NOEMA},
         {"prune", no_argument, 0, O_PRUNE},
         {"shard-size", required_argument, 0, O_SHARD},
+        {"allow-expand", no_argument, 0, O_EXPAND},
+        {"skip-existing", no_argument, 0, O_SKIP},
         {"unknown", required_argument, 0, O_UNKNOWN},
         {"cast-all", no_argument, 0, O_CASTALL},
         {"compress", no_argument, 0, O_COMPRESS},
         {"strict", no_argument, 0, O_STRICT},
+        {"tensor-type", required_argument, 0, O_TTYPE},
+        {"allow-long-names", no_argument, 0, O_LONG},
+        {"big-endian", no_argument, 0, O_BE},
         {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -106,23 +145,31 @@ int cmd_convert(int argc, char **argv)
     ck_open_opts oo;
     ck_convert_opts co;
     ck_convert_stats stats;
-    cli_list dtex = {0}, inc = {0}, exc = {0}, ren = {0}, meta = {0};
-    ck_ctx *ctx;
+    cli_list dtex = {0}, inc = {0}, exc = {0}, ren = {0}, meta = {0}, ttype = {0};
+    ck_ctx *ctx = NULL;
     ck_model *m = NULL;
-    int c, rc = EXIT_DONE;
+    int c, rc = EXIT_DONE, recursive = 0, skip = 0, jobs = 0;
+    const char *out_dir = NULL;
     double t0;
 
     memset(&oo, 0, sizeof oo);
     memset(&co, 0, sizeof co);
     co.dtype = CK_DT_KEEP;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hqo:rj:", lopts, NULL)) != -1) {
         switch (c) {
+        case 'o': out_dir = optarg; break;
+        case 'r': recursive = 1; break;
+        case 'j':
+            if (cli_parse_jobs("convert", optarg, &jobs)) return EXIT_USAGE;
+            break;
+        case O_SKIP: skip = 1; break;
         case O_TO: co.format = optarg; break;
         case O_DTYPE:
             if (parse_dtype(optarg, &co.dtype))
                 return cli_usage_error("convert", "--dtype '%s': expected keep, f32, f16, bf16, "
-                                       "f64, f8_e4m3 or f8_e5m2", optarg);
+                                       "f64, f8_e4m3, f8_e5m2 or a ggml type (q8_0, q4_0, "
+                                       "q4_1, q5_0, q5_1, q2_k ... q6_k)", optarg);
             break;
         case O_DTEX: cli_list_add(&dtex, optarg); break;
         case O_FORCE: co.force = 1; break;
@@ -153,6 +200,7 @@ int cmd_convert(int argc, char **argv)
         case O_PRUNE: co.prune = 1; break;
         case O_COMPRESS: co.compress = 1; break;
         case O_STRICT: co.strict = 1; break;
+        case O_EXPAND: co.allow_expand = 1; break;
         case O_SHARD:
             if (cli_parse_size(optarg, &co.shard_size))
                 return cli_usage_error("convert", "--shard-size '%s': expected a size such as "
@@ -164,6 +212,14 @@ int cmd_convert(int argc, char **argv)
                                        optarg);
             break;
         case O_CASTALL: co.cast_all = 1; break;
+        case O_TTYPE:
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return cli_usage_error("convert", "--tensor-type '%s': expected REGEX=TYPE",
+                                       optarg);
+            cli_list_add(&ttype, optarg);
+            break;
+        case O_LONG: co.allow_long_names = 1; break;
+        case O_BE: co.big_endian = 1; break;
         case 'q': o.quiet = 1; break;
         case 'U': oo.allow_unsafe = 1; break;
         case 'S': oo.skip_unsupported = 1; break;
@@ -174,15 +230,12 @@ int cmd_convert(int argc, char **argv)
         default: return cli_usage_error("convert", "invalid option");
         }
     }
-    if (argc - optind != 2) return cli_usage_error("convert", "expected IN and OUT");
     co.dtype_exclude = dtex.v;
     co.include = inc.v;
     co.exclude = exc.v;
     co.rename = ren.v;
     co.metadata = meta.v;
-    /* CRCs of storages are checked while their bytes are copied (emit.c), in
-     * the same pass; checking them at open would read the whole input twice */
-    const char *in = argv[optind], *out = argv[optind + 1];
+    co.tensor_type = ttype.v;
     if (co.format && !ck_format_writer(co.format)) {
         char names[256] = "";
         for (size_t i = 0; ck_format_writer_name(i); i++)
@@ -191,6 +244,18 @@ int cmd_convert(int argc, char **argv)
         return cli_usage_error("convert", "--to '%s': no such output format (formats: %s)",
                                co.format, names);
     }
+    if (out_dir) {
+        if (optind >= argc) return cli_usage_error("convert", "-o DIR: expected inputs");
+        rc = batch_convert(argv + optind, argc - optind, out_dir, co.format, recursive, skip,
+                           jobs ? jobs : batch_default_jobs(), &o, &oo, &co);
+        goto done;
+    }
+    if (recursive || skip || jobs)
+        return cli_usage_error("convert", "-r, -j and --skip-existing go with -o DIR");
+    if (argc - optind != 2) return cli_usage_error("convert", "expected IN and OUT");
+    /* CRCs of storages are checked while their bytes are copied (emit.c), in
+     * the same pass; checking them at open would read the whole input twice */
+    const char *in = argv[optind], *out = argv[optind + 1];
     if (!co.format && !ck_format_for_path(out))
         return cli_usage_error("convert", "cannot tell the output format of '%s' from its "
                                "extension; use --to", out);
@@ -212,7 +277,12 @@ int cmd_convert(int argc, char **argv)
     cli_progress_end();
     if (!o.quiet) {
         char b[32];
-        if (stats.shards > 1)
+        const char *fmt = co.format ? co.format : ck_format_for_path(out);
+        int gguf = fmt && !strcmp(fmt, "gguf");
+        if (stats.shards > 1 && gguf)
+            fprintf(stderr, "ckptkit: wrote %llu split files for %s",
+                    (unsigned long long)stats.shards, out);
+        else if (stats.shards > 1)
             fprintf(stderr, "ckptkit: wrote %llu shards + %s.index.json",
                     (unsigned long long)stats.shards, out);
         else
@@ -226,6 +296,16 @@ int cmd_convert(int argc, char **argv)
         if (ck_model_omitted_count(m))
             fprintf(stderr, "; %zu input array%s left out", ck_model_omitted_count(m),
                     ck_model_omitted_count(m) == 1 ? "" : "s");
+        if (gguf || ck_dtype_is_quantized(co.dtype) || ttype.n) {
+            int first = 1;
+            fprintf(stderr, "; types:");
+            for (int d = 0; d < CK_DT_COUNT; d++) {
+                if (!stats.dtype_tensors[d]) continue;
+                fprintf(stderr, "%s %s x %llu", first ? "" : ",", ck_dtype_name((ck_dtype)d),
+                        (unsigned long long)stats.dtype_tensors[d]);
+                first = 0;
+            }
+        }
         fputc('\n', stderr);
     }
 done:
@@ -237,5 +317,6 @@ done:
     cli_list_free(&exc);
     cli_list_free(&ren);
     cli_list_free(&meta);
+    cli_list_free(&ttype);
     return rc;
 }

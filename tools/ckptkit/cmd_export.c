@@ -22,6 +22,8 @@ static const char help[] =
     "  --dtype D          keep | f32 | f16 | bf16 | f64 | f8_e4m3 | f8_e5m2: cast floating\n"
     "                     tensors (BF16 and F8 have no NumPy dtype: use --dtype f32 for npy)\n"
     "  --force            replace existing output files\n"
+    "  --allow-expand     write more than 16 x the input's size (a broadcast view, stride 0,\n"
+    "                     written dense); refused otherwise\n"
     "  --key PATH         dotted path of the state dict inside a PyTorch checkpoint\n"
     "  --manifest M       JSON manifest describing a raw .bin input\n"
     "  --format-in F      skip detection and read FILE as F\n"
@@ -32,10 +34,11 @@ static const char help[] =
 
 int cmd_export(int argc, char **argv)
 {
-    enum { O_FORMAT = 256, O_DTYPE, O_FORCE, O_KEY, O_MANIFEST, O_FORMAT_IN };
+    enum { O_FORMAT = 256, O_DTYPE, O_FORCE, O_KEY, O_MANIFEST, O_FORMAT_IN, O_EXPAND };
     static const struct option lopts[] = {
         {"output", required_argument, 0, 'o'},   {"format", required_argument, 0, O_FORMAT},
         {"dtype", required_argument, 0, O_DTYPE}, {"force", no_argument, 0, O_FORCE},
+        {"allow-expand", no_argument, 0, O_EXPAND},
         {"key", required_argument, 0, O_KEY},     {"manifest", required_argument, 0, O_MANIFEST},
         {"format-in", required_argument, 0, O_FORMAT_IN},
         {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,          {"help", no_argument, 0, 'h'},
@@ -43,7 +46,7 @@ int cmd_export(int argc, char **argv)
     };
     cli_opts o = {0};
     ck_open_opts oo;
-    ck_export_opts eo = {NULL, CK_DT_KEEP, 0};
+    ck_export_opts eo = {NULL, CK_DT_KEEP, 0, 0};
     ck_convert_stats stats;
     const char *out = NULL;
     ck_ctx *ctx;
@@ -72,6 +75,7 @@ int cmd_export(int argc, char **argv)
             }
             break;
         case O_FORCE: eo.force = 1; break;
+        case O_EXPAND: eo.allow_expand = 1; break;
         case O_KEY: oo.key = optarg; break;
         case O_MANIFEST: oo.manifest = optarg; break;
         case O_FORMAT_IN: oo.format = optarg; break;

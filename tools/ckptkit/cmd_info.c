@@ -3,6 +3,7 @@
  * counts, bytes, a dtype histogram, metadata and non-tensor values. Touches
  * headers only: no tensor byte is read.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,19 @@ static void print_values(const char *json)
         }
     }
     printf("} (%zu bytes of JSON: see info --json)\n", len);
+}
+
+/* Prints S with control characters escaped (\n, \t, \xNN): metadata is data,
+ * never terminal commands. */
+static void print_escaped(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\n') fputs("\\n", stdout);
+        else if (*p == '\t') fputs("\\t", stdout);
+        else if (*p == '\\') fputs("\\\\", stdout);
+        else if (*p < 0x20 || *p == 0x7f) printf("\\x%02x", *p);
+        else putchar(*p);
+    }
 }
 
 int cmd_info(int argc, char **argv)
@@ -134,7 +148,11 @@ int cmd_info(int argc, char **argv)
             for (size_t i = 0; i < ck_model_meta_count(m); i++) {
                 const char *k, *v;
                 ck_model_meta(m, i, &k, &v);
-                printf("  %s: %s\n", k, v);
+                printf("  ");
+                print_escaped(k);
+                printf(": ");
+                print_escaped(v);
+                printf("\n");
             }
         }
         print_values(ck_model_values_json(m));

@@ -6,10 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "batch.h"
 #include "cli.h"
 
 static const char help[] =
-    "usage: ckptkit verify A B [--json] [--max N] [--key PATH] [--no-crc] [-q]\n\n"
+    "usage: ckptkit verify A B [--json] [--max N] [--key PATH] [--no-crc] [-q]\n"
+    "       ckptkit verify DIR_A DIR_B [-r] [-j N] [--key PATH] [--no-crc] [-q]\n\n"
     "Checks that A and B hold the same tensors: names, dtypes, shapes and every\n"
     "byte of every value (by value, whatever the formats and layouts). Exit status\n"
     "0 if identical, 1 if they differ (the first differences are listed), 2 if a\n"
@@ -21,7 +25,12 @@ static const char help[] =
     CLI_MAX_MEMORY_HELP
     CLI_ALLOW_UNSAFE_HELP
     CLI_SKIP_UNSUPPORTED_HELP
-    "  -q          print nothing; only the exit status tells\n";
+    "  -q          print nothing; only the exit status tells\n"
+    "Two folders: their checkpoint files are paired by name without extension\n"
+    "(DIR_A/x.pth with DIR_B/x.safetensors), -r pairs the folders below too, -j N\n"
+    "verifies N pairs at a time (default: the number of cores); one line per pair\n"
+    "(same, differ, failed with the reason; a file without a partner differs),\n"
+    "then the counts.\n";
 
 typedef struct diff_out {
     const cli_opts *o;
@@ -66,7 +75,7 @@ static int on_diff(void *user, const ck_diff_item *it)
 int cmd_verify(int argc, char **argv)
 {
     static const struct option lopts[] = {
-        {"json", no_argument, 0, 'j'},    {"max", required_argument, 0, 'n'},
+        {"json", no_argument, 0, 'O'},    {"max", required_argument, 0, 'n'},
         {"key", required_argument, 0, 'k'}, {"no-crc", no_argument, 0, 'c'},
         {"quiet", no_argument, 0, 'q'}, CLI_MAX_MEMORY_OPT, CLI_ALLOW_UNSAFE_OPT, CLI_SKIP_UNSUPPORTED_OPT,   {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -76,13 +85,18 @@ int cmd_verify(int argc, char **argv)
     diff_out d = {&o, 0, 10, 0};
     ck_ctx *ctx;
     ck_model *a = NULL, *b = NULL;
-    int c, same = 0, rc;
+    int c, same = 0, rc, recursive = 0, jobs = 0;
+    struct stat sa, sb;
     memset(&oo, 0, sizeof oo);
     oo.verify_crc = 1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hq", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hqrj:", lopts, NULL)) != -1) {
         switch (c) {
-        case 'j': o.json = 1; break;
+        case 'r': recursive = 1; break;
+        case 'j':
+            if (cli_parse_jobs("verify", optarg, &jobs)) return EXIT_USAGE;
+            break;
+        case 'O': o.json = 1; break;
         case 'n': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -104,6 +118,14 @@ int cmd_verify(int argc, char **argv)
         }
     }
     if (argc - optind != 2) return cli_usage_error("verify", "expected two files A and B");
+    if (stat(argv[optind], &sa) == 0 && S_ISDIR(sa.st_mode) && stat(argv[optind + 1], &sb) == 0 &&
+        S_ISDIR(sb.st_mode) && !batch_is_sharded(argv[optind]) &&
+        !batch_is_sharded(argv[optind + 1])) {
+        if (o.json) return cli_usage_error("verify", "--json goes with two files, not folders");
+        return batch_verify(argv[optind], argv[optind + 1], recursive,
+                            jobs ? jobs : batch_default_jobs(), &o, &oo);
+    }
+    if (recursive || jobs) return cli_usage_error("verify", "-r and -j go with two folders");
     ctx = cli_ctx(&o);
     if (ck_model_open(ctx, argv[optind], &oo, &a) || ck_model_open(ctx, argv[optind + 1], &oo, &b)) {
         rc = cli_fail(ctx, EXIT_ERROR);

@@ -1,0 +1,13 @@
+from os import PathLike
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+_Path = Union[str, PathLike[str]]
+
+def load_file(filename: _Path, *, dtype: Optional[str] = ...) -> dict[str, np.ndarray]: ...
+def load(data: bytes, *, dtype: Optional[str] = ...) -> dict[str, np.ndarray]: ...
+def save_file(tensor_dict: dict[str, np.ndarray], filename: _Path,
+              metadata: Optional[dict[str, str]] = ..., *,
+              progress: Optional[Callable[[int, int], Optional[bool]]] = ...) -> None: ...
+def save(tensor_dict: dict[str, np.ndarray], metadata: Optional[dict[str, str]] = ...) -> bytes: ...
