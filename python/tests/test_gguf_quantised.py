@@ -114,3 +114,23 @@ def test_k_quants_match_gguf_dequantize(tmp_path, qt):
     with ckptkit.safe_open(str(path), framework="np") as f:
         a = f.get_tensor("w")
     assert a.tobytes() == want.tobytes()
+
+
+def test_undecodable_type_is_refused_naming_tensor_and_type(tmp_path):
+    """Q8_K (ggml's intermediate type, which gguf-py cannot decode either) is refused."""
+    gguf = pytest.importorskip("gguf")
+    T = gguf.GGMLQuantizationType.Q8_K
+    path = tmp_path / "q81.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tensor("odd.weight", np.zeros((2, 292), np.uint8), raw_dtype=T)
+    w.add_tensor("norm", np.ones(8, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with ckptkit.safe_open(str(path), framework="np") as f:
+        assert f.get_tensor("norm").tolist() == [1.0] * 8
+        with pytest.raises(ckptkit.UnsupportedError, match=r"odd\.weight.*Q8_K"):
+            f.get_tensor("odd.weight")
+    with pytest.raises(ckptkit.UnsupportedError, match=r"odd\.weight.*Q8_K"):
+        ckptkit.numpy.load_file(str(path))
