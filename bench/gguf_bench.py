@@ -13,7 +13,10 @@ input before every run (posix_fadvise DONTNEED):
                          against gguf.quants.quantize on the same arrays already in
                          memory (no reading, no writing: gguf-py's best case)
   encode only            bench/quant_speed.c (cki_ggml_quant on one thread, data in
-                         memory) against gguf.quants.quantize, CPU time against CPU time
+                         memory, output buffer already touched) against
+                         gguf.quants.quantize, CPU time against CPU time
+  whole convert, CPU     the convert's user + system CPU time (all threads, the
+                         reading, writing and fsync included) against gguf-py's CPU time
   GGUF F16 -> safetensors  `ckptkit convert model-f16.gguf out.safetensors`, against
                          `cp` + fsync of the same file
 ckptkit's peak RSS (ru_maxrss of the child) is printed for every job. The outputs are
@@ -76,11 +79,14 @@ def build_tools(work, ck):
     return qs
 
 
-def child(argv):
-    """(wall seconds, peak RSS KiB) of one child process."""
+def child(argv, cpu=None):
+    """(wall seconds, peak RSS KiB) of one child process; its user + system CPU
+    seconds are appended to CPU when given."""
     err = os.path.join(os.path.dirname(SPAWN), "child.err")
     r = subprocess.run([SPAWN, "/dev/null", err] + argv, stdout=subprocess.PIPE, text=True)
-    wall_ns, rss, _, _, status = (int(v) for v in r.stdout.split())
+    wall_ns, rss, utime_us, stime_us, status = (int(v) for v in r.stdout.split())
+    if cpu is not None:
+        cpu.append((utime_us + stime_us) / 1e6)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(argv)}: {open(err).read()}")
     return wall_ns / 1e9, rss
@@ -134,12 +140,12 @@ def main():
         print(f"model: {len(tensors)} tensors, {n_params * 4 / MiB:.0f} MiB float32")
         for qt in ("Q8_0", "Q4_0"):
             out = os.path.join(work, f"{qt}.gguf")
-            ck_walls, rss = [], []
+            ck_walls, rss, ck_cpus = [], [], []
             for _ in range(a.runs):
                 if os.path.exists(out):
                     os.unlink(out)
                 evict(src)
-                w, r = child([ck, "convert", src, out, "--dtype", qt.lower(), "-q"])
+                w, r = child([ck, "convert", src, out, "--dtype", qt.lower(), "-q"], ck_cpus)
                 ck_walls.append(w)
                 rss.append(r)
             py_walls = []
@@ -165,7 +171,7 @@ def main():
                 py_cpu.append(time.process_time() - t0)
             os.unlink(flat)
             os.unlink(flat + ".q")
-            rows.append((f"encode {qt} only, one thread, CPU time", ck_cpu,
+            rows.append((f"encode {qt} only (encoder alone), one thread, CPU time", ck_cpu,
                          f"gguf.quants.quantize {median(py_cpu):.2f} s CPU",
                          median(py_cpu) / ck_cpu, 0))
             r = GGUFReader(out)
@@ -175,9 +181,12 @@ def main():
                     if not same:
                         raise SystemExit(f"{qt}: tensor {t.name} differs from gguf-py")
             del ref, r
-            rows.append((f"quantise {qt} ({n_params * 4 / MiB:.0f} MiB F32)", median(ck_walls),
-                         f"gguf.quants.quantize {median(py_walls):.2f} s", median(py_walls) /
-                         median(ck_walls), max(rss)))
+            rows.append((f"quantise {qt} ({n_params * 4 / MiB:.0f} MiB F32), whole convert, wall",
+                         median(ck_walls), f"gguf.quants.quantize {median(py_walls):.2f} s "
+                         "(in memory, no i/o)", median(py_walls) / median(ck_walls), max(rss)))
+            rows.append((f"quantise {qt}, whole convert, CPU time (user + sys, all threads)",
+                         median(ck_cpus), f"gguf.quants.quantize {median(py_cpu):.2f} s CPU",
+                         median(py_cpu) / median(ck_cpus), 0))
         # GGUF F16 -> safetensors F16 against cp + fsync
         f16 = os.path.join(work, "f16.gguf")
         child([ck, "convert", src, f16, "--dtype", "f16", "-q"])

@@ -31,13 +31,21 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
 
 #define TARGET __attribute__((target("avx2,f16c")))
 
 int cki_ggml_x86_usable(void)
 {
-    /* the cast loops' test: AVX2 and F16C */
-    return cki_cast_x86_usable();
+    /* the cast loops' test (AVX2 and F16C), made once: it runs CPUID, which
+     * a virtual machine traps, and the encoders ask for every chunk */
+    static _Atomic int usable = -1;
+    int u = atomic_load_explicit(&usable, memory_order_relaxed);
+    if (u < 0) {
+        u = cki_cast_x86_usable();
+        atomic_store_explicit(&usable, u, memory_order_relaxed);
+    }
+    return u;
 }
 
 /* The eight lanes of V[0..7] reduced: lane k of the result is the signed
