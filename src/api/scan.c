@@ -166,9 +166,9 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
 {
     cki_zip z;
     ck_status st;
-    if ((st = (s->lenient ? cki_zip_open_lenient : cki_zip_open)(s->ctx, s->path, src->base,
-                                                                  src->len, &z)))
-        return st;
+    st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
+                    : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
+    if (st) return st;
     /* an encrypted flag or a local header at odds with the directory: the
      * failure of the scan, and the records are scanned all the same */
     if (z.problem && !go_on(s, cki_fail(s->ctx, z.problem, "%s", z.problem_msg))) {
@@ -294,8 +294,9 @@ static ck_status scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, 
             st = scan_npy(&s, src->base, src->len, "npy array", 0);
             break;
         }
-        if (!(lenient ? cki_zip_open_lenient : cki_zip_open)(NULL, path, src->base, src->len,
-                                                             &z)) { /* bytes before a zip */
+        ck_status zst = lenient ? cki_zip_open_lenient(NULL, path, src->base, src->len, &z)
+                                : cki_zip_open(NULL, path, src->base, src->len, &z);
+        if (!zst) { /* bytes before a zip */
             cki_zip_close(&z);
             st = scan_zip(&s, src, 1);
             break;

@@ -378,8 +378,8 @@ out:
 static ck_status header_member(void *user, const cki_json_member *mem, size_t index, size_t total)
 {
     reader *r = user;
-    if (!r->ents && total) {
-        r->ents = cki_calloc(r->ctx, total, sizeof *r->ents);
+    if (!r->ents) { /* sized once, for the parser's count of members */
+        r->ents = cki_calloc(r->ctx, total ? total : 1, sizeof *r->ents);
         if (!r->ents) return CK_ENOMEM;
     }
     (void)index;
