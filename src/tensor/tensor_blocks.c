@@ -5,8 +5,8 @@
  *   quantised -> itself:  the blocks' bytes, copied (blocks are byte strings:
  *                         never swapped, not even in big-endian files);
  *   quantised -> float:   dequantised to F32 (ggml_dequant.c), then cast;
- *   float -> quantised:   read as F32, checked finite, quantised
- *                         (ggml_quant.c);
+ *   float -> quantised:   read as F32 (dense aligned F32 in a mapped file:
+ *                         in place), checked finite, quantised (ggml_quant.c);
  *   quantised -> another quantised type: dequantised, then quantised.
  * FIRST and COUNT must be whole blocks (COUNT may stop at the tensor's end,
  * which is always a block boundary). Memory: one chunk of floats on the stack
