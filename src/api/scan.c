@@ -283,6 +283,13 @@ static ck_status scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, 
     s.user = user;
     s.worst = CK_VERDICT_ALLOWED;
     if (src->len == 0) return cki_fail(ctx, CK_EFORMAT, "%s: empty file: nothing to scan", path);
+    if (src->view_len < src->len) { /* web window: only readers that hold no pickles */
+        ck_model *m = NULL;
+        st = ck_model_open(ctx, path, NULL, &m);
+        ck_model_close(m);
+        if (worst) *worst = s.worst;
+        return st;
+    }
     switch (cki_torch_sniff(src->base, src->len)) {
     case CKI_TORCH_ZIP: st = scan_zip(&s, src, 0); break;
     case CKI_TORCH_LEGACY: st = scan_legacy(&s, src); break;
