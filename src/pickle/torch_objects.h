@@ -109,7 +109,10 @@ typedef struct cki_tdtype {
 } cki_tdtype;
 
 struct cki_tobj {
-    cki_tobj_kind kind;
+    uint8_t kind;    /* a cki_tobj_kind */
+    uint8_t vflags;  /* which Python type a plain value came from (CK_VALUE_F_ORDERED,
+                        _SIZE, _DEVICE, _FROZEN): for the public value tree */
+    uint16_t spare_;
     uint32_t n;
     cki_tobj **items;
     union {
@@ -133,8 +136,6 @@ struct cki_tobj {
      * (DICT), items appended to it (LIST); each may be NULL. */
     cki_tobj *args, *state, *dict, *list;
     uint64_t off;  /* pickle offset of the node it came from */
-    unsigned vflags; /* which Python type a plain value came from (CK_VALUE_F_ORDERED,
-                        _SIZE, _DEVICE, _FROZEN): for the public value tree */
     uint32_t mark; /* walkers' bookkeeping (torch_select.c) */
     uint32_t seen; /* walkers' epoch */
 };
@@ -160,6 +161,8 @@ struct cki_trec {
     uint32_t max_depth;
     uint32_t epoch;      /* walkers bump it */
     uint64_t objects;    /* tobjs made */
+    const char *last_type, *last_loc; /* storage class and location of the last storage
+                                       * made (in ARENA): later equal ones share them */
     int copy_strings;    /* 1: tobjs copy the pickle's strings into ARENA, so the pickle's
                           * own arena may be freed once the conversion is done */
 };

@@ -331,10 +331,17 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
     }
     memset(s, 0, sizeof *s);
     s->key = cki_arena_strdup(r->arena, key);
-    s->type_name = cki_arena_strdup(r->arena, type_name);
+    /* every storage of a file usually has one of a few classes: one copy each */
+    if (r->last_type && !strcmp(r->last_type, type_name)) {
+        s->type_name = r->last_type;
+    } else {
+        s->type_name = cki_arena_strdup(r->arena, type_name);
+        r->last_type = s->type_name;
+    }
     s->view_key = view_key ? cki_arena_strdup(r->arena, view_key) : NULL;
     {
-        char *k = cki_arena_strndup(r->arena, id.p, id.len);
+        /* the index key is KEY itself unless there is a view key */
+        const char *k = view_key ? cki_arena_strndup(r->arena, id.p, id.len) : s->key;
         size_t klen = id.len;
         cki_buf_free(&id);
         if (!s->key || !s->type_name || (view_key && !s->view_key) || !k) return CK_ENOMEM;
@@ -364,16 +371,16 @@ unsigned cki_tstorage_esize(const cki_tstorage *s)
     return storage_esize(s->type_name, s->dtype, s->untyped);
 }
 
-/* Text form of a key (str, or int as decimal) into the arena. */
-static const char *key_text(cki_trec *r, const cki_pv *v)
+/* Text form of a key (str, or int as decimal in TMP): the pickle's own
+ * NUL-terminated copy of a string (cki_trec_storage copies what it keeps). */
+static const char *key_text(const cki_pv *v, char tmp[32])
 {
     const char *s;
     uint64_t n;
-    if (!pv_str(v, &s, &n)) return memchr(s, 0, n) ? NULL : cki_arena_strndup(r->arena, s, n);
+    if (!pv_str(v, &s, &n)) return memchr(s, 0, n) ? NULL : s;
     if (v && (v->kind == CKI_PV_INT || v->kind == CKI_PV_BOOL)) {
-        char tmp[32];
-        snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i);
-        return cki_arena_strdup(r->arena, tmp);
+        snprintf(tmp, 32, "%lld", (long long)v->u.i);
+        return tmp;
     }
     return NULL;
 }
@@ -386,6 +393,7 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
 {
     const cki_pv *type, *key, *loc, *numel, *view;
     const char *k, *vk = NULL;
+    char ktmp[32], vktmp[32];
     int64_t n, voff = 0, vsize = 0;
     cki_tstorage *s;
     ck_status st;
@@ -407,11 +415,11 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     if (nargs(pid) < 5 || nargs(pid) > 6 || !type || type->kind != CKI_PV_GLOBAL)
         return bad(r, off, "persistent id",
                    "not ('storage', <storage class>, key, location, numel[, view])");
-    if (!(k = key_text(r, key))) return bad(r, off, "persistent id", "storage key is not a string");
+    if (!(k = key_text(key, ktmp))) return bad(r, off, "persistent id", "storage key is not a string");
     if (cki_pv_to_i64(numel, &n) || n < 0)
         return bad(r, off, "persistent id", "storage size is not an integer >= 0");
     if (view && view->kind != CKI_PV_NONE) {
-        if (nargs(view) != 3 || !(vk = key_text(r, arg(view, 0))) ||
+        if (nargs(view) != 3 || !(vk = key_text(arg(view, 0), vktmp)) ||
             cki_pv_to_i64(arg(view, 1), &voff) || cki_pv_to_i64(arg(view, 2), &vsize) ||
             voff < 0 || vsize < 0)
             return bad(r, off, "persistent id",
@@ -426,7 +434,15 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     {
         const char *l;
         uint64_t ll;
-        if (!s->location && !pv_str(loc, &l, &ll)) s->location = cki_arena_strndup(r->arena, l, ll);
+        if (!s->location && !pv_str(loc, &l, &ll)) {
+            /* "cpu" for every storage, typically: one copy while it repeats */
+            if (r->last_loc && strlen(r->last_loc) == ll && !memcmp(r->last_loc, l, ll)) {
+                s->location = r->last_loc;
+            } else {
+                s->location = cki_arena_strndup(r->arena, l, ll);
+                r->last_loc = s->location;
+            }
+        }
     }
     t->kind = CKI_TO_STORAGE;
     t->u.st = s;
@@ -511,6 +527,21 @@ static ck_status storage_arg(cki_trec *r, const cki_pv *v, uint32_t depth, uint6
 
 enum { REBUILD_OLD, REBUILD_V2, REBUILD_V3 };
 
+/* 1 if V is a bare `OrderedDict()` (the backward hooks torch.save writes for
+ * every tensor) not converted yet, at a depth the limit allows: its object
+ * would hold nothing and nothing reaches it from the tensor, so it is not
+ * made (a 100,000-tensor file: 100,000 objects fewer). Only when the graph
+ * is dropped after the conversion (copy_strings: the reader's zip path), so
+ * walkers of a kept graph (the rewriter) still find an object on every node;
+ * made as usual if the same node also sits somewhere a walker reaches. */
+static int empty_ordered_dict(const cki_trec *r, const cki_pv *v, uint32_t depth)
+{
+    return r->copy_strings && v && depth <= r->max_depth && !v->walk && v->kind == CKI_PV_REDUCE && v->n == 2 &&
+           !v->state && !v->state_prev && !v->extra && !v->extra_list &&
+           cki_pv_is_global(v->items[0], "collections", "OrderedDict") && v->items[1] &&
+           v->items[1]->kind == CKI_PV_TUPLE && v->items[1]->n == 0;
+}
+
 static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, uint64_t off,
                                 uint32_t depth, int variant)
 {
@@ -549,6 +580,8 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
      * values are still converted so any storage inside them is known */
     for (uint32_t i = 4; i < n; i++) {
         cki_tobj *x;
+        if (i == 5 && variant != REBUILD_OLD && empty_ordered_dict(r, arg(args, i), depth + 1))
+            continue;
         if ((st = conv(r, arg(args, i), depth + 1, &x))) return st;
         if (variant == REBUILD_V3 && i == 6) {
             if (!x || x->kind != CKI_TO_DTYPE)
