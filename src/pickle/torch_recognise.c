@@ -504,8 +504,9 @@ static void metadata_flags(const cki_tobj *meta, unsigned *flags)
 static ck_status storage_arg(cki_trec *r, const cki_pv *v, uint32_t depth, uint64_t off,
                              cki_tstorage **out)
 {
-    cki_tobj *t;
+    cki_tobj *t, tmp;
     ck_status st;
+    memset(&tmp, 0, sizeof tmp);
     /* hand-built files pass the 'storage' tuple inline instead of as a persistent id */
     if (v && v->kind == CKI_PV_TUPLE && pv_is_tensor_str(arg(v, 0), "storage")) {
         t = memo_get(r, v);
@@ -513,6 +514,14 @@ static ck_status storage_arg(cki_trec *r, const cki_pv *v, uint32_t depth, uint6
             if (!(t = new_obj(r, CKI_TO_NONE, v->off)) || memo_put(r, v, t)) return CK_ENOMEM;
             if ((st = storage_pid(r, v, v->off, depth, t))) return st;
         }
+    } else if (r->copy_strings && v && v->kind == CKI_PV_PERSID && !v->walk &&
+               depth + 1 <= r->max_depth) {
+        /* the graph is dropped after the conversion and nothing reaches a
+         * storage object from its tensor: resolve the id into a temporary
+         * (a node met again elsewhere is converted there, to the same
+         * storage: cki_trec_storage finds it by key and checks it agrees) */
+        if ((st = persid(r, v->n ? v->items[0] : NULL, v->off, depth + 1, &tmp))) return st;
+        t = &tmp;
     } else if ((st = conv(r, v, depth + 1, &t))) {
         return st;
     }
