@@ -69,9 +69,17 @@ struct cki_pv {
     cki_pv **items;
     cki_pv *state;  /* set by BUILD on this node (last BUILD wins; earlier ones chained
                        through state_prev) */
-    cki_pv *state_prev;
     uint64_t off;   /* byte offset (within the pickle stream) of the opcode that made it */
+    /* The rarely set links (state_prev, extra, extra_list), in a record of
+     * their own made on first use: read them with cki_pv_state_prev,
+     * cki_pv_extra and cki_pv_extra_list. NULL while none is set. */
+    struct cki_pv_more *more;
+    void *walk; /* scratch for one walker at a time (the torch recogniser caches the object it
+                 * made from this node here); NULL when the machine made the node */
+};
 
+typedef struct cki_pv_more {
+    cki_pv *state_prev; /* see state */
     /* ---- added for items given to objects that are not plain containers ----
      * SETITEM/SETITEMS whose target is a REDUCE, NEWOBJ, GLOBAL or PERSID node
      * (an OrderedDict(), an AttributeDict, a dict subclass...) go to EXTRA: a
@@ -82,9 +90,20 @@ struct cki_pv {
      * (for SETITEM/APPEND) or dicts (for APPEND) are refused as malformed. */
     cki_pv *extra;
     cki_pv *extra_list;
-    void *walk; /* scratch for one walker at a time (the torch recogniser caches the object it
-                 * made from this node here); NULL when the machine made the node */
-};
+} cki_pv_more;
+
+static inline cki_pv *cki_pv_state_prev(const cki_pv *v)
+{
+    return v->more ? v->more->state_prev : NULL;
+}
+static inline cki_pv *cki_pv_extra(const cki_pv *v)
+{
+    return v->more ? v->more->extra : NULL;
+}
+static inline cki_pv *cki_pv_extra_list(const cki_pv *v)
+{
+    return v->more ? v->more->extra_list : NULL;
+}
 
 /*
  * Reading the tree (notes added with the machine):

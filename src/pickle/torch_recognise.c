@@ -546,7 +546,7 @@ enum { REBUILD_OLD, REBUILD_V2, REBUILD_V3 };
 static int empty_ordered_dict(const cki_trec *r, const cki_pv *v, uint32_t depth)
 {
     return r->copy_strings && v && depth <= r->max_depth && !v->walk && v->kind == CKI_PV_REDUCE && v->n == 2 &&
-           !v->state && !v->state_prev && !v->extra && !v->extra_list &&
+           !v->state && !cki_pv_state_prev(v) && !cki_pv_extra(v) && !cki_pv_extra_list(v) &&
            cki_pv_is_global(v->items[0], "collections", "OrderedDict") && v->items[1] &&
            v->items[1]->kind == CKI_PV_TUPLE && v->items[1]->n == 0;
 }
@@ -946,8 +946,8 @@ static ck_status opaque(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_tob
     if ((st = conv(r, args, depth + 1, &t->args))) return st;
     if (v) {
         if ((st = conv(r, v->state, depth + 1, &t->state))) return st;
-        if ((st = conv(r, v->extra, depth + 1, &t->dict))) return st;
-        if ((st = conv(r, v->extra_list, depth + 1, &t->list))) return st;
+        if ((st = conv(r, cki_pv_extra(v), depth + 1, &t->dict))) return st;
+        if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &t->list))) return st;
     }
     return CK_OK;
 }
@@ -1063,8 +1063,8 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         t->n = 0;
         if (is(c, "collections", "OrderedDict")) t->vflags |= CK_VALUE_F_ORDERED;
         if ((st = add_pairs(r, t, items, off))) return st;
-        if (v && v->extra) {
-            if ((st = conv(r, v->extra, depth + 1, &extra))) return st;
+        if (v && cki_pv_extra(v)) {
+            if ((st = conv(r, cki_pv_extra(v), depth + 1, &extra))) return st;
             if (extra && extra->kind == CKI_TO_DICT && (st = add_items(r, t, extra, 2)))
                 return st;
         }
@@ -1083,9 +1083,9 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if (a0 && (a0->kind == CKI_TO_LIST || a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_SET) &&
             (st = add_items(r, t, a0, 1)))
             return st;
-        if (v && v->extra_list) {
+        if (v && cki_pv_extra_list(v)) {
             cki_tobj *extra;
-            if ((st = conv(r, v->extra_list, depth + 1, &extra))) return st;
+            if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &extra))) return st;
             if (extra && extra->kind == CKI_TO_LIST && (st = add_items(r, t, extra, 1))) return st;
         }
         return CK_OK;
