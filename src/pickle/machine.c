@@ -196,7 +196,8 @@ static ck_status text_line(machine *m, const uint8_t **out, size_t *len)
 
 static cki_pv *new_node(machine *m, cki_pv_kind kind)
 {
-    cki_pv *v = cki_arena_alloc(m->arena, sizeof *v);
+    /* 8-byte aligned (its widest members), so nodes pack back to back */
+    cki_pv *v = cki_arena_alloc_ptrs(m->arena, sizeof *v);
     if (!v) return NULL;
     memset(v, 0, sizeof *v);
     v->kind = kind;
@@ -207,7 +208,7 @@ static cki_pv *new_node(machine *m, cki_pv_kind kind)
 /* A zeroed record for a node's rarely set links. */
 static cki_pv_more *new_more(machine *m)
 {
-    cki_pv_more *x = cki_arena_alloc(m->arena, sizeof *x);
+    cki_pv_more *x = cki_arena_alloc_ptrs(m->arena, sizeof *x);
     if (x) memset(x, 0, sizeof *x);
     return x;
 }

@@ -95,7 +95,9 @@ void cki_trec_free(cki_trec *r)
 
 static cki_tobj *new_obj(cki_trec *r, cki_tobj_kind kind, uint64_t off)
 {
-    cki_tobj *t = cki_arena_alloc(r->arena, sizeof *t);
+    /* objects, tensor and storage descriptions: 8-byte aligned (their widest
+     * members), packed back to back */
+    cki_tobj *t = cki_arena_alloc_ptrs(r->arena, sizeof *t);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->kind = kind;
@@ -324,7 +326,7 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
         *out = s;
         return CK_OK;
     }
-    s = cki_arena_alloc(r->arena, sizeof *s);
+    s = cki_arena_alloc_ptrs(r->arena, sizeof *s);
     if (!s) {
         cki_buf_free(&id);
         return CK_ENOMEM;
@@ -568,7 +570,7 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
                         "expected)",
                         r->file, r->where, (unsigned long long)off, n, need, need + 1);
     if (variant != REBUILD_OLD && n == need + 1) meta = arg(args, need);
-    tt = cki_arena_alloc(r->arena, sizeof *tt);
+    tt = cki_arena_alloc_ptrs(r->arena, sizeof *tt);
     if (!tt) return CK_ENOMEM;
     memset(tt, 0, sizeof *tt);
     tt->off = off;
