@@ -66,14 +66,14 @@ typedef struct cki_tstorage {
     const char *location;    /* "cpu", "cuda:0"; may be NULL */
     ck_dtype dtype;          /* element type; CK_DT_COUNT if untyped or unsupported */
     int untyped;             /* UntypedStorage: numel counts bytes */
+    int is_view;             /* see view_key */
+    int located;             /* see data_off */
     const char *unsupported; /* reason the bytes cannot be used (quantized ...), or NULL */
     uint64_t numel;          /* elements (bytes when untyped) as the id says */
     /* legacy view_metadata (view_key, offset, size), in elements of the root */
-    int is_view;
     const char *view_key;
     uint64_t view_off, view_size;
-    /* where the bytes are, filled by the file reader (legacy, tar) */
-    int located;
+    /* where the bytes are, filled by the file reader (legacy, tar): located */
     uint64_t data_off, data_len;
     void *bound;             /* the reader's cki_storage, once made */
     size_t index;            /* position in the recogniser's table */
@@ -82,8 +82,8 @@ typedef struct cki_tstorage {
 typedef struct cki_ttensor {
     cki_tstorage *storage;   /* NULL only when unsupported */
     ck_dtype dtype;          /* CK_DT_COUNT when unsupported and unknown */
-    const char *torch_dtype; /* torch spelling when known ("float32"), else NULL */
     int ndim;                /* -1 when unknown */
+    const char *torch_dtype; /* torch spelling when known ("float32"), else NULL */
     int64_t *shape;
     int64_t *stride;         /* ndim entries (torch always records strides) */
     uint64_t offset;         /* in elements */
