@@ -8,6 +8,9 @@
 #   make fuzz       libFuzzer targets for FUZZ_SECONDS each (clang)
 #   make lint       cppcheck + clang-tidy
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make web        build/web/ckptkit.html: the browser page, one self-contained
+#                   file (Debian's emscripten; zlib from Debian's source)
+#   make web-test   the page's tests in headless Chromium (Playwright)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -115,7 +118,7 @@ interop: all venv
 	CKPTKIT_LANE=oldest $(PYTHON) -m pytest -q -p no:cacheprovider tests/interop
 	@$(VENV_PY) tests/interop/render_compat.py
 
-check: check-deps all unit cli fuzz-replay interop python asan
+check: check-deps all unit cli fuzz-replay interop python asan web unit-websrc web-test
 	@echo "make check: all suites passed"
 
 # The Python package (python/): one abi3 wheel built from this checkout's
@@ -164,3 +167,60 @@ install: all
 
 clean:
 	rm -rf $(B)
+
+# ---- the browser page (make web, make web-test) ---------------------------------
+# The library compiled to WebAssembly with Debian's emscripten 3.1.6 (the web
+# source backend, src/io/source_web.c, reads with lseek + read only), zlib
+# compiled from Debian's source package (scripts/install-deps.sh unpacks it;
+# emscripten's zlib port would download it), and web/ inlined into one page.
+
+EMCC     ?= emcc
+WEB_ZLIB ?= /usr/local/src/ckptkit-web/zlib
+WB       := $(B)/web
+WEB_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O2 -Iinclude -I$(WEB_ZLIB)
+WEB_ZLIB_C := adler32 crc32 deflate inffast inflate inftrees trees zutil
+WEB_OBJ := $(LIB_SRC:%.c=$(WB)/obj/%.o) $(WEB_ZLIB_C:%=$(WB)/zlib/%.o) $(WB)/obj/web/ckweb.o
+WEB_EXPORTS := _ckw_formats,_ckw_scan,_ckw_open,_ckw_stats,_ckw_convert,_ckw_close,_malloc,_free
+WEB_LDFLAGS := -O2 -sENVIRONMENT=worker -sFORCE_FILESYSTEM=1 -lworkerfs.js \
+    -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=33554432 -sMAXIMUM_MEMORY=2147483648 \
+    -sDYNAMIC_EXECUTION=0 -sEXPORTED_FUNCTIONS=$(WEB_EXPORTS) \
+    -sEXPORTED_RUNTIME_METHODS=FS,ccall,UTF8ToString -sINCOMING_MODULE_JS_API=wasmBinary,onRuntimeInitialized,print,printErr
+
+.PHONY: web web-test unit-websrc
+
+web: $(WB)/ckptkit.html
+
+$(WB)/obj/%.o: %.c $(shell find include src -name '*.h')
+	@mkdir -p $(dir $@)
+	$(EMCC) $(WEB_CFLAGS) -c $< -o $@
+
+$(WB)/zlib/%.o: | $(WEB_ZLIB)/inflate.c
+	@mkdir -p $(dir $@)
+	$(EMCC) -O2 -I$(WEB_ZLIB) -c $(WEB_ZLIB)/$*.c -o $@
+
+$(WEB_ZLIB)/inflate.c:
+	@scripts/install-deps.sh --check-or-install
+
+$(WB)/ckw.js: $(WEB_OBJ)
+	NODE_PATH=/usr/share/nodejs $(EMCC) $(WEB_LDFLAGS) -o $@ $(WEB_OBJ)
+
+$(WB)/ckptkit.html: $(WB)/ckw.js web/index.html web/style.css web/app.js web/worker.js \
+                    web/build_page.py
+	$(PYTHON) web/build_page.py web $(WB)/ckw.js $(WB)/ckw.wasm $@
+
+web-test: web all venv
+	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/web
+
+# The unit tests again over the web build's source backend (lseek + read, a
+# window over files larger than 1 GiB), compiled natively with -DCKI_SOURCE_WEB.
+WS_OBJ := $(LIB_SRC:%.c=$(B)/websrc/%.o)
+
+$(B)/websrc/%.o: %.c $(shell find include src -name '*.h')
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -O1 -DCKI_SOURCE_WEB -Iinclude -c $< -o $@
+
+$(B)/unit_tests_websrc: $(UNIT_SRC) $(WS_OBJ)
+	$(CC) $(BASE) -O1 -Iinclude -Isrc -o $@ $(UNIT_SRC) $(WS_OBJ) $(LDLIBS)
+
+unit-websrc: $(B)/unit_tests_websrc
+	$(B)/unit_tests_websrc

@@ -228,6 +228,33 @@ CK_API uint64_t ck_ctx_get_limit(const ck_ctx *ctx, ck_limit which);
 typedef int (*ck_progress_fn)(void *user, uint64_t done, uint64_t total);
 CK_API void ck_ctx_set_progress(ck_ctx *ctx, ck_progress_fn fn, void *user);
 
+/* Outputs through callbacks instead of files (a browser download, a socket,
+ * a test's buffer). Every file ck_convert or ck_export would create -- the
+ * output, a raw manifest, each shard and index -- is opened with OPEN (the
+ * path it would have had) and gets WRITE calls in order: OFF is the number of
+ * bytes written so far, except that a writer may later rewrite a few bytes it
+ * already wrote (the CRC-32 fields of a zip), with an OFF before the end.
+ * COMMIT is called for each file once all of them are complete; ABORT for
+ * each file opened when the call fails or is cancelled. OPEN, WRITE and
+ * COMMIT return 0 on success, anything else fails the call with CK_EIO. The
+ * existence and same-file checks of file outputs do not apply. Callbacks are
+ * called from the thread that called ck_convert or ck_export. */
+typedef struct ck_output_ops {
+    int (*open)(void *user, const char *path, void **file);
+    int (*write)(void *user, void *file, uint64_t off, const void *p, size_t n);
+    int (*commit)(void *user, void *file);
+    void (*abort)(void *user, void *file);
+    void *user;
+} ck_output_ops;
+/* Copies OPS into CTX (all four callbacks needed); NULL goes back to files. */
+CK_API void ck_ctx_set_output(ck_ctx *ctx, const ck_output_ops *ops);
+
+/* Output formats this library writes, I = 0, 1, ...: the name ck_convert_opts
+ * takes ("safetensors", "pth", ...), and in *EXT (if EXT is not NULL) the
+ * file extension it is usually given (".safetensors"), or NULL for a format
+ * with none (raw). NULL past the last. */
+CK_API const char *ck_output_format(size_t i, const char **ext);
+
 /* Removes every temporary output file this process has open. Async-signal-safe:
  * call it from a SIGINT/SIGTERM handler, then exit. */
 CK_API void ck_cleanup_on_signal(void);

@@ -7,6 +7,9 @@
 # Build: gcc (or clang), make, zlib1g-dev. Tests: python3-torch, python3-numpy,
 # python3-pytest (run with /usr/bin/python3). Fuzzing: clang, libclang-rt-14-dev.
 # Lint: cppcheck, clang-tidy, valgrind.
+# Web page (make web, make web-test): emscripten, chromium, plus Debian's zlib
+# source package unpacked into $WEB_ZLIB (fetched with apt-get source through a
+# private deb-src list, so the system's apt sources are left as they are).
 set -eu
 build_pkgs="make gcc zlib1g-dev"
 test_pkgs="python3-torch python3-numpy python3-pytest"
@@ -16,6 +19,7 @@ if [ "$mode" = "--list" ]; then
     echo "test:  $test_pkgs"
     echo "fuzz:  clang libclang-rt-14-dev"
     echo "lint:  cppcheck clang-tidy valgrind"
+    echo "web:   emscripten chromium (+ Debian source package zlib)"
     exit 0
 fi
 missing=""
@@ -30,14 +34,40 @@ command -v "${CC:-cc}" >/dev/null || missing="$missing gcc"
 command -v cppcheck >/dev/null || missing="$missing cppcheck"
 command -v clang-tidy >/dev/null || missing="$missing clang-tidy"
 command -v valgrind >/dev/null || missing="$missing valgrind"
-[ -z "$missing" ] && exit 0
+# web page: Debian's emscripten and chromium, zlib compiled from Debian's source
+WEB_ZLIB=${WEB_ZLIB:-/usr/local/src/ckptkit-web/zlib}
+web_missing=""
+command -v emcc >/dev/null || web_missing="$web_missing emscripten"
+command -v chromium >/dev/null || web_missing="$web_missing chromium"
+web_zlib() {
+    [ -f "$WEB_ZLIB/inflate.c" ] && return 0
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || {
+        echo "ckptkit's web build needs Debian's zlib source in $WEB_ZLIB (run this script as root)"
+        return 1
+    }
+    local t; t=$(mktemp -d)
+    mkdir -p "$t/lists/partial" "$t/cache"
+    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        > "$t/src.sources"
+    local o="-o Dir::Etc::SourceList=$t/src.sources -o Dir::Etc::SourceParts=/nonexistent"
+    o="$o -o Dir::State::Lists=$t/lists -o Dir::Cache=$t/cache -o APT::Sandbox::User=root"
+    # shellcheck disable=SC2086
+    (cd "$t" && apt-get -qq $o update && apt-get -qq $o source --download-only zlib) >/dev/null
+    mkdir -p "$WEB_ZLIB"
+    tar -xf "$t"/zlib_*.orig.tar.* -C "$WEB_ZLIB" --strip-components=1
+    rm -rf "$t"
+    [ -f "$WEB_ZLIB/inflate.c" ]
+}
+if [ -z "$missing" ] && [ -z "$web_missing" ]; then web_zlib; exit $?; fi
+missing="$missing$web_missing"
 echo "ckptkit needs these Debian packages:$missing"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing
-    exit 0
+    web_zlib
+    exit $?
 fi
 echo "run as root: apt-get install$missing   (other systems: the equivalent packages)"
 exit 1

@@ -53,6 +53,12 @@ void ck_ctx_set_progress(ck_ctx *ctx, ck_progress_fn fn, void *user)
     ctx->progress_user = user;
 }
 
+void ck_ctx_set_output(ck_ctx *ctx, const ck_output_ops *ops)
+{
+    if (ops && ops->open && ops->write && ops->commit && ops->abort) ctx->out = *ops;
+    else memset(&ctx->out, 0, sizeof ctx->out);
+}
+
 ck_status ck_ctx_set_limit(ck_ctx *ctx, ck_limit which, uint64_t value)
 {
     if (!ctx || (int)which < 0 || which >= CK_LIMIT_COUNT)

@@ -55,6 +55,16 @@ static ck_status unknown_format(ck_ctx *ctx, const cki_source *src)
                     src->path, (unsigned long long)n, hex);
 }
 
+/* Web build, a file too large to hold whole that no windowed reader claims. */
+static ck_status too_large(ck_ctx *ctx, const cki_source *src)
+{
+    return cki_fail(ctx, CK_EUNSUPPORTED,
+                    "%s: %llu bytes: files over %llu bytes are read here only in formats whose "
+                    "header is at the start (safetensors); use the ckptkit command for this one",
+                    src->path, (unsigned long long)src->len,
+                    (unsigned long long)CKI_SOURCE_WHOLE_MAX);
+}
+
 typedef struct first_bad {
     char what[300];
     size_t count;
@@ -124,9 +134,11 @@ static ck_status read_source_into(ck_model *m, cki_source *src, const char *path
             return cki_fail(ctx, CK_EARG, "%s: no reader named '%s'", path, opts->format);
     } else {
         f = cki_format_detect(src);
+        if (!f && src->view_len < src->len) return too_large(ctx, src);
         if (!f) return unknown_format(ctx, src);
     }
     if (!f) return cki_fail(ctx, CK_EUNSUPPORTED, "%s: raw input is not available", path);
+    if (src->view_len < src->len && !(f->caps & CKI_CAP_WINDOW)) return too_large(ctx, src);
     if (!strcmp(m->format_name, "?")) m->format_name = f->name;
     /* the scan runs before the reader (its pickle graphs are gone before
      * the reader builds its own and the model), but a reader's failure

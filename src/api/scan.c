@@ -183,9 +183,9 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
     pkl_cache pc;
     ck_status st;
     pc.known = 0;
-    if ((st = (s->lenient ? cki_zip_open_lenient : cki_zip_open)(s->ctx, s->path, src->base,
-                                                                  src->len, &z)))
-        return st;
+    st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
+                    : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
+    if (st) return st;
     /* an encrypted flag or a local header at odds with the directory: the
      * failure of the scan, and the records are scanned all the same */
     if (z.problem && !go_on(s, cki_fail(s->ctx, z.problem, "%s", z.problem_msg))) {
@@ -300,6 +300,13 @@ static ck_status scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, 
     s.user = user;
     s.worst = CK_VERDICT_ALLOWED;
     if (src->len == 0) return cki_fail(ctx, CK_EFORMAT, "%s: empty file: nothing to scan", path);
+    if (src->view_len < src->len) { /* web window: only readers that hold no pickles */
+        ck_model *m = NULL;
+        st = ck_model_open(ctx, path, NULL, &m);
+        ck_model_close(m);
+        if (worst) *worst = s.worst;
+        return st;
+    }
     switch (cki_torch_sniff(src->base, src->len)) {
     case CKI_TORCH_ZIP: st = scan_zip(&s, src, 0); break;
     case CKI_TORCH_LEGACY: st = scan_legacy(&s, src); break;
@@ -311,8 +318,9 @@ static ck_status scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, 
             st = scan_npy(&s, src->base, src->len, "npy array", 0);
             break;
         }
-        if (!(lenient ? cki_zip_open_lenient : cki_zip_open)(NULL, path, src->base, src->len,
-                                                             &z)) { /* bytes before a zip */
+        ck_status zst = lenient ? cki_zip_open_lenient(NULL, path, src->base, src->len, &z)
+                                : cki_zip_open(NULL, path, src->base, src->len, &z);
+        if (!zst) { /* bytes before a zip */
             cki_zip_close(&z);
             st = scan_zip(&s, src, 1);
             break;

@@ -33,6 +33,7 @@ struct ck_ctx {
     uint64_t mem_used; /* bytes currently allocated through cki_malloc */
     uint64_t mem_peak;
     uint64_t mem_limit_effective; /* set per open from CK_LIMIT_MEMORY and input size */
+    ck_output_ops out;            /* out.write != NULL: outputs go through these, not files */
 };
 
 /* ---- errors ------------------------------------------------------------ */

@@ -9,7 +9,9 @@
  * would make loading quadratic); lookups never depend on slot order, so
  * outputs stay deterministic.
  */
+#include <stddef.h> /* before sys/random.h: emscripten's needs size_t */
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "cki.h"
 
@@ -18,7 +20,11 @@ static uint64_t seed(void)
     static uint64_t s;
     if (!s) {
         uint64_t r = 0;
+#ifdef __EMSCRIPTEN__ /* no getrandom; getentropy asks crypto.getRandomValues */
+        if (getentropy(&r, sizeof r) != 0)
+#else
         if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+#endif
             r = (uint64_t)(uintptr_t)&r ^ 0x9e3779b97f4a7c15ull;
         s = r | 1;
     }

@@ -198,10 +198,9 @@ ck_status cki_plan_build_for(ck_ctx *ctx, ck_model *in, const ck_convert_opts *o
         if (blocks) {
             if ((st = cki_quant_choose(ctx, in, o, caps, &rules, t->name, v, &ot->dtype)))
                 goto out;
-        } else
-        /* only floating tensors are cast: ints, bools and complex keep their dtype */
-        if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(v->dtype) && v->dtype != o->dtype &&
-            !any_glob(o->dtype_exclude, t->name)) {
+        } else if (o->dtype != CK_DT_KEEP && ck_dtype_is_float(v->dtype) &&
+                   v->dtype != o->dtype && !any_glob(o->dtype_exclude, t->name)) {
+            /* only floating tensors are cast: ints, bools and complex keep their dtype */
             if (!ck_dtype_can_cast(v->dtype)) {
                 st = cki_fail(ctx, CK_EUNSUPPORTED, "%s: tensor '%s': cannot cast %s to %s",
                               in->path, t->name, ck_dtype_name(v->dtype),

@@ -69,7 +69,8 @@ static ck_dtype fit(ck_dtype tgt, const cki_tensor *v)
 ck_status cki_rules_compile(ck_ctx *ctx, const char *const *specs, cki_rules *r)
 {
     memset(r, 0, sizeof *r);
-    for (size_t i = 0; specs && specs[i]; i++) r->count++;
+    if (!specs) return CK_OK;
+    for (size_t i = 0; specs[i]; i++) r->count++;
     if (!r->count) return CK_OK;
     r->re = cki_calloc(ctx, r->count, sizeof *r->re);
     r->type = cki_calloc(ctx, r->count, sizeof *r->type);

@@ -641,8 +641,9 @@ static int split_name(const char *path, size_t *stem, unsigned *no, unsigned *co
     if (s[0] != '-' || memcmp(s + 6, "-of-", 4) != 0) return 0;
     for (int i = 1; i < 15; i++)
         if ((i < 6 || i > 9) && !isdigit((unsigned char)s[i])) return 0;
-    *no = (unsigned)atoi(s + 1);
-    *count = (unsigned)atoi(s + 10);
+    *no = *count = 0; /* five digits each, checked above: no overflow */
+    for (int i = 1; i < 6; i++) *no = *no * 10 + (unsigned)(s[i] - '0');
+    for (int i = 10; i < 15; i++) *count = *count * 10 + (unsigned)(s[i] - '0');
     *stem = (size_t)(s - path);
     return 1;
 }

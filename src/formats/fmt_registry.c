@@ -78,6 +78,7 @@ const cki_format *cki_format_detect(const cki_source *src)
         const cki_format *f = cki_formats[i];
         int s;
         if (!(f->caps & CKI_CAP_READ) || !f->probe) continue;
+        if (src->view_len < src->len && !(f->caps & CKI_CAP_WINDOW)) continue;
         s = f->probe(src);
         if (s > best_score) {
             best_score = s;
@@ -91,6 +92,19 @@ const char *ck_format_for_path(const char *path)
 {
     const cki_format *f = path ? cki_format_by_path(path) : NULL;
     return f ? f->name : NULL;
+}
+
+const char *ck_output_format(size_t i, const char **ext)
+{
+    for (size_t k = 0; cki_formats[k]; k++) {
+        const cki_format *f = cki_formats[k];
+        if (!(f->caps & CKI_CAP_WRITE)) continue;
+        if (i--) continue;
+        if (ext) *ext = f->exts ? f->exts[0] : NULL;
+        return f->name;
+    }
+    if (ext) *ext = NULL;
+    return NULL;
 }
 
 const char *ck_format_writer(const char *name)

@@ -378,8 +378,8 @@ out:
 static ck_status header_member(void *user, const cki_json_member *mem, size_t index, size_t total)
 {
     reader *r = user;
-    if (!r->ents && total) {
-        r->ents = cki_calloc(r->ctx, total, sizeof *r->ents);
+    if (!r->ents) { /* sized once, for the parser's count of members */
+        r->ents = cki_calloc(r->ctx, total ? total : 1, sizeof *r->ents);
         if (!r->ents) return CK_ENOMEM;
     }
     (void)index;
@@ -415,6 +415,7 @@ static ck_status st_read(ck_model *m, const cki_source *src, const ck_open_opts 
                         "bytes)",
                         r.file, (unsigned long long)n, (unsigned long long)n,
                         (unsigned long long)src->len);
+    if ((st = cki_source_view(ctx, src, 8 + n))) return st; /* web window: read the header */
     hdr = src->base + 8;
     data_off = 8 + n;
     k = cki_json_utf8_prefix(hdr, (size_t)n);
@@ -654,6 +655,6 @@ out:
 static const char *const st_exts[] = {".safetensors", NULL};
 
 const cki_format cki_fmt_safetensors = {
-    "safetensors", st_exts, CKI_CAP_READ | CKI_CAP_WRITE | CKI_CAP_METADATA,
+    "safetensors", st_exts, CKI_CAP_READ | CKI_CAP_WRITE | CKI_CAP_METADATA | CKI_CAP_WINDOW,
     st_probe,      st_read, st_write,
 };

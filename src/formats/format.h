@@ -76,7 +76,9 @@ enum {
     CKI_CAP_SHARED = 8,   /* writer keeps shared storages shared */
     CKI_CAP_QUANT = 16,   /* writer stores ggml block-quantised dtypes */
     CKI_CAP_TYPED_META = 32, /* writer keeps typed metadata (whole arrays) */
-    CKI_CAP_SPLIT = 64    /* --shard-size makes self-describing parts, no index file */
+    CKI_CAP_SPLIT = 64,   /* --shard-size makes self-describing parts, no index file */
+    CKI_CAP_WINDOW = 128  /* reader needs only the head of the file in view (its header,
+                           * through cki_source_view): offered files too large to hold */
 };
 
 typedef struct cki_format {

@@ -101,7 +101,10 @@ ck_status cki_model_storage(ck_model *m, const cki_source *src, uint64_t off, ui
     s = new_storage(m);
     if (!s) return CK_ENOMEM;
     s->src = src;
-    s->data = src->base ? src->base + off : (const uint8_t *)"";
+    /* a web window over a large file may move (cki_source_view): its storages
+     * keep no pointer into it and are read with cki_source_pread */
+    if (src->view_len < src->len) s->data = NULL;
+    else s->data = src->base ? src->base + off : (const uint8_t *)"";
     s->len = len;
     s->file_off = off;
     s->dtype = dtype;

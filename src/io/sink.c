@@ -31,6 +31,7 @@ struct cki_sink {
     uint64_t kicked;  /* writeback started on [0, kicked) */
     unsigned char *buf;
     size_t buf_len;
+    void *ext;        /* the output callbacks' file (ctx->out set), else NULL */
 };
 
 /* Temporary files alive in this process, for the signal handler. A slot is
@@ -77,6 +78,30 @@ static void sink_free(cki_sink *s)
     cki_free(ctx, s);
 }
 
+/* An output through the context's callbacks (ck_ctx_set_output). */
+static ck_status open_ext(ck_ctx *ctx, const char *path, cki_sink **out)
+{
+    cki_sink *s = cki_calloc(ctx, 1, sizeof *s);
+    int rc;
+    if (!s) return CK_ENOMEM;
+    s->ctx = ctx;
+    s->fd = -1;
+    s->slot = -1;
+    s->path = cki_strdup(ctx, path);
+    s->buf = cki_malloc(ctx, SINK_BUF);
+    if (!s->path || !s->buf) {
+        sink_free(s);
+        return CK_ENOMEM;
+    }
+    if ((rc = ctx->out.open(ctx->out.user, path, &s->ext)) != 0) {
+        sink_free(s);
+        return cki_fail(ctx, CK_EIO, "%s: cannot start the output (callback returned %d)", path,
+                        rc);
+    }
+    *out = s;
+    return CK_OK;
+}
+
 ck_status cki_sink_open(ck_ctx *ctx, const char *path, int force, cki_source *const *inputs,
                         size_t input_count, cki_sink **out)
 {
@@ -87,6 +112,7 @@ ck_status cki_sink_open(ck_ctx *ctx, const char *path, int force, cki_source *co
     mode_t mask;
 
     if (!*base) return cki_fail(ctx, CK_EARG, "%s: output path names a folder", path);
+    if (ctx->out.write) return open_ext(ctx, path, out);
     if (stat(path, &st) == 0) {
         for (size_t i = 0; i < input_count; i++) {
             if (inputs[i] && inputs[i]->fd >= 0 && inputs[i]->dev == st.st_dev &&
@@ -141,6 +167,13 @@ ck_status cki_sink_open(ck_ctx *ctx, const char *path, int force, cki_source *co
 
 static ck_status write_all(cki_sink *s, const unsigned char *p, size_t n)
 {
+    if (s->ext) {
+        int rc = s->ctx->out.write(s->ctx->out.user, s->ext, s->pos - s->buf_len, p, n);
+        if (rc != 0)
+            return cki_fail(s->ctx, CK_EIO, "%s: write failed (callback returned %d)", s->path,
+                            rc);
+        return CK_OK;
+    }
     while (n) {
         ssize_t w = cki_sys_write(s->fd, p, n);
         if (w < 0) {
@@ -160,8 +193,11 @@ static ck_status write_all(cki_sink *s, const unsigned char *p, size_t n)
 static void kick(cki_sink *s)
 {
     uint64_t at = s->pos - s->buf_len;
+    if (s->ext) return;
     if (at - s->kicked < KICK) return;
+#ifndef __EMSCRIPTEN__ /* the web build writes through callbacks, never files */
     sync_file_range(s->fd, (off_t)s->kicked, (off_t)(at - s->kicked), SYNC_FILE_RANGE_WRITE);
+#endif
     s->kicked = at;
 }
 
@@ -215,6 +251,13 @@ ck_status cki_sink_pwrite(cki_sink *s, uint64_t off, const void *p, size_t n)
     if (cki_out_of(off, n, s->pos))
         return cki_fail(s->ctx, CK_EARG, "%s: patch past the bytes written", s->path);
     if ((st = flush(s))) return st;
+    if (s->ext) {
+        int rc = s->ctx->out.write(s->ctx->out.user, s->ext, off, b, n);
+        if (rc != 0)
+            return cki_fail(s->ctx, CK_EIO, "%s: write failed (callback returned %d)", s->path,
+                            rc);
+        return CK_OK;
+    }
     while (n) {
         ssize_t w = cki_sys_pwrite(s->fd, b, n, (off_t)off);
         if (w < 0) {
@@ -233,7 +276,7 @@ ck_status cki_sink_copy(cki_sink *s, const cki_source *src, uint64_t off, uint64
     ck_status st;
     if (cki_out_of(off, len, src->len))
         return cki_fail(s->ctx, CK_EARG, "%s: copy range outside the input", src->path);
-    if (len >= (1u << 20) && src->fd >= 0) {
+    if (len >= (1u << 20) && src->fd >= 0 && !s->ext) {
         int64_t in_off = (int64_t)off;
         uint64_t left = len;
         if ((st = flush(s))) return st;
@@ -253,6 +296,21 @@ ck_status cki_sink_copy(cki_sink *s, const cki_source *src, uint64_t off, uint64
         off = (uint64_t)in_off;
         len = left;
         if (!len) return CK_OK;
+    }
+    if (off + len > src->view_len) { /* a web window: through a buffer */
+        uint8_t *tmp = cki_malloc(s->ctx, SINK_BUF);
+        if (!tmp) return CK_ENOMEM;
+        st = CK_OK;
+        while (len) {
+            size_t k = len > SINK_BUF ? SINK_BUF : (size_t)len;
+            if ((st = cki_source_pread(s->ctx, src, off, tmp, k)) ||
+                (st = cki_sink_write(s, tmp, k)))
+                break;
+            off += k;
+            len -= k;
+        }
+        cki_free(s->ctx, tmp);
+        return st;
     }
     while (len) {
         size_t k = len > (64u << 20) ? (64u << 20) : (size_t)len;
@@ -277,6 +335,7 @@ const char *cki_sink_path(const cki_sink *s)
 ck_status cki_sink_sync(cki_sink *s)
 {
     ck_status st = flush(s);
+    if (s->ext) return st;
     if (!st && cki_sys_fsync(s->fd) != 0)
         st = cki_fail(s->ctx, CK_EIO, "%s: fsync failed: %s", s->path, strerror(errno));
     return st;
@@ -285,6 +344,17 @@ ck_status cki_sink_sync(cki_sink *s)
 ck_status cki_sink_commit(cki_sink *s)
 {
     ck_status st = flush(s);
+    if (s->ext) {
+        int rc;
+        if (st) {
+            s->ctx->out.abort(s->ctx->out.user, s->ext);
+        } else if ((rc = s->ctx->out.commit(s->ctx->out.user, s->ext)) != 0) {
+            st = cki_fail(s->ctx, CK_EIO, "%s: cannot complete the output (callback returned %d)",
+                          s->path, rc);
+        }
+        sink_free(s);
+        return st;
+    }
     if (!st && cki_sys_fsync(s->fd) != 0)
         st = cki_fail(s->ctx, CK_EIO, "%s: fsync failed: %s", s->path, strerror(errno));
     if (close(s->fd) != 0 && !st)
@@ -321,6 +391,11 @@ ck_status cki_sink_commit(cki_sink *s)
 void cki_sink_abort(cki_sink *s)
 {
     if (!s) return;
+    if (s->ext) {
+        s->ctx->out.abort(s->ctx->out.user, s->ext);
+        sink_free(s);
+        return;
+    }
     if (s->fd >= 0) close(s->fd);
     unlink(s->tmp);
     live_del(s->slot);

@@ -1,7 +1,10 @@
 /*
- * source.c -- memory-mapped read-only input (see source.h).
+ * source.c -- memory-mapped read-only input (see source.h). The web build
+ * uses source_web.c instead.
  */
 #include "source.h"
+
+#if !defined(__EMSCRIPTEN__) && !defined(CKI_SOURCE_WEB)
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +44,7 @@ ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_so
     s->dev = st.st_dev;
     s->ino = st.st_ino;
     s->len = (uint64_t)st.st_size;
+    s->view_len = s->len;
     if (s->len) {
         void *p = mmap(NULL, (size_t)s->len, writable ? PROT_READ | PROT_WRITE : PROT_READ,
                        writable ? MAP_PRIVATE | MAP_NORESERVE : MAP_PRIVATE, fd, 0);
@@ -70,6 +74,7 @@ ck_status cki_source_from_memory(ck_ctx *ctx, const char *name, const void *p, u
     s->fd = -1;
     s->base = len ? p : NULL;
     s->len = len;
+    s->view_len = len;
     *out = s;
     return CK_OK;
 }
@@ -141,3 +146,15 @@ ck_status cki_source_pread(ck_ctx *ctx, const cki_source *s, uint64_t off, void 
     }
     return CK_OK;
 }
+
+ck_status cki_source_view(ck_ctx *ctx, const cki_source *s, uint64_t want)
+{
+    if (want > s->len)
+        return cki_fail(ctx, CK_EFORMAT, "%s: needs %llu bytes but the file has %llu", s->path,
+                        (unsigned long long)want, (unsigned long long)s->len);
+    return CK_OK;
+}
+
+#else
+typedef int cki_source_mapped_unused;
+#endif

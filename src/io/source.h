@@ -1,6 +1,17 @@
 /*
- * source.h -- a read-only input file, memory-mapped. Parsers get the whole
- * file as one bounded byte range; nothing is ever written through it.
+ * source.h -- a read-only input file. Parsers get the file as one bounded
+ * byte range at BASE; nothing is ever written through it.
+ *
+ * Two backends, chosen at compile time:
+ *  - source.c (every native build): the whole file is memory-mapped, so
+ *    VIEW_LEN == LEN.
+ *  - source_web.c (the WebAssembly build, __EMSCRIPTEN__): no mmap and no
+ *    pread (emscripten 3.1.6 drops the high half of pread's offset), only
+ *    lseek + read. A file of at most CKI_SOURCE_WHOLE_MAX bytes is read whole
+ *    (VIEW_LEN == LEN); a larger one gets a window over its head (VIEW_LEN <
+ *    LEN) that cki_source_view extends, and only readers marked
+ *    CKI_CAP_WINDOW (their header is at the start) are offered such a file.
+ *    Tensor bytes outside the view are read with cki_source_pread.
  */
 #ifndef CKI_SOURCE_H
 #define CKI_SOURCE_H
@@ -13,7 +24,8 @@
 typedef struct cki_source {
     char *path;          /* as given; owned */
     const uint8_t *base; /* NULL when len == 0 */
-    uint64_t len;
+    uint64_t len;        /* bytes in the file */
+    uint64_t view_len;   /* bytes readable at BASE: LEN, except for a web window */
     int fd;
     dev_t dev;
     ino_t ino;
@@ -34,6 +46,11 @@ void cki_source_close(ck_ctx *ctx, cki_source *src);
 /* Tells the kernel the pages of [off, off+len) will not be needed again
  * (streaming: keeps resident memory flat). Harmless to call on any range. */
 void cki_source_release(const cki_source *src, uint64_t off, uint64_t len);
+/* Makes [0, WANT) readable at SRC->base (a no-op for mapped files). In a web
+ * window it reads the missing bytes and may move BASE: call it before taking
+ * pointers into the file. Fails when WANT passes the end of the file or the
+ * window would pass the context's header limit. */
+ck_status cki_source_view(ck_ctx *ctx, const cki_source *src, uint64_t want);
 /* Copies [off, off+len) of SRC into DST with pread (no page of the mapping is
  * touched, so streaming does not grow resident memory). Sources made from
  * memory are copied from there. */
@@ -44,5 +61,10 @@ ck_status cki_source_pread(ck_ctx *ctx, const cki_source *src, uint64_t off, voi
 void cki_source_sequential(const cki_source *src);
 /* Hints that [off, off+len) will be read soon, in order. */
 void cki_source_will_need(const cki_source *src, uint64_t off, uint64_t len);
+
+/* Web build: files up to this size are read whole; larger ones get a window. */
+#define CKI_SOURCE_WHOLE_MAX (1ull << 30)
+/* Web build: the first window over a large file. */
+#define CKI_SOURCE_WINDOW (1u << 20)
 
 #endif

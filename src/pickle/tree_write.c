@@ -561,7 +561,7 @@ static int field_container(const cki_pv *v)
     if (!c || c->kind != CKI_PV_GLOBAL) return 0;
     if (name_is(c, "argparse", "Namespace") || name_is(c, "types", "SimpleNamespace") ||
         !strcmp(c->u.g.name, "AttributeDict"))
-        return (!v->state || v->state->kind == CKI_PV_DICT) && (no_args || !args->n);
+        return (!v->state || v->state->kind == CKI_PV_DICT) && (!args || no_args || !args->n);
     /* a dict subclass: only set items */
     return no_args && !v->state && cki_pv_extra(v) && !cki_pv_extra_list(v);
 }
@@ -767,8 +767,9 @@ static ck_status emit(cki_tw *tw, const cki_pv *v)
         }
         m->state = 1;
     }
-    if (v->kind == CKI_PV_LIST || v->kind == CKI_PV_DICT) {
-        /* containers are memoized before their items, so they may contain themselves */
+    if (m && (v->kind == CKI_PV_LIST || v->kind == CKI_PV_DICT)) {
+        /* containers are memoized (m is set: memoizes() holds for them) before
+         * their items, so they may contain themselves */
         cki_pkw_op(tw->pk, v->kind == CKI_PV_LIST ? ']' : '}');
         m->idx = cki_pkw_put(tw->pk);
         m->state = 2;

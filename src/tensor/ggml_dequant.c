@@ -174,7 +174,8 @@ static void dq_q6_k(const uint8_t *b, float *y)
         int h = e / 128, nib = (e % 128) / 64, l64 = e % 64, sh = (e % 128) / 32, l = e % 32;
         int lo = (ql[h * 64 + l64] >> (4 * nib)) & 15;
         int hi = (qh[h * 32 + l] >> (2 * sh)) & 3;
-        float ds = d * (float)sc[e / 16];
+        int group = e / 16; /* 16 elements share one scale */
+        float ds = d * (float)sc[group];
         y[e] = ds * (float)((lo | hi << 4) - 32);
     }
 }

@@ -145,8 +145,8 @@ int cki_tensor_is_dense(const cki_tensor *t)
 const uint8_t *cki_tensor_bytes(const cki_tensor *t)
 {
     uint64_t off;
-    if (!t->storage || t->storage->big_endian || t->flags || t->storage->fetch.fn ||
-        !cki_tensor_is_dense(t))
+    if (!t->storage || !t->storage->data || t->storage->big_endian || t->flags ||
+        t->storage->fetch.fn || !cki_tensor_is_dense(t))
         return NULL;
     if (ck_dtype_is_quantized(t->dtype)) {
         unsigned bb, blk = ck_dtype_block(t->dtype, &bb);
@@ -248,6 +248,32 @@ static void apply_flags(const cki_tensor *t, uint8_t *p, uint64_t n)
     }
 }
 
+/* cki_tensor_read for a storage read on demand (data == NULL): only dense,
+ * little-endian, unflagged views, which is all a windowed reader makes. */
+static ck_status read_paged(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64_t count,
+                            ck_dtype as, uint8_t *out, cki_cast_stats *stats)
+{
+    const cki_storage *sg = t->storage;
+    unsigned es = cki_dtype_size(t->dtype);
+    uint64_t off = sg->file_off;
+    uint8_t *tmp;
+    ck_status st;
+    if (!sg->src || sg->big_endian || t->flags || !cki_tensor_is_dense(t))
+        return cki_fail(ctx, CK_EUNSUPPORTED,
+                        "tensor '%s': strided, big-endian or flagged views are not read from "
+                        "a file too large to hold",
+                        t->name);
+    if (!es) return cki_source_pread(ctx, sg->src, off, out, (size_t)t->nbytes);
+    off += (t->offset + first) * es;
+    if (as == t->dtype) return cki_source_pread(ctx, sg->src, off, out, (size_t)(count * es));
+    tmp = cki_malloc(ctx, (size_t)(count * es));
+    if (!tmp) return CK_ENOMEM;
+    if (!(st = cki_source_pread(ctx, sg->src, off, tmp, (size_t)(count * es))))
+        cki_cast(t->dtype, as, tmp, out, (size_t)count, stats);
+    cki_free(ctx, tmp);
+    return st;
+}
+
 /* cki_tensor_read for a storage whose bytes come from its fetch function (the
  * view is dense: validated at open). Range checked by the caller. */
 static ck_status read_fetched(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64_t count,
@@ -317,6 +343,7 @@ ck_status cki_tensor_read(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint
                             "tensor '%s': %s values can only be copied whole, not cast or sliced",
                             t->name, ck_dtype_name(t->dtype));
         if (t->nbytes > dst_cap) goto small;
+        if (!t->storage->data) return read_paged(ctx, t, 0, t->numel, as, out, stats);
         memcpy(dst, t->storage->data, t->nbytes);
         return CK_OK;
     }
@@ -326,6 +353,7 @@ ck_status cki_tensor_read(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint
                         ck_dtype_name(t->dtype), ck_dtype_name(as));
     if (cki_mul_u64(&need, count, os) || need > dst_cap) goto small;
     if (!count) return CK_OK; /* also keeps gather from dividing by a zero-size dimension */
+    if (!t->storage->data) return read_paged(ctx, t, first, count, as, out, stats);
     if (as == t->dtype && !t->storage->big_endian && !t->flags) {
         gather(t, first, count, out);
         return CK_OK;

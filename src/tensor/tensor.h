@@ -53,7 +53,8 @@ typedef struct cki_fetch {
 
 typedef struct cki_storage {
     const cki_source *src; /* file the bytes live in, or NULL when owned */
-    const uint8_t *data;   /* first byte */
+    const uint8_t *data;   /* first byte; NULL when the bytes are read from SRC on
+                            * demand (a web window over a large file) */
     uint64_t len;          /* bytes */
     uint64_t file_off;     /* offset of data in src (when src != NULL) */
     uint8_t *owned;        /* freed with the model, if not NULL */

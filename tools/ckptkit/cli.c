@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -58,6 +59,18 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry 'ckptkit %s --help'.\n", cmd);
     return EXIT_USAGE;
+}
+
+int cli_parse_jobs(const char *cmd, const char *arg, int *jobs)
+{
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < 1 || v > 256)
+        return cli_usage_error(cmd, "-j '%s': expected 1 to 256 jobs", arg);
+    *jobs = (int)v;
+    return 0;
 }
 
 static void on_signal(int sig)

@@ -49,6 +49,9 @@ int cli_fail(ck_ctx *ctx, int code);
 int cli_errorf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "ckptkit: CMD: <formatted>\nTry 'ckptkit CMD --help'." and returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* -j N: N parsed strictly (digits only, 1 to 256) into *jobs; else the usage
+ * error of CMD, returned */
+int cli_parse_jobs(const char *cmd, const char *arg, int *jobs);
 /* Installs SIGINT/SIGTERM handlers that remove temporary outputs, then exit 130/143. */
 void cli_signals(void);
 /* Turns the progress bar on for CTX when stderr is a terminal and not quiet. */

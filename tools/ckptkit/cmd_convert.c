@@ -161,9 +161,7 @@ int cmd_convert(int argc, char **argv)
         case 'o': out_dir = optarg; break;
         case 'r': recursive = 1; break;
         case 'j':
-            jobs = atoi(optarg);
-            if (jobs < 1 || jobs > 256)
-                return cli_usage_error("convert", "-j '%s': expected 1 to 256 jobs", optarg);
+            if (cli_parse_jobs("convert", optarg, &jobs)) return EXIT_USAGE;
             break;
         case O_SKIP: skip = 1; break;
         case O_TO: co.format = optarg; break;

@@ -207,9 +207,7 @@ int cmd_scan(int argc, char **argv)
         switch (c) {
         case 'r': recursive = 1; break;
         case 'j':
-            jobs = atoi(optarg);
-            if (jobs < 1 || jobs > 256)
-                return cli_usage_error("scan", "-j '%s': expected 1 to 256 jobs", optarg);
+            if (cli_parse_jobs("scan", optarg, &jobs)) return EXIT_USAGE;
             break;
         case 'O': o.json = 1; break;
         case 'q': o.quiet = 1; break;
