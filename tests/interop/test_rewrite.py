@@ -22,7 +22,7 @@ import zipfile
 
 import pytest
 
-from compat import record
+from compat import record, version_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CKPTKIT = os.environ.get("CKPTKIT", os.path.join(ROOT, "build", "ckptkit"))
@@ -242,7 +242,7 @@ def test_lightning_rewrite_loads_and_resumes(lightning_ckpt, tmp_path):
     assert torch.equal(a, b)
     record("pytorch-lightning", pl.__version__, "writes",
            "whole-checkpoint rewrite: Trainer.fit(ckpt_path=...) resumes bit-identically")
-    record("torch", torch.__version__, "writes",
+    record("PyTorch", version_of(torch), "writes",
            "whole-checkpoint rewrite loads with weights_only=True")
 
 
@@ -405,7 +405,7 @@ def test_identity_and_sharing(tmp_path):
     for k in so:
         if k != ".misc.fs":
             assert so[k] == sn[k], k
-    record("torch", torch.__version__, "writes",
+    record("PyTorch", version_of(torch), "writes",
            "whole-checkpoint rewrite keeps identity, shared storages, big ints, complex, bytes, "
            "sets, Size, device, dtype, Parameter.requires_grad")
 
@@ -497,7 +497,7 @@ def test_real_fixture_rewrite(rel, fixture_results):
         pytest.skip("torch 1.13 cannot read this rewrite: " + new["error"])
     assert "error" not in new, new
     same_values(orig["values"], new["values"])
-    record("torch", torch.__version__, "writes",
+    record("PyTorch", version_of(torch), "writes",
            "whole-checkpoint rewrite of every real PyTorch fixture torch loads: "
            "weights_only=True loads it, equal tensors and plain values")
 
@@ -517,5 +517,5 @@ def test_oldest_lane_without_floats(tmp_path):
     assert d["epoch"] == 3 and d["names"] == ["a", "b"] and d["nested"] == {"t": (1, None, True)}
     assert torch.equal(d["state_dict"]["w"], torch.arange(4.0))
     assert torch.equal(d["opt"]["state"][0]["step"], torch.tensor(5))
-    record("torch", torch.__version__, "writes",
+    record("PyTorch", version_of(torch), "writes",
            "whole-checkpoint rewrite of a float-free checkpoint loads with weights_only=True")
