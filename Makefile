@@ -124,20 +124,24 @@ check: check-deps all unit cli fuzz-replay interop python asan web unit-websrc w
 # The Python package (python/): one abi3 wheel built from this checkout's
 # sources, installed into the test environment, then its pytest suite (which
 # also imports the wheel in Debian's /usr/bin/python3).
-.PHONY: python
-python: venv
+.PHONY: python python-wheel
+python-wheel: venv
 	rm -rf $(B)/wheel python/build
 	$(VENV_PY) -m pip wheel -q --no-build-isolation --no-deps -w $(B)/wheel ./python
 	$(VENV_PY) -m pip install -q --no-deps --force-reinstall $(B)/wheel/ckptkit-*.whl
+
+python: python-wheel
 	CKPTKIT_WHEEL_DIR=$(CURDIR)/$(B)/wheel $(VENV_PY) -m pytest -q -p no:cacheprovider python/tests
 
 demo: all
 	@scripts/demo.sh $(B)/ckptkit
 
-bench: all
+bench: all python-wheel
 	@$(PYTHON) bench/run.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
 	@$(PYTHON) bench/scale.py --ckptkit $(B)/ckptkit --torch-save
 	@$(PYTHON) bench/batch.py --ckptkit $(B)/ckptkit
+	@$(VENV_PY) bench/python_api.py --size $(BENCH_SIZE)
+	@$(VENV_PY) bench/gguf_bench.py --ckptkit $(B)/ckptkit --size $(BENCH_SIZE)
 
 # GGUF quantisation and conversion against gguf-py and cp (needs the pinned venv)
 .PHONY: bench-gguf

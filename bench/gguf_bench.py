@@ -12,8 +12,14 @@ input before every run (posix_fadvise DONTNEED):
                          the whole job (read, quantise on two threads, write, fsync),
                          against gguf.quants.quantize on the same arrays already in
                          memory (no reading, no writing: gguf-py's best case)
-  encode only            bench/quant_speed.c (cki_ggml_quant on one thread, data in
-                         memory) against gguf.quants.quantize, CPU time against CPU time
+  encode only            bench/quant_speed.c (cki_ggml_quant, data in memory, output
+                         buffer already touched) against gguf.quants.quantize on the
+                         same arrays: one thread, CPU time against CPU time; and two
+                         threads (as a conversion runs), wall time against gguf-py's
+                         wall time
+  whole convert, warm    the same convert with the input left in the page cache
+  whole convert, CPU     the (cold) convert's user + system CPU time (all threads, the
+                         reading, writing and fsync included) against gguf-py's CPU time
   GGUF F16 -> safetensors  `ckptkit convert model-f16.gguf out.safetensors`, against
                          `cp` + fsync of the same file
 ckptkit's peak RSS (ru_maxrss of the child) is printed for every job. The outputs are
@@ -76,11 +82,14 @@ def build_tools(work, ck):
     return qs
 
 
-def child(argv):
-    """(wall seconds, peak RSS KiB) of one child process."""
+def child(argv, cpu=None):
+    """(wall seconds, peak RSS KiB) of one child process; its user + system CPU
+    seconds are appended to CPU when given."""
     err = os.path.join(os.path.dirname(SPAWN), "child.err")
     r = subprocess.run([SPAWN, "/dev/null", err] + argv, stdout=subprocess.PIPE, text=True)
-    wall_ns, rss, _, _, status = (int(v) for v in r.stdout.split())
+    wall_ns, rss, utime_us, stime_us, status = (int(v) for v in r.stdout.split())
+    if cpu is not None:
+        cpu.append((utime_us + stime_us) / 1e6)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(argv)}: {open(err).read()}")
     return wall_ns / 1e9, rss
@@ -134,14 +143,18 @@ def main():
         print(f"model: {len(tensors)} tensors, {n_params * 4 / MiB:.0f} MiB float32")
         for qt in ("Q8_0", "Q4_0"):
             out = os.path.join(work, f"{qt}.gguf")
-            ck_walls, rss = [], []
+            ck_walls, rss, ck_cpus = [], [], []
             for _ in range(a.runs):
                 if os.path.exists(out):
                     os.unlink(out)
                 evict(src)
-                w, r = child([ck, "convert", src, out, "--dtype", qt.lower(), "-q"])
+                w, r = child([ck, "convert", src, out, "--dtype", qt.lower(), "-q"], ck_cpus)
                 ck_walls.append(w)
                 rss.append(r)
+            warm_walls = []  # the input already in the page cache: no disk read
+            for _ in range(a.runs):
+                os.unlink(out)
+                warm_walls.append(child([ck, "convert", src, out, "--dtype", qt.lower(), "-q"])[0])
             py_walls = []
             for _ in range(a.runs):
                 t0 = time.perf_counter()
@@ -153,9 +166,12 @@ def main():
                 for k, v in tensors.items():
                     if v.ndim == 2:
                         f.write(v.tobytes())
-            ck_cpu = median([float(subprocess.run([qs, qt, flat, flat + ".q"], check=True,
-                                                  capture_output=True, text=True).stdout)
-                             for _ in range(a.runs)])
+            def speed(threads):
+                out = subprocess.run([qs, qt, flat, flat + ".q", str(threads)], check=True,
+                                     capture_output=True, text=True).stdout.split()
+                return float(out[0]), float(out[1])
+            ck_cpu = median([speed(1)[0] for _ in range(a.runs)])
+            ck_wall2 = median([speed(2)[1] for _ in range(a.runs)])
             py_cpu = []
             for _ in range(a.runs):
                 t0 = time.process_time()
@@ -165,9 +181,12 @@ def main():
                 py_cpu.append(time.process_time() - t0)
             os.unlink(flat)
             os.unlink(flat + ".q")
-            rows.append((f"encode {qt} only, one thread, CPU time", ck_cpu,
+            rows.append((f"encode {qt} only (encoder alone), one thread, CPU time", ck_cpu,
                          f"gguf.quants.quantize {median(py_cpu):.2f} s CPU",
                          median(py_cpu) / ck_cpu, 0))
+            rows.append((f"encode {qt} only (encoder alone), two threads, wall", ck_wall2,
+                         f"gguf.quants.quantize {median(py_walls):.2f} s",
+                         median(py_walls) / ck_wall2, 0))
             r = GGUFReader(out)
             for t in r.tensors:
                 if t.name in ref:
@@ -175,9 +194,15 @@ def main():
                     if not same:
                         raise SystemExit(f"{qt}: tensor {t.name} differs from gguf-py")
             del ref, r
-            rows.append((f"quantise {qt} ({n_params * 4 / MiB:.0f} MiB F32)", median(ck_walls),
-                         f"gguf.quants.quantize {median(py_walls):.2f} s", median(py_walls) /
-                         median(ck_walls), max(rss)))
+            rows.append((f"quantise {qt} ({n_params * 4 / MiB:.0f} MiB F32), whole convert, wall",
+                         median(ck_walls), f"gguf.quants.quantize {median(py_walls):.2f} s "
+                         "(in memory, no i/o)", median(py_walls) / median(ck_walls), max(rss)))
+            rows.append((f"quantise {qt}, whole convert, input in the page cache, wall",
+                         median(warm_walls), f"gguf.quants.quantize {median(py_walls):.2f} s "
+                         "(in memory, no i/o)", median(py_walls) / median(warm_walls), 0))
+            rows.append((f"quantise {qt}, whole convert, CPU time (user + sys, all threads)",
+                         median(ck_cpus), f"gguf.quants.quantize {median(py_cpu):.2f} s CPU",
+                         median(py_cpu) / median(ck_cpus), 0))
         # GGUF F16 -> safetensors F16 against cp + fsync
         f16 = os.path.join(work, "f16.gguf")
         child([ck, "convert", src, f16, "--dtype", "f16", "-q"])
@@ -204,7 +229,7 @@ def main():
     print("|---|---|---|---|---|")
     for job, ckw, ref, ratio, rss in rows:
         mem = f"{rss / 1024:.0f} MiB" if rss else "-"
-        print(f"| {job} | {ckw:.2f} s | {ref} | {ratio:.1f}x | {mem} |")
+        print(f"| {job} | {ckw:.3f} s | {ref} | {ratio:.1f}x | {mem} |")
     return 0
 
 

@@ -5,6 +5,7 @@ import glob
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -29,4 +30,24 @@ ext = Extension(
     py_limited_api=True,
 )
 
-setup(ext_modules=[ext], options={"bdist_wheel": {"py_limited_api": "cp311"}})
+# ggml's block codecs (src/tensor/ggml_*.c) are compiled without FMA
+# contraction, as the Makefile does: with it, x*id + 8.5f becomes one fused
+# multiply-add and some blocks quantise differently from ggml and gguf-py.
+STRICT_FP = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "src", "tensor", "ggml_*.c"))}
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        compile_one = self.compiler._compile
+
+        def _compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
+            if os.path.basename(src) in STRICT_FP:
+                extra_postargs = list(extra_postargs) + ["-ffp-contract=off"]
+            return compile_one(obj, src, ext, cc_args, extra_postargs, pp_opts)
+
+        self.compiler._compile = _compile
+        super().build_extensions()
+
+
+setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt},
+      options={"bdist_wheel": {"py_limited_api": "cp311"}})

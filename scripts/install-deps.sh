@@ -47,12 +47,25 @@ web_zlib() {
     }
     local t; t=$(mktemp -d)
     mkdir -p "$t/lists/partial" "$t/cache"
-    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-        > "$t/src.sources"
-    local o="-o Dir::Etc::SourceList=$t/src.sources -o Dir::Etc::SourceParts=/nonexistent"
+    # the machine's own apt sources, turned into source-package entries
+    # (deb822 and one-line formats): no mirror is named here
+    mkdir -p "$t/parts"
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        if [ -f "$f" ]; then
+            sed -e 's/^Types:.*/Types: deb-src/' "$f" > "$t/parts/$(basename "$f")"
+        fi
+    done
+    if [ -f /etc/apt/sources.list ]; then
+        sed -n -e 's/^deb \(.*\)/deb-src \1/p' /etc/apt/sources.list > "$t/parts/main.list"
+    fi
+    local o="-o Dir::Etc::SourceList=/nonexistent -o Dir::Etc::SourceParts=$t/parts"
     o="$o -o Dir::State::Lists=$t/lists -o Dir::Cache=$t/cache -o APT::Sandbox::User=root"
     # shellcheck disable=SC2086
-    (cd "$t" && apt-get -qq $o update && apt-get -qq $o source --download-only zlib) >/dev/null
+    # from the release itself (its security suite may list a newer source that
+    # the mirror does not serve)
+    local rel; rel=$(. /etc/os-release && echo "${VERSION_CODENAME:-stable}")
+    (cd "$t" && apt-get -qq $o update && apt-get -qq $o source --download-only "zlib/$rel") >/dev/null
     mkdir -p "$WEB_ZLIB"
     tar -xf "$t"/zlib_*.orig.tar.* -C "$WEB_ZLIB" --strip-components=1
     rm -rf "$t"

@@ -122,6 +122,18 @@ def _check_device(framework: str, device) -> str:
     return dev
 
 
+_BLOCK_CACHE: dict = {}
+
+
+def is_block_quantised(name: str) -> bool:
+    """True for ggml's block-quantised types (Q8_0, Q4_K, IQ2_XS, ...): they
+    have no element view and arrive dequantised to F32 unless a dtype is asked."""
+    q = _BLOCK_CACHE.get(name)
+    if q is None:
+        q = _BLOCK_CACHE[name] = _ckptkit.dtype_info(name)[1] == 0
+    return q
+
+
 # ---- one tensor -----------------------------------------------------------------------
 
 def _materialise_np(model, i, dt, shape, cast=None, first=0, count=-1):
@@ -135,6 +147,8 @@ def tensor_np(model, i, info, cast=None, zero_copy=True):
         cast = _ckptkit.dtype_info(cast)[0]
         if cast == dt:
             cast = None
+    if cast is None and is_block_quantised(dt):
+        cast = "F32"
     if cast is None and zero_copy:
         npdt = numpy_dtype(dt)
         buf = model.view(i)
@@ -150,6 +164,8 @@ def tensor_pt(model, i, info, cast=None, zero_copy=True, device="cpu"):
         cast = _ckptkit.dtype_info(cast)[0]
         if cast == dt:
             cast = None
+    if cast is None and is_block_quantised(dt):
+        cast = "F32"
     tdt = torch_dtype(cast or dt)
     if numel == 0:
         t = torch.empty(shape, dtype=tdt)
@@ -261,8 +277,10 @@ class Slice:
             for s in shape[1:]:
                 row *= s
             if hi > lo and (dt not in ("F4", "F6_E2M3", "F6_E3M2")):
-                arr = _materialise_np(model, i, dt, shape, first=lo * row, count=(hi - lo) * row) \
-                    if h._framework == "np" else None
+                # a quantised tensor's rows are whole blocks: read them dequantised
+                rcast = "F32" if is_block_quantised(dt) else None
+                arr = _materialise_np(model, i, dt, shape, rcast, first=lo * row,
+                                      count=(hi - lo) * row) if h._framework == "np" else None
                 if arr is not None:
                     sub = arr.reshape((hi - lo,) + shape[1:])
                     if isinstance(x, int):

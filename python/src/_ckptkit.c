@@ -395,7 +395,8 @@ static PyObject *Model_info(ModelObject *self, PyObject *arg)
     ck_model_tensor(self->m, i, &ti);
     bits = ck_dtype_bits(ti.dtype);
     p = ck_model_data(self->m, i);
-    zc = p && !self->data && bits % 8 == 0 && ((uintptr_t)p % (bits >= 64 ? 8 : bits / 8 ? bits / 8 : 1)) == 0;
+    /* block-quantised types (bits 0) have no element view: they are dequantised */
+    zc = p && !self->data && bits && bits % 8 == 0 && ((uintptr_t)p % (bits >= 64 ? 8 : bits / 8 ? bits / 8 : 1)) == 0;
     shape = shape_tuple(ti.ndim, ti.shape);
     if (!shape) return NULL;
     if (ti.strides) {
@@ -554,7 +555,7 @@ static PyObject *make_view(ModelObject *self, size_t i)
     p = ck_model_data(self->m, i);
     bits = ck_dtype_bits(ti.dtype);
     /* bytes objects are immutable: no writable views into them */
-    if (!p || bits % 8 || self->data) Py_RETURN_NONE;
+    if (!p || !bits || bits % 8 || self->data) Py_RETURN_NONE;
     align = bits >= 64 ? 8 : bits / 8;
     if (align > 1 && (uintptr_t)p % align) Py_RETURN_NONE;
     if (ti.nbytes > (uint64_t)PY_SSIZE_T_MAX) Py_RETURN_NONE;
@@ -597,7 +598,16 @@ static PyObject *Model_read(ModelObject *self, PyObject *args, PyObject *kw)
     if (first > ti.numel) first = ti.numel;
     if (count < 0 || (uint64_t)count > ti.numel - first) count = (long long)(ti.numel - first);
     eff = as == CK_DT_KEEP ? ti.dtype : as;
-    if (ck_dtype_bits(eff) % 8) {
+    if (ck_dtype_bits(eff) == 0) { /* a block-quantised type: whole blocks of it */
+        unsigned bb, blk = ck_dtype_block(eff, &bb);
+        if (first || (uint64_t)count != ti.numel || !blk || ti.numel % blk) {
+            PyErr_Format(UnsupportedError,
+                         "tensor '%s': %s values can only be read whole, in whole blocks",
+                         ti.name, ck_dtype_name(eff));
+            return NULL;
+        }
+        nbytes = eff == ti.dtype ? ti.nbytes : ti.numel / blk * bb;
+    } else if (ck_dtype_bits(eff) % 8) {
         if (first || (uint64_t)count != ti.numel) {
             PyErr_Format(UnsupportedError, "tensor '%s': %s values can only be read whole",
                          ti.name, ck_dtype_name(eff));

@@ -83,16 +83,21 @@ static void note_dangerous(void *user, const ck_scan_item *it)
  * covers every other pickle in the file (extra zip records, a legacy tail,
  * bytes after STOP) with the scanner's own parse, so what loads is never
  * something `ckptkit scan` would call unsafe. */
-static ck_status refuse_unsafe(ck_ctx *ctx, const cki_source *src)
+static void scan_for_unsafe(ck_ctx *ctx, const cki_source *src, first_bad *fb)
 {
-    first_bad fb;
     ck_verdict worst = CK_VERDICT_ALLOWED;
-    /* a web window: the scanner would open the model again; the reader has
-     * already refused a dangerous global in the main pickle */
-    if (src->view_len < src->len) return CK_OK;
-    memset(&fb, 0, sizeof fb);
-    cki_scan_source(ctx, src, note_dangerous, &fb, &worst);
+    memset(fb, 0, sizeof *fb);
+    /* a web window: the scanner would open the model again; the reader
+     * refuses a dangerous global in the main pickle itself */
+    if (src->view_len < src->len) return;
+    cki_scan_source(ctx, src, note_dangerous, fb, &worst);
     cki_clear(ctx);
+}
+
+/* The failure for what scan_for_unsafe found, if anything. */
+static ck_status refuse_unsafe(ck_ctx *ctx, const cki_source *src, const first_bad *fb0)
+{
+    const first_bad fb = *fb0;
     if (!fb.count) return CK_OK;
     return cki_fail(ctx, CK_EUNSAFE,
                     "%s: refusing to load: a pickle references %s, which would run code under "
@@ -139,8 +144,16 @@ static ck_status read_source_into(ck_model *m, cki_source *src, const char *path
     if (!f) return cki_fail(ctx, CK_EUNSUPPORTED, "%s: raw input is not available", path);
     if (src->view_len < src->len && !(f->caps & CKI_CAP_WINDOW)) return too_large(ctx, src);
     if (!strcmp(m->format_name, "?")) m->format_name = f->name;
+    /* the scan runs before the reader (its pickle graphs are gone before
+     * the reader builds its own and the model), but a reader's failure
+     * still comes first, as it would if the scan ran after it */
+    if (!strcmp(f->name, "torch") && !(opts && opts->allow_unsafe)) {
+        first_bad fb;
+        scan_for_unsafe(ctx, src, &fb);
+        if ((st = f->read(m, src, opts))) return st;
+        return refuse_unsafe(ctx, src, &fb);
+    }
     if ((st = f->read(m, src, opts))) return st;
-    if (!strcmp(f->name, "torch") && !(opts && opts->allow_unsafe)) return refuse_unsafe(ctx, src);
     return CK_OK;
 }
 

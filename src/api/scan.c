@@ -140,8 +140,17 @@ static int ends_with(const char *s, size_t n, const char *suffix)
     return n >= k && !memcmp(s + n - k, suffix, k);
 }
 
+/* Whether <prefix>/data.pkl exists, for the last prefix asked about (the
+ * records of an archive share one prefix: one lookup, not one per record). */
+typedef struct pkl_cache {
+    char prefix[501];
+    size_t len;   /* of prefix */
+    int known;    /* prefix holds a prefix asked about */
+    int has_pkl;  /* and the answer */
+} pkl_cache;
+
 /* 1 if NAME is a raw storage or small text record of a torch archive. */
-static int torch_data_record(const cki_zip *z, const cki_zip_entry *e)
+static int torch_data_record(const cki_zip *z, const cki_zip_entry *e, pkl_cache *pc)
 {
     static const char *const text[] = {"version", "byteorder", ".format_version",
                                        ".storage_alignment", "serialization_id"};
@@ -151,9 +160,15 @@ static int torch_data_record(const cki_zip *z, const cki_zip_entry *e)
     if (!slash) return 0;
     plen = (size_t)(slash - e->name);
     if (plen > 500) return 0;
-    memcpy(pkl, e->name, plen);
-    memcpy(pkl + plen, "/data.pkl", 10);
-    if (!cki_zip_find(z, pkl, plen + 9)) return 0;
+    if (!pc->known || pc->len != plen || memcmp(pc->prefix, e->name, plen) != 0) {
+        memcpy(pkl, e->name, plen);
+        memcpy(pkl + plen, "/data.pkl", 10);
+        memcpy(pc->prefix, e->name, plen);
+        pc->len = plen;
+        pc->known = 1;
+        pc->has_pkl = cki_zip_find(z, pkl, plen + 9) != NULL;
+    }
+    if (!pc->has_pkl) return 0;
     if (e->name_len > plen + 6 && !memcmp(slash, "/data/", 6)) return 1;
     for (size_t i = 0; i < sizeof text / sizeof text[0]; i++) {
         const char *b = strrchr(e->name, '/');
@@ -165,7 +180,9 @@ static int torch_data_record(const cki_zip *z, const cki_zip_entry *e)
 static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
 {
     cki_zip z;
+    pkl_cache pc;
     ck_status st;
+    pc.known = 0;
     st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
                     : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
     if (st) return st;
@@ -189,7 +206,7 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
         if (!pkl && !npy) {
             uint8_t head[2];
             size_t got;
-            if (torch_data_record(&z, e)) continue;
+            if (torch_data_record(&z, e, &pc)) continue;
             if ((st = cki_zip_peek(&z, e, head, 2, &got))) {
                 if (go_on(s, st)) continue;
                 goto done;

@@ -126,7 +126,12 @@ static ck_status bind_zip(reader *rd, cki_tstorage *s, ck_dtype dt, uint64_t nee
         cs->len = need;
         cs->crc_checked = 1;
     } else {
-        snprintf(what, sizeof what, "zip record '%.200s'", e->name);
+        /* the record's name is only needed by the message for bytes outside
+         * the file: formatted only then (once per storage otherwise) */
+        if (cki_out_of(e->data_off, need, rd->src->len))
+            snprintf(what, sizeof what, "zip record '%.200s'", e->name);
+        else
+            memcpy(what, "zip record", sizeof "zip record");
         if ((st = cki_model_storage(rd->m, rd->src, e->data_off, need, dt, what, &cs))) return st;
         if (need == e->usize && e->crc != 0) {
             cs->crc_known = 1;

@@ -125,7 +125,10 @@ ck_status cki_torch_zip_record(cki_torch_file *tf, const cki_tstorage *s, const 
     cki_buf b;
     const cki_zip_entry *e;
     cki_buf_init(&b, tf->ctx, 0);
-    cki_buf_printf(&b, "%s/data/%s", tf->prefix, s->key);
+    /* "<prefix>/data/<key>", once per storage: pieces, no format */
+    cki_buf_puts(&b, tf->prefix);
+    cki_buf_put(&b, "/data/", 6);
+    cki_buf_puts(&b, s->key);
     if (b.failed) {
         cki_buf_free(&b);
         return CK_ENOMEM;

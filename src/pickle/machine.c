@@ -196,12 +196,21 @@ static ck_status text_line(machine *m, const uint8_t **out, size_t *len)
 
 static cki_pv *new_node(machine *m, cki_pv_kind kind)
 {
-    cki_pv *v = cki_arena_alloc(m->arena, sizeof *v);
+    /* 8-byte aligned (its widest members), so nodes pack back to back */
+    cki_pv *v = cki_arena_alloc_ptrs(m->arena, sizeof *v);
     if (!v) return NULL;
     memset(v, 0, sizeof *v);
     v->kind = kind;
     v->off = m->base_off + m->op_pos;
     return v;
+}
+
+/* A zeroed record for a node's rarely set links. */
+static cki_pv_more *new_more(machine *m)
+{
+    cki_pv_more *x = cki_arena_alloc_ptrs(m->arena, sizeof *x);
+    if (x) memset(x, 0, sizeof *x);
+    return x;
 }
 
 static size_t item_slots(const cki_pv *v)
@@ -1218,7 +1227,8 @@ static ck_status receiver(machine *m, cki_pv *target, cki_pv_kind want, cki_pv *
     if (!opaque_object(target))
         return op_fail(m, CK_EFORMAT, "target is a %s, not a %s", cki_pv_kind_name(target->kind),
                        cki_pv_kind_name(want));
-    slot = want == CKI_PV_DICT ? &target->extra : &target->extra_list;
+    if (!target->more && !(target->more = new_more(m))) return op_nomem(m);
+    slot = want == CKI_PV_DICT ? &target->more->extra : &target->more->extra_list;
     if (!*slot) {
         *slot = new_node(m, want == CKI_PV_DICT ? CKI_PV_DICT : CKI_PV_LIST);
         if (!*slot) return op_nomem(m);
@@ -1506,14 +1516,21 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
             if (!c) return op_nomem(m);
             *c = *x;
             c->shared = 0;
+            if (x->more) { /* never set on interned values; copied all the same */
+                if (!(c->more = new_more(m))) return op_nomem(m);
+                *c->more = *x->more;
+            }
             m->stack[m->sp - 1] = x = c;
         }
         if (x->state) {
             cki_pv *holder = new_node(m, CKI_PV_NONE);
             if (!holder) return op_nomem(m);
             holder->state = x->state;
-            holder->state_prev = x->state_prev;
-            x->state_prev = holder;
+            if ((!holder->more && !(holder->more = new_more(m))) ||
+                (!x->more && !(x->more = new_more(m))))
+                return op_nomem(m);
+            holder->more->state_prev = x->more->state_prev;
+            x->more->state_prev = holder;
         }
         x->state = w;
         break;

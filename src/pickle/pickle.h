@@ -39,12 +39,21 @@ typedef enum cki_pv_kind {
 
 typedef struct cki_pv cki_pv;
 struct cki_pv {
-    cki_pv_kind kind;
-    uint32_t n;   /* item count (pairs for DICT) */
-    uint32_t cap; /* allocated item slots */
-    uint32_t shared; /* 1: an interned immutable value (None, a bool, a small int, the empty
+    /* kind, shared flag, counts and height share 16 bytes (a state dict has
+     * about 7 nodes per tensor: every byte here is 700 KB per 100,000) */
+    uint8_t kind;    /* a cki_pv_kind */
+    uint8_t shared;  /* 1: an interned immutable value (None, a bool, a small int, the empty
                       * tuple, a tuple of at most 3 interned values) that the machine hands out
                       * for every equal value of one run, like CPython's small-int cache */
+    uint16_t spare_;
+    uint32_t n;   /* item count (pairs for DICT) */
+    uint32_t cap; /* allocated item slots */
+    /* Set when the machine reaches STOP, on every node the root reaches: the
+     * number of nodes on the longest downward chain from this node (1 for a
+     * node without children, else 1 + its largest child height), the back
+     * edges of cycles not followed. At most CK_LIMIT_PICKLE_DEPTH (larger
+     * graphs are refused). 0 on nodes the root does not reach. */
+    uint32_t height;
     union {
         int64_t i;
         double f;
@@ -60,9 +69,17 @@ struct cki_pv {
     cki_pv **items;
     cki_pv *state;  /* set by BUILD on this node (last BUILD wins; earlier ones chained
                        through state_prev) */
-    cki_pv *state_prev;
     uint64_t off;   /* byte offset (within the pickle stream) of the opcode that made it */
+    /* The rarely set links (state_prev, extra, extra_list), in a record of
+     * their own made on first use: read them with cki_pv_state_prev,
+     * cki_pv_extra and cki_pv_extra_list. NULL while none is set. */
+    struct cki_pv_more *more;
+    void *walk; /* scratch for one walker at a time (the torch recogniser caches the object it
+                 * made from this node here); NULL when the machine made the node */
+};
 
+typedef struct cki_pv_more {
+    cki_pv *state_prev; /* see state */
     /* ---- added for items given to objects that are not plain containers ----
      * SETITEM/SETITEMS whose target is a REDUCE, NEWOBJ, GLOBAL or PERSID node
      * (an OrderedDict(), an AttributeDict, a dict subclass...) go to EXTRA: a
@@ -73,15 +90,20 @@ struct cki_pv {
      * (for SETITEM/APPEND) or dicts (for APPEND) are refused as malformed. */
     cki_pv *extra;
     cki_pv *extra_list;
-    /* Set when the machine reaches STOP, on every node the root reaches: the
-     * number of nodes on the longest downward chain from this node (1 for a
-     * node without children, else 1 + its largest child height), the back
-     * edges of cycles not followed. At most CK_LIMIT_PICKLE_DEPTH (larger
-     * graphs are refused). 0 on nodes the root does not reach. */
-    uint32_t height;
-    void *walk; /* scratch for one walker at a time (the torch recogniser caches the object it
-                 * made from this node here); NULL when the machine made the node */
-};
+} cki_pv_more;
+
+static inline cki_pv *cki_pv_state_prev(const cki_pv *v)
+{
+    return v->more ? v->more->state_prev : NULL;
+}
+static inline cki_pv *cki_pv_extra(const cki_pv *v)
+{
+    return v->more ? v->more->extra : NULL;
+}
+static inline cki_pv *cki_pv_extra_list(const cki_pv *v)
+{
+    return v->more ? v->more->extra_list : NULL;
+}
 
 /*
  * Reading the tree (notes added with the machine):

@@ -66,14 +66,14 @@ typedef struct cki_tstorage {
     const char *location;    /* "cpu", "cuda:0"; may be NULL */
     ck_dtype dtype;          /* element type; CK_DT_COUNT if untyped or unsupported */
     int untyped;             /* UntypedStorage: numel counts bytes */
+    int is_view;             /* see view_key */
+    int located;             /* see data_off */
     const char *unsupported; /* reason the bytes cannot be used (quantized ...), or NULL */
     uint64_t numel;          /* elements (bytes when untyped) as the id says */
     /* legacy view_metadata (view_key, offset, size), in elements of the root */
-    int is_view;
     const char *view_key;
     uint64_t view_off, view_size;
-    /* where the bytes are, filled by the file reader (legacy, tar) */
-    int located;
+    /* where the bytes are, filled by the file reader (legacy, tar): located */
     uint64_t data_off, data_len;
     void *bound;             /* the reader's cki_storage, once made */
     size_t index;            /* position in the recogniser's table */
@@ -82,8 +82,8 @@ typedef struct cki_tstorage {
 typedef struct cki_ttensor {
     cki_tstorage *storage;   /* NULL only when unsupported */
     ck_dtype dtype;          /* CK_DT_COUNT when unsupported and unknown */
-    const char *torch_dtype; /* torch spelling when known ("float32"), else NULL */
     int ndim;                /* -1 when unknown */
+    const char *torch_dtype; /* torch spelling when known ("float32"), else NULL */
     int64_t *shape;
     int64_t *stride;         /* ndim entries (torch always records strides) */
     uint64_t offset;         /* in elements */
@@ -109,7 +109,10 @@ typedef struct cki_tdtype {
 } cki_tdtype;
 
 struct cki_tobj {
-    cki_tobj_kind kind;
+    uint8_t kind;    /* a cki_tobj_kind */
+    uint8_t vflags;  /* which Python type a plain value came from (CK_VALUE_F_ORDERED,
+                        _SIZE, _DEVICE, _FROZEN): for the public value tree */
+    uint16_t spare_;
     uint32_t n;
     cki_tobj **items;
     union {
@@ -133,8 +136,6 @@ struct cki_tobj {
      * (DICT), items appended to it (LIST); each may be NULL. */
     cki_tobj *args, *state, *dict, *list;
     uint64_t off;  /* pickle offset of the node it came from */
-    unsigned vflags; /* which Python type a plain value came from (CK_VALUE_F_ORDERED,
-                        _SIZE, _DEVICE, _FROZEN): for the public value tree */
     uint32_t mark; /* walkers' bookkeeping (torch_select.c) */
     uint32_t seen; /* walkers' epoch */
 };
@@ -160,6 +161,8 @@ struct cki_trec {
     uint32_t max_depth;
     uint32_t epoch;      /* walkers bump it */
     uint64_t objects;    /* tobjs made */
+    const char *last_type, *last_loc; /* storage class and location of the last storage
+                                       * made (in ARENA): later equal ones share them */
     int copy_strings;    /* 1: tobjs copy the pickle's strings into ARENA, so the pickle's
                           * own arena may be freed once the conversion is done */
 };

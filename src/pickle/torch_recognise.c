@@ -95,7 +95,9 @@ void cki_trec_free(cki_trec *r)
 
 static cki_tobj *new_obj(cki_trec *r, cki_tobj_kind kind, uint64_t off)
 {
-    cki_tobj *t = cki_arena_alloc(r->arena, sizeof *t);
+    /* objects, tensor and storage descriptions: 8-byte aligned (their widest
+     * members), packed back to back */
+    cki_tobj *t = cki_arena_alloc_ptrs(r->arena, sizeof *t);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->kind = kind;
@@ -324,17 +326,24 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
         *out = s;
         return CK_OK;
     }
-    s = cki_arena_alloc(r->arena, sizeof *s);
+    s = cki_arena_alloc_ptrs(r->arena, sizeof *s);
     if (!s) {
         cki_buf_free(&id);
         return CK_ENOMEM;
     }
     memset(s, 0, sizeof *s);
     s->key = cki_arena_strdup(r->arena, key);
-    s->type_name = cki_arena_strdup(r->arena, type_name);
+    /* every storage of a file usually has one of a few classes: one copy each */
+    if (r->last_type && !strcmp(r->last_type, type_name)) {
+        s->type_name = r->last_type;
+    } else {
+        s->type_name = cki_arena_strdup(r->arena, type_name);
+        r->last_type = s->type_name;
+    }
     s->view_key = view_key ? cki_arena_strdup(r->arena, view_key) : NULL;
     {
-        char *k = cki_arena_strndup(r->arena, id.p, id.len);
+        /* the index key is KEY itself unless there is a view key */
+        const char *k = view_key ? cki_arena_strndup(r->arena, id.p, id.len) : s->key;
         size_t klen = id.len;
         cki_buf_free(&id);
         if (!s->key || !s->type_name || (view_key && !s->view_key) || !k) return CK_ENOMEM;
@@ -364,16 +373,16 @@ unsigned cki_tstorage_esize(const cki_tstorage *s)
     return storage_esize(s->type_name, s->dtype, s->untyped);
 }
 
-/* Text form of a key (str, or int as decimal) into the arena. */
-static const char *key_text(cki_trec *r, const cki_pv *v)
+/* Text form of a key (str, or int as decimal in TMP): the pickle's own
+ * NUL-terminated copy of a string (cki_trec_storage copies what it keeps). */
+static const char *key_text(const cki_pv *v, char tmp[32])
 {
     const char *s;
     uint64_t n;
-    if (!pv_str(v, &s, &n)) return memchr(s, 0, n) ? NULL : cki_arena_strndup(r->arena, s, n);
+    if (!pv_str(v, &s, &n)) return memchr(s, 0, n) ? NULL : s;
     if (v && (v->kind == CKI_PV_INT || v->kind == CKI_PV_BOOL)) {
-        char tmp[32];
-        snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i);
-        return cki_arena_strdup(r->arena, tmp);
+        snprintf(tmp, 32, "%lld", (long long)v->u.i);
+        return tmp;
     }
     return NULL;
 }
@@ -386,6 +395,7 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
 {
     const cki_pv *type, *key, *loc, *numel, *view;
     const char *k, *vk = NULL;
+    char ktmp[32], vktmp[32];
     int64_t n, voff = 0, vsize = 0;
     cki_tstorage *s;
     ck_status st;
@@ -407,11 +417,11 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     if (nargs(pid) < 5 || nargs(pid) > 6 || !type || type->kind != CKI_PV_GLOBAL)
         return bad(r, off, "persistent id",
                    "not ('storage', <storage class>, key, location, numel[, view])");
-    if (!(k = key_text(r, key))) return bad(r, off, "persistent id", "storage key is not a string");
+    if (!(k = key_text(key, ktmp))) return bad(r, off, "persistent id", "storage key is not a string");
     if (cki_pv_to_i64(numel, &n) || n < 0)
         return bad(r, off, "persistent id", "storage size is not an integer >= 0");
     if (view && view->kind != CKI_PV_NONE) {
-        if (nargs(view) != 3 || !(vk = key_text(r, arg(view, 0))) ||
+        if (nargs(view) != 3 || !(vk = key_text(arg(view, 0), vktmp)) ||
             cki_pv_to_i64(arg(view, 1), &voff) || cki_pv_to_i64(arg(view, 2), &vsize) ||
             voff < 0 || vsize < 0)
             return bad(r, off, "persistent id",
@@ -426,7 +436,15 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     {
         const char *l;
         uint64_t ll;
-        if (!s->location && !pv_str(loc, &l, &ll)) s->location = cki_arena_strndup(r->arena, l, ll);
+        if (!s->location && !pv_str(loc, &l, &ll)) {
+            /* "cpu" for every storage, typically: one copy while it repeats */
+            if (r->last_loc && strlen(r->last_loc) == ll && !memcmp(r->last_loc, l, ll)) {
+                s->location = r->last_loc;
+            } else {
+                s->location = cki_arena_strndup(r->arena, l, ll);
+                r->last_loc = s->location;
+            }
+        }
     }
     t->kind = CKI_TO_STORAGE;
     t->u.st = s;
@@ -488,8 +506,9 @@ static void metadata_flags(const cki_tobj *meta, unsigned *flags)
 static ck_status storage_arg(cki_trec *r, const cki_pv *v, uint32_t depth, uint64_t off,
                              cki_tstorage **out)
 {
-    cki_tobj *t;
+    cki_tobj *t, tmp;
     ck_status st;
+    memset(&tmp, 0, sizeof tmp);
     /* hand-built files pass the 'storage' tuple inline instead of as a persistent id */
     if (v && v->kind == CKI_PV_TUPLE && pv_is_tensor_str(arg(v, 0), "storage")) {
         t = memo_get(r, v);
@@ -497,6 +516,14 @@ static ck_status storage_arg(cki_trec *r, const cki_pv *v, uint32_t depth, uint6
             if (!(t = new_obj(r, CKI_TO_NONE, v->off)) || memo_put(r, v, t)) return CK_ENOMEM;
             if ((st = storage_pid(r, v, v->off, depth, t))) return st;
         }
+    } else if (r->copy_strings && v && v->kind == CKI_PV_PERSID && !v->walk &&
+               depth + 1 <= r->max_depth) {
+        /* the graph is dropped after the conversion and nothing reaches a
+         * storage object from its tensor: resolve the id into a temporary
+         * (a node met again elsewhere is converted there, to the same
+         * storage: cki_trec_storage finds it by key and checks it agrees) */
+        if ((st = persid(r, v->n ? v->items[0] : NULL, v->off, depth + 1, &tmp))) return st;
+        t = &tmp;
     } else if ((st = conv(r, v, depth + 1, &t))) {
         return st;
     }
@@ -510,6 +537,21 @@ static ck_status storage_arg(cki_trec *r, const cki_pv *v, uint32_t depth, uint6
 }
 
 enum { REBUILD_OLD, REBUILD_V2, REBUILD_V3 };
+
+/* 1 if V is a bare `OrderedDict()` (the backward hooks torch.save writes for
+ * every tensor) not converted yet, at a depth the limit allows: its object
+ * would hold nothing and nothing reaches it from the tensor, so it is not
+ * made (a 100,000-tensor file: 100,000 objects fewer). Only when the graph
+ * is dropped after the conversion (copy_strings: the reader's zip path), so
+ * walkers of a kept graph (the rewriter) still find an object on every node;
+ * made as usual if the same node also sits somewhere a walker reaches. */
+static int empty_ordered_dict(const cki_trec *r, const cki_pv *v, uint32_t depth)
+{
+    return r->copy_strings && v && depth <= r->max_depth && !v->walk && v->kind == CKI_PV_REDUCE && v->n == 2 &&
+           !v->state && !cki_pv_state_prev(v) && !cki_pv_extra(v) && !cki_pv_extra_list(v) &&
+           cki_pv_is_global(v->items[0], "collections", "OrderedDict") && v->items[1] &&
+           v->items[1]->kind == CKI_PV_TUPLE && v->items[1]->n == 0;
+}
 
 static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, uint64_t off,
                                 uint32_t depth, int variant)
@@ -528,7 +570,7 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
                         "expected)",
                         r->file, r->where, (unsigned long long)off, n, need, need + 1);
     if (variant != REBUILD_OLD && n == need + 1) meta = arg(args, need);
-    tt = cki_arena_alloc(r->arena, sizeof *tt);
+    tt = cki_arena_alloc_ptrs(r->arena, sizeof *tt);
     if (!tt) return CK_ENOMEM;
     memset(tt, 0, sizeof *tt);
     tt->off = off;
@@ -549,6 +591,8 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
      * values are still converted so any storage inside them is known */
     for (uint32_t i = 4; i < n; i++) {
         cki_tobj *x;
+        if (i == 5 && variant != REBUILD_OLD && empty_ordered_dict(r, arg(args, i), depth + 1))
+            continue;
         if ((st = conv(r, arg(args, i), depth + 1, &x))) return st;
         if (variant == REBUILD_V3 && i == 6) {
             if (!x || x->kind != CKI_TO_DTYPE)
@@ -904,8 +948,8 @@ static ck_status opaque(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_tob
     if ((st = conv(r, args, depth + 1, &t->args))) return st;
     if (v) {
         if ((st = conv(r, v->state, depth + 1, &t->state))) return st;
-        if ((st = conv(r, v->extra, depth + 1, &t->dict))) return st;
-        if ((st = conv(r, v->extra_list, depth + 1, &t->list))) return st;
+        if ((st = conv(r, cki_pv_extra(v), depth + 1, &t->dict))) return st;
+        if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &t->list))) return st;
     }
     return CK_OK;
 }
@@ -1021,8 +1065,8 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         t->n = 0;
         if (is(c, "collections", "OrderedDict")) t->vflags |= CK_VALUE_F_ORDERED;
         if ((st = add_pairs(r, t, items, off))) return st;
-        if (v && v->extra) {
-            if ((st = conv(r, v->extra, depth + 1, &extra))) return st;
+        if (v && cki_pv_extra(v)) {
+            if ((st = conv(r, cki_pv_extra(v), depth + 1, &extra))) return st;
             if (extra && extra->kind == CKI_TO_DICT && (st = add_items(r, t, extra, 2)))
                 return st;
         }
@@ -1041,9 +1085,9 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if (a0 && (a0->kind == CKI_TO_LIST || a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_SET) &&
             (st = add_items(r, t, a0, 1)))
             return st;
-        if (v && v->extra_list) {
+        if (v && cki_pv_extra_list(v)) {
             cki_tobj *extra;
-            if ((st = conv(r, v->extra_list, depth + 1, &extra))) return st;
+            if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &extra))) return st;
             if (extra && extra->kind == CKI_TO_LIST && (st = add_items(r, t, extra, 1))) return st;
         }
         return CK_OK;

@@ -502,10 +502,11 @@ static ck_status emit_set(cki_tw *tw, const cki_pv *v)
 static ck_status emit_object_tail(cki_tw *tw, const cki_pv *v, int rename)
 {
     ck_status st;
-    if (v->extra_list && v->extra_list->n &&
-        (st = emit_appends(tw, v->extra_list->items, v->extra_list->n, 0)))
+    if (cki_pv_extra_list(v) && cki_pv_extra_list(v)->n &&
+        (st = emit_appends(tw, cki_pv_extra_list(v)->items, cki_pv_extra_list(v)->n, 0)))
         return st;
-    if (v->extra && v->extra->n && (st = emit_setitems(tw, v->extra->items, v->extra->n, rename)))
+    if (cki_pv_extra(v) && cki_pv_extra(v)->n &&
+        (st = emit_setitems(tw, cki_pv_extra(v)->items, cki_pv_extra(v)->n, rename)))
         return st;
     if (v->state) {
         if (gone(tw, v->state)) {
@@ -562,7 +563,7 @@ static int field_container(const cki_pv *v)
         !strcmp(c->u.g.name, "AttributeDict"))
         return (!v->state || v->state->kind == CKI_PV_DICT) && (!args || no_args || !args->n);
     /* a dict subclass: only set items */
-    return no_args && !v->state && v->extra && !v->extra_list;
+    return no_args && !v->state && cki_pv_extra(v) && !cki_pv_extra_list(v);
 }
 
 /* One "key: value" pair of a rebuilt object, the value a node. */
@@ -654,7 +655,8 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         commit(tw, v);
         if (s && s->kind == CKI_PV_DICT && s->n && (st = emit_setitems(tw, s->items, s->n, 0)))
             return st;
-        if (v->extra && v->extra->n && (st = emit_setitems(tw, v->extra->items, v->extra->n, 0)))
+        if (cki_pv_extra(v) && cki_pv_extra(v)->n &&
+            (st = emit_setitems(tw, cki_pv_extra(v)->items, cki_pv_extra(v)->n, 0)))
             return st;
         return CK_OK;
     }
@@ -668,8 +670,8 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         if (kw) n++;
         if (v->kind == CKI_PV_PERSID && v->n) n++;
         if (v->state) n++;
-        if (v->extra) n++;
-        if (v->extra_list) n++;
+        if (cki_pv_extra(v)) n++;
+        if (cki_pv_extra_list(v)) n++;
         cki_pkw_empty_dict(tw->pk);
         commit(tw, v);
         cki_pkw_items_init(&it, n);
@@ -682,8 +684,9 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         if (v->kind == CKI_PV_PERSID && v->n && (st = pair_node(tw, &it, "pid", v->items[0])))
             return st;
         if (v->state && (st = pair_node(tw, &it, "state", v->state))) return st;
-        if (v->extra && (st = pair_node(tw, &it, "items", v->extra))) return st;
-        if (v->extra_list && (st = pair_node(tw, &it, "list", v->extra_list))) return st;
+        if (cki_pv_extra(v) && (st = pair_node(tw, &it, "items", cki_pv_extra(v)))) return st;
+        if (cki_pv_extra_list(v) && (st = pair_node(tw, &it, "list", cki_pv_extra_list(v))))
+            return st;
     }
     return CK_OK;
 }

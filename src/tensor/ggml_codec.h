@@ -31,7 +31,7 @@ cki_ggml_block_fn cki_ggml_kquant_encoder(ck_dtype dt);
 #if defined(__x86_64__) && defined(__GNUC__)
 /* ggml_quant_x86.c: AVX2 Q8_0 and Q4_0 encoders, the scalar encoder's bytes;
  * SCALAR encodes blocks whose scale is subnormal. On a non-finite value they
- * stop, set *BAD_BLOCK and return 1 (the blocks before it are encoded). */
+ * stop, set *BAD_BLOCK and return 1 (the output is then not valid). */
 int cki_ggml_x86_usable(void);
 int cki_ggml_q8_0_avx2(const float *x, size_t nblocks, uint8_t *y,
                        void (*scalar)(const float *, uint8_t *), size_t *bad_block);

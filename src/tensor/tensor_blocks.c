@@ -5,8 +5,8 @@
  *   quantised -> itself:  the blocks' bytes, copied (blocks are byte strings:
  *                         never swapped, not even in big-endian files);
  *   quantised -> float:   dequantised to F32 (ggml_dequant.c), then cast;
- *   float -> quantised:   read as F32, checked finite, quantised
- *                         (ggml_quant.c);
+ *   float -> quantised:   read as F32 (dense aligned F32 in a mapped file:
+ *                         in place), checked finite, quantised (ggml_quant.c);
  *   quantised -> another quantised type: dequantised, then quantised.
  * FIRST and COUNT must be whole blocks (COUNT may stop at the tensor's end,
  * which is always a block boundary). Memory: one chunk of floats on the stack
@@ -46,6 +46,16 @@ static ck_status floats(ck_ctx *ctx, const cki_tensor *t, uint64_t first, uint64
     return cki_tensor_read(ctx, t, first, n, CK_DT_F32, f, (size_t)n * sizeof(float), NULL);
 }
 
+/* Elements [first, first+n) of T in place when T is dense little-endian
+ * float32 in memory (a mapped file), aligned for float: the encoders read
+ * them there, without a copy into the chunk. Else NULL. */
+static const float *direct_f32(const cki_tensor *t, uint64_t first)
+{
+    const uint8_t *p = t->dtype == CK_DT_F32 ? cki_tensor_bytes(t) : NULL;
+    if (!p || (uintptr_t)p % _Alignof(float)) return NULL;
+    return (const float *)(const void *)p + first;
+}
+
 /* Quantises elements [first, first+count) of T (whole blocks of AS) into OUT.
  * A non-finite value stops it with CK_EFORMAT and its index in *BAD, without
  * a message (CTX may be NULL: a second thread must not write the context). */
@@ -58,9 +68,13 @@ static ck_status encode_range(ck_ctx *ctx, const cki_tensor *t, uint64_t first, 
     while (count) {
         uint64_t n = count < CHUNK_FLOATS ? count : CHUNK_FLOATS;
         int64_t r;
-        ck_status st = floats(ctx, t, first, n, f);
-        if (st) return st;
-        if ((r = cki_ggml_quant(as, f, (size_t)(n / blk), out)) >= 0) {
+        const float *src = direct_f32(t, first);
+        if (!src) {
+            ck_status st = floats(ctx, t, first, n, f);
+            if (st) return st;
+            src = f;
+        }
+        if ((r = cki_ggml_quant(as, src, (size_t)(n / blk), out)) >= 0) {
             *bad = (int64_t)first + r;
             return CK_EFORMAT;
         }

@@ -82,9 +82,9 @@ static void check_node(const cki_pv *v, uint64_t lo, uint64_t hi)
     for (size_t i = 0; i < slots; i++) check(v->items[i] != NULL);
     check(v->height >= 1 && v->height <= DEPTH_LIMIT);
     if (cki_pv_child_count(v) == 0) check(v->height == 1);
-    check(!v->extra || v->extra->kind == CKI_PV_DICT);
-    check(!v->extra_list || v->extra_list->kind == CKI_PV_LIST);
-    if (v->extra || v->extra_list)
+    check(!cki_pv_extra(v) || cki_pv_extra(v)->kind == CKI_PV_DICT);
+    check(!cki_pv_extra_list(v) || cki_pv_extra_list(v)->kind == CKI_PV_LIST);
+    if (cki_pv_extra(v) || cki_pv_extra_list(v))
         check(v->kind == CKI_PV_REDUCE || v->kind == CKI_PV_NEWOBJ || v->kind == CKI_PV_GLOBAL ||
               v->kind == CKI_PV_PERSID);
     switch (v->kind) {

@@ -103,7 +103,7 @@ static void render(const cki_pv *v, const path *up)
     }
     switch (v->kind) {
     case CKI_PV_NONE:
-        if (!v->state && !v->extra && !v->extra_list) {
+        if (!v->state && !cki_pv_extra(v) && !cki_pv_extra_list(v)) {
             printf("null");
             return;
         }
@@ -162,13 +162,13 @@ static void render(const cki_pv *v, const path *up)
         printf(",\"state\":");
         render(v->state, &here);
     }
-    if (v->extra) {
+    if (cki_pv_extra(v)) {
         printf(",\"extra\":");
-        render(v->extra, &here);
+        render(cki_pv_extra(v), &here);
     }
-    if (v->extra_list) {
+    if (cki_pv_extra_list(v)) {
         printf(",\"extra_list\":");
-        render(v->extra_list, &here);
+        render(cki_pv_extra_list(v), &here);
     }
     putchar('}');
 }

@@ -516,14 +516,14 @@ TEST(pickle_extra_on_opaque_objects)
     CHECK(cki_pv_is_call_of(r, "collections", "OrderedDict"));
     CHECK(r && r->n == 2 && r->items[1]->kind == CKI_PV_TUPLE && r->items[1]->n == 0);
     CHECK(cki_pv_call_args(r) == r->items[1]);
-    CHECK(r && r->extra && r->extra->kind == CKI_PV_DICT && r->extra->n == 3);
-    CHECK(r && !r->extra_list);
-    if (r && r->extra) {
-        CHECK(is_int(cki_pv_dict_get(r->extra, "a"), 1));
-        CHECK(is_int(cki_pv_dict_get(r->extra, "b"), 2));
-        CHECK(is_int(cki_pv_dict_get(r->extra, "c"), 3));
-        CHECK(cki_pv_dict_get(r->extra, "d") == NULL);
-        CHECK(r->extra->off == 50); /* the SETITEMS that created it */
+    CHECK(r && cki_pv_extra(r) && cki_pv_extra(r)->kind == CKI_PV_DICT && cki_pv_extra(r)->n == 3);
+    CHECK(r && !cki_pv_extra_list(r));
+    if (r && cki_pv_extra(r)) {
+        CHECK(is_int(cki_pv_dict_get(cki_pv_extra(r), "a"), 1));
+        CHECK(is_int(cki_pv_dict_get(cki_pv_extra(r), "b"), 2));
+        CHECK(is_int(cki_pv_dict_get(cki_pv_extra(r), "c"), 3));
+        CHECK(cki_pv_dict_get(cki_pv_extra(r), "d") == NULL);
+        CHECK(cki_pv_extra(r)->off == 50); /* the SETITEMS that created it */
     }
     CHECK(r && r->state && r->state->kind == CKI_PV_DICT);
     if (r && r->state) {
@@ -540,15 +540,15 @@ TEST(pickle_extra_on_opaque_objects)
     CHECK(t.st == CK_OK);
     r = t.pk.root;
     CHECK(r && r->kind == CKI_PV_NEWOBJ && cki_pv_is_call_of(r, "m", "AD"));
-    CHECK(r && r->extra && is_int(cki_pv_dict_get(r->extra, "k"), 7));
-    CHECK(r && r->extra_list && r->extra_list->kind == CKI_PV_LIST && r->extra_list->n == 2);
+    CHECK(r && cki_pv_extra(r) && is_int(cki_pv_dict_get(cki_pv_extra(r), "k"), 7));
+    CHECK(r && cki_pv_extra_list(r) && cki_pv_extra_list(r)->kind == CKI_PV_LIST && cki_pv_extra_list(r)->n == 2);
     CHECK(r && r->state && r->state->kind == CKI_PV_DICT);
     CHECK(cki_pv_child_count(r) == 5); /* cls, args, state, extra, extra_list */
     tp_free(&t);
 
     /* ADDITEMS on an opaque set subclass lands in extra_list */
     RUN(&t, "cm\nS\n)R(K\x01\x90.");
-    CHECK(t.st == CK_OK && t.pk.root && t.pk.root->extra_list && t.pk.root->extra_list->n == 1);
+    CHECK(t.st == CK_OK && t.pk.root && cki_pv_extra_list(t.pk.root) && cki_pv_extra_list(t.pk.root)->n == 1);
     tp_free(&t);
 }
 
@@ -845,15 +845,16 @@ TEST(pickle_build_state_chain)
     if (r) {
         cki_pv *first = NULL;
         CHECK(r->state && r->state->kind == CKI_PV_DICT);
-        CHECK(r->state_prev && r->state_prev->kind == CKI_PV_NONE && r->state_prev->n == 0);
-        if (r->state_prev) {
-            CHECK(r->state_prev->state && r->state_prev->state->kind == CKI_PV_DICT);
-            CHECK(r->state_prev->state_prev && r->state_prev->state_prev->state);
-            if (r->state_prev->state_prev) first = r->state_prev->state_prev->state;
-            CHECK(r->state_prev->state_prev && !r->state_prev->state_prev->state_prev);
+        const cki_pv *h1 = cki_pv_state_prev(r), *h2 = h1 ? cki_pv_state_prev(h1) : NULL;
+        CHECK(h1 && h1->kind == CKI_PV_NONE && h1->n == 0);
+        if (h1) {
+            CHECK(h1->state && h1->state->kind == CKI_PV_DICT);
+            CHECK(h2 && h2->state);
+            if (h2) first = h2->state;
+            CHECK(h2 && !cki_pv_state_prev(h2));
         }
         CHECK(first && first == r->state); /* BUILD 1 and 3 used memo key 0 */
-        CHECK(first && !first->state && !first->state_prev); /* state nodes untouched */
+        CHECK(first && !first->state && !cki_pv_state_prev(first)); /* state nodes untouched */
     }
     tp_free(&t);
     RUN(&t, "}b.");

@@ -289,7 +289,12 @@ int cmd_convert(int argc, char **argv)
             fprintf(stderr, "ckptkit: wrote %s", out);
         fprintf(stderr, ": %llu tensors, %s in %.2f s", (unsigned long long)stats.tensors,
                 cli_bytes(stats.bytes, b, sizeof b), cli_now() - t0);
-        if (co.dtype != CK_DT_KEEP)
+        if (ck_dtype_is_quantized(co.dtype)) /* some fall back to other types: see "types" */
+            fprintf(stderr, "; %llu converted for %s (policy fallbacks included), %llu values "
+                    "overflowed to inf, %llu underflowed to zero",
+                    (unsigned long long)stats.cast_tensors, ck_dtype_name(co.dtype),
+                    (unsigned long long)stats.overflow, (unsigned long long)stats.underflow);
+        else if (co.dtype != CK_DT_KEEP)
             fprintf(stderr, "; %llu cast to %s, %llu values overflowed to inf, %llu underflowed "
                     "to zero", (unsigned long long)stats.cast_tensors, ck_dtype_name(co.dtype),
                     (unsigned long long)stats.overflow, (unsigned long long)stats.underflow);
