@@ -34,6 +34,7 @@
 #define CKI_ZIP_H
 
 #include "../common/cki.h"
+#include "../io/source.h"
 
 /* Flags of the general-purpose bit field that change how bytes are read. */
 #define CKI_ZIP_FLAG_ENCRYPTED 0x0001u
@@ -79,6 +80,12 @@ typedef struct cki_zip {
     int lenient;           /* opened by cki_zip_open_lenient */
     ck_status problem;     /* lenient: the first check that would have failed the open */
     const char *problem_msg; /* and its message (the zip's arena) */
+    /* cki_zip_open_source over a web window (view < len): bytes outside the
+     * view are read from SRC; the tail holds the end records */
+    const cki_source *src;
+    uint64_t view;          /* bytes readable at BASE (LEN when mapped) */
+    uint8_t *tail;          /* [tail_off, len) of the file; cki_malloc'd */
+    uint64_t tail_off;
 } cki_zip;
 
 /* 1 if P[0..LEN) starts with a local-file-header signature (PK\3\4) or is an
@@ -99,6 +106,22 @@ ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
  * none). Every other check of cki_zip_open still fails it. */
 ck_status cki_zip_open_lenient(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
                                cki_zip *z);
+/* The same as cki_zip_open over the whole of SRC. Over a web window (a file
+ * too large to hold, SRC->view_len < SRC->len) only what the directory needs
+ * is read: the end records from the tail (the last 64 KiB + 98 bytes), the
+ * central directory (at most CK_LIMIT_HEADER_BYTES) and each local header;
+ * every check is the same. Members past the view are then read through
+ * cki_source_pread: cki_zip_read copies a stored one into a buffer the caller
+ * owns (so it is for small records: data.pkl, byteorder), inflation reads its
+ * input in chunks, and cki_zip_in_view says whether a member's bytes lie in
+ * the view. */
+ck_status cki_zip_open_source(ck_ctx *ctx, const cki_source *src, cki_zip *z);
+/* 1 when E's stored bytes can be pointed at (always, unless the archive was
+ * opened over a web window and E lies past it). */
+int cki_zip_in_view(const cki_zip *z, const cki_zip_entry *e);
+/* CK_OK when E is stored with equal compressed and uncompressed sizes (what
+ * cki_zip_read checks first); for a caller that reads the bytes itself. */
+ck_status cki_zip_check_stored(const cki_zip *z, const cki_zip_entry *e);
 void cki_zip_close(cki_zip *z);
 
 /* The entry named NAME[0..NAME_LEN), or NULL. O(1). */

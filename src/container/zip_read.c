@@ -63,6 +63,40 @@ int cki_zip_sniff(const uint8_t *p, uint64_t len)
            ((p[2] == 3 && p[3] == 4) || (p[2] == 5 && p[3] == 6));
 }
 
+/* The end records lie in the last TAIL_LEN bytes: the EOCD and its comment,
+ * the zip64 locator and the zip64 end record before them. */
+#define TAIL_LEN (EOCD_LEN + MAX_COMMENT + Z64_LOC_LEN + Z64_EOCD_LEN)
+/* Inflation input read at a time over a web window. */
+#define IN_CHUNK (1u << 20)
+
+/* [OFF, OFF+N) of the input when it can be pointed at: always for a mapped
+ * file; over a web window when it lies in the view, the tail or the central
+ * directory read into memory. NULL otherwise (read it with zcopy). */
+static const uint8_t *zp(const cki_zip *z, uint64_t off, uint64_t n)
+{
+    if (!z->src || !cki_out_of(off, n, z->view)) return z->base + off;
+    if (z->tail && off >= z->tail_off && !cki_out_of(off - z->tail_off, n, z->len - z->tail_off))
+        return z->tail + (off - z->tail_off);
+    return NULL;
+}
+
+/* Copies [OFF, OFF+N) of the input, which the caller has checked lies in the
+ * file, into BUF. */
+static ck_status zcopy(cki_zip *z, uint64_t off, size_t n, uint8_t *buf)
+{
+    const uint8_t *p = zp(z, off, n);
+    if (p) {
+        if (n) memcpy(buf, p, n);
+        return CK_OK;
+    }
+    return cki_source_pread(z->ctx, z->src, off, buf, n);
+}
+
+int cki_zip_in_view(const cki_zip *z, const cki_zip_entry *e)
+{
+    return !z->src || !cki_out_of(e->data_off, e->csize, z->view);
+}
+
 /* A printable, bounded rendering of a member name for messages. */
 static int name_width(size_t n)
 {
@@ -88,6 +122,7 @@ void cki_zip_close(cki_zip *z)
     cki_free(z->ctx, z->entries);
     cki_map_free(&z->index);
     cki_arena_free(&z->arena);
+    cki_free(z->ctx, z->tail);
     memset(z, 0, sizeof *z);
 }
 
@@ -152,12 +187,39 @@ short_z64:
                     z->file, name_width(e->name_len), e->name, z64_len);
 }
 
+static ck_status parse_central_at(cki_zip *z, uint64_t count, const uint8_t *cd);
+
 /* Parses COUNT central entries in [cd_abs, cd_abs + cd_size). */
 static ck_status parse_central(cki_zip *z, uint64_t count)
 {
+    ck_status st;
+    const uint8_t *cd = zp(z, z->cd_off, z->cd_size);
+    uint8_t *cd_owned = NULL;
+    if (!cd) { /* a web window: the directory is read into memory */
+        uint64_t lim = z->ctx ? z->ctx->limits[CK_LIMIT_HEADER_BYTES] : (64u << 20);
+        if (z->cd_size > lim)
+            return cki_fail(z->ctx, CK_ELIMIT,
+                            "%s: zip directory of %llu bytes is more than the browser reads "
+                            "(CK_LIMIT_HEADER_BYTES %llu)",
+                            z->file, (unsigned long long)z->cd_size, (unsigned long long)lim);
+        cd_owned = cki_malloc(z->ctx, z->cd_size ? (size_t)z->cd_size : 1);
+        if (!cd_owned) return CK_ENOMEM;
+        if ((st = cki_source_pread(z->ctx, z->src, z->cd_off, cd_owned, (size_t)z->cd_size))) {
+            cki_free(z->ctx, cd_owned);
+            return st;
+        }
+        cd = cd_owned;
+    }
+    st = parse_central_at(z, count, cd);
+    cki_free(z->ctx, cd_owned);
+    return st;
+}
+
+static ck_status parse_central_at(cki_zip *z, uint64_t count, const uint8_t *cd)
+{
     cki_cur c;
     ck_status st;
-    cki_cur_init(&c, z->base + z->cd_off, (size_t)z->cd_size);
+    cki_cur_init(&c, cd, (size_t)z->cd_size);
     if (count > z->cd_size / CENTRAL_LEN)
         return cki_fail(z->ctx, CK_EFORMAT,
                         "%s: zip directory claims %llu entries but its %llu bytes hold at most "
@@ -245,16 +307,40 @@ static ck_status parse_central(cki_zip *z, uint64_t count)
     return CK_OK;
 }
 
+static ck_status check_locals_in(cki_zip *z, uint8_t *hb);
+
 /* Checks each local header against its central entry; sets data_off. */
 static ck_status check_locals(cki_zip *z)
 {
+    uint8_t *hb = NULL; /* a web window: each local header and name read here */
+    ck_status st = CK_OK;
+    if (z->src) {
+        hb = cki_malloc(z->ctx, LOCAL_LEN + 65535u);
+        if (!hb) return CK_ENOMEM;
+    }
+    st = check_locals_in(z, hb);
+    cki_free(z->ctx, hb);
+    return st;
+}
+
+static ck_status check_locals_in(cki_zip *z, uint8_t *hb)
+{
     for (size_t i = 0; i < z->count; i++) {
         cki_zip_entry *e = &z->entries[i];
-        const uint8_t *h = z->base + e->header_off;
+        const uint8_t *h;
         uint16_t lflags, lmethod, lnlen, lxlen;
         uint64_t end;
         ck_status st;
-        if (cki_out_of(e->header_off, LOCAL_LEN, z->cd_off) || cki_ld_le32(h) != SIG_LOCAL)
+        if (cki_out_of(e->header_off, LOCAL_LEN, z->cd_off))
+            return cki_fail(z->ctx, CK_EFORMAT,
+                            "%s: zip member '%.*s': no local header at byte %llu", z->file,
+                            name_width(e->name_len), e->name, (unsigned long long)e->header_off);
+        h = zp(z, e->header_off, LOCAL_LEN);
+        if (!h) {
+            if ((st = zcopy(z, e->header_off, LOCAL_LEN, hb))) return st;
+            h = hb;
+        }
+        if (cki_ld_le32(h) != SIG_LOCAL)
             return cki_fail(z->ctx, CK_EFORMAT,
                             "%s: zip member '%.*s': no local header at byte %llu", z->file,
                             name_width(e->name_len), e->name, (unsigned long long)e->header_off);
@@ -269,6 +355,13 @@ static ck_status check_locals(cki_zip *z)
                             "central directory at %llu",
                             z->file, name_width(e->name_len), e->name,
                             (unsigned long long)e->header_off, (unsigned long long)z->cd_off);
+        if (!zp(z, e->header_off, LOCAL_LEN + (uint64_t)lnlen)) {
+            if (h != hb) memcpy(hb, h, LOCAL_LEN);
+            if ((st = zcopy(z, e->header_off + LOCAL_LEN, lnlen, hb + LOCAL_LEN))) return st;
+            h = hb;
+        } else {
+            h = zp(z, e->header_off, LOCAL_LEN + (uint64_t)lnlen);
+        }
         if ((lnlen != e->name_len || memcmp(h + LOCAL_LEN, e->name, lnlen) != 0) &&
             (st = tolerate(z, cki_fail(z->ctx, CK_EFORMAT,
                                        "%s: zip member '%.*s': local header names it '%.*s' "
@@ -347,10 +440,14 @@ static ck_status check_overlap(cki_zip *z)
  * the locator gives, or (bytes before the archive) right before the locator. */
 static ck_status find_zip64(cki_zip *z, uint64_t loc, uint64_t *rec, uint64_t *rec_shift)
 {
-    uint64_t rel = cki_ld_le64(z->base + loc + 8);
-    uint32_t disks = cki_ld_le32(z->base + loc + 16);
-    uint64_t cands[2];
-    if (cki_ld_le32(z->base + loc + 4) != 0 || disks > 1)
+    uint8_t lb[Z64_LOC_LEN], rb[Z64_EOCD_LEN];
+    uint64_t rel, cands[2];
+    uint32_t disks;
+    ck_status st;
+    if ((st = zcopy(z, loc, Z64_LOC_LEN, lb))) return st;
+    rel = cki_ld_le64(lb + 8);
+    disks = cki_ld_le32(lb + 16);
+    if (cki_ld_le32(lb + 4) != 0 || disks > 1)
         return cki_fail(z->ctx, CK_EFORMAT,
                         "%s: zip64 locator: archive spans %u disks (multi-disk archives are not "
                         "supported)",
@@ -361,7 +458,8 @@ static ck_status find_zip64(cki_zip *z, uint64_t loc, uint64_t *rec, uint64_t *r
         uint64_t c = cands[i], size, end;
         const uint8_t *r;
         if (c == UINT64_MAX || cki_out_of(c, Z64_EOCD_LEN, loc)) continue;
-        r = z->base + c;
+        if ((st = zcopy(z, c, Z64_EOCD_LEN, rb))) return st;
+        r = rb;
         if (cki_ld_le32(r) != SIG_Z64_EOCD) continue;
         size = cki_ld_le64(r + 4);
         if (size < Z64_EOCD_LEN - 12 || cki_add_u64(&end, c + 12, size) || end > loc) continue;
@@ -379,7 +477,7 @@ static ck_status find_zip64(cki_zip *z, uint64_t loc, uint64_t *rec, uint64_t *r
 /* Tries the EOCD at POS: locates and parses the whole directory. */
 static ck_status try_eocd(cki_zip *z, uint64_t pos)
 {
-    const uint8_t *r = z->base + pos;
+    const uint8_t *r = zp(z, pos, EOCD_LEN); /* in the tail */
     uint64_t count = cki_ld_le16(r + 10), cd_size = cki_ld_le32(r + 12);
     uint64_t cd_rel = cki_ld_le32(r + 16), cd_end = pos, cd_abs;
     uint16_t disk = cki_ld_le16(r + 4), cd_disk = cki_ld_le16(r + 6);
@@ -387,11 +485,11 @@ static ck_status try_eocd(cki_zip *z, uint64_t pos)
     ck_status st;
 
     z->zip64 = 0;
-    if (pos >= Z64_LOC_LEN && cki_ld_le32(z->base + pos - Z64_LOC_LEN) == SIG_Z64_LOC) {
+    if (pos >= Z64_LOC_LEN && cki_ld_le32(zp(z, pos - Z64_LOC_LEN, 4)) == SIG_Z64_LOC) {
         uint64_t rec = 0, rec_shift = 0;
-        const uint8_t *q;
+        uint8_t q[Z64_EOCD_LEN];
         if ((st = find_zip64(z, pos - Z64_LOC_LEN, &rec, &rec_shift))) return st;
-        q = z->base + rec;
+        if ((st = zcopy(z, rec, Z64_EOCD_LEN, q))) return st;
         if (cki_ld_le32(q + 16) != 0 || cki_ld_le32(q + 20) != 0)
             return cki_fail(z->ctx, CK_EFORMAT,
                             "%s: zip64 end record: disk %u, directory on disk %u (multi-disk "
@@ -448,7 +546,7 @@ static void reset_dir(cki_zip *z)
 }
 
 static ck_status open_zip(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
-                          cki_zip *z, int lenient)
+                          const cki_source *src, cki_zip *z, int lenient)
 {
     uint64_t pos, lowest;
     ck_status first_st = CK_OK;
@@ -461,8 +559,24 @@ static ck_status open_zip(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
     z->file = file;
     z->base = p;
     z->len = len;
+    z->view = len;
     cki_map_init(&z->index, ctx);
     cki_arena_init(&z->arena, ctx);
+    if (src && src->view_len < src->len) { /* a web window: read the tail */
+        ck_status st;
+        z->src = src;
+        z->view = src->view_len;
+        z->tail_off = len > TAIL_LEN ? len - TAIL_LEN : 0;
+        z->tail = cki_malloc(ctx, (size_t)(len - z->tail_off));
+        if (!z->tail) {
+            cki_zip_close(z);
+            return CK_ENOMEM;
+        }
+        if ((st = cki_source_pread(ctx, src, z->tail_off, z->tail, (size_t)(len - z->tail_off)))) {
+            cki_zip_close(z);
+            return st;
+        }
+    }
     if (len < EOCD_LEN) {
         cki_zip_close(z);
         return cki_fail(ctx, CK_EFORMAT,
@@ -473,8 +587,9 @@ static ck_status open_zip(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
     first_msg[0] = 0;
     for (pos = len - EOCD_LEN + 1; pos-- > lowest;) {
         ck_status st;
-        if (cki_ld_le32(p + pos) != SIG_EOCD) continue;
-        if (pos + EOCD_LEN + cki_ld_le16(p + pos + 20) > len) continue;
+        const uint8_t *r = zp(z, pos, EOCD_LEN); /* in the tail */
+        if (cki_ld_le32(r) != SIG_EOCD) continue;
+        if (pos + EOCD_LEN + cki_ld_le16(r + 20) > len) continue;
         tried++;
         st = try_eocd(z, pos);
         if (st == CK_OK) return CK_OK;
@@ -500,13 +615,18 @@ static ck_status open_zip(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
 
 ck_status cki_zip_open(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len, cki_zip *z)
 {
-    return open_zip(ctx, file, p, len, z, 0);
+    return open_zip(ctx, file, p, len, NULL, z, 0);
+}
+
+ck_status cki_zip_open_source(ck_ctx *ctx, const cki_source *src, cki_zip *z)
+{
+    return open_zip(ctx, src->path, src->base, src->len, src, z, 0);
 }
 
 ck_status cki_zip_open_lenient(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
                                cki_zip *z)
 {
-    return open_zip(ctx, file, p, len, z, 1);
+    return open_zip(ctx, file, p, len, NULL, z, 1);
 }
 
 const cki_zip_entry *cki_zip_find(const cki_zip *z, const char *name, size_t name_len)
@@ -546,18 +666,34 @@ static ck_status inflate_member(cki_zip *z, const cki_zip_entry *e, uint8_t *out
                                 int full, uint64_t *got)
 {
     z_stream zs;
-    const uint8_t *in = z->base + e->data_off;
-    uint64_t in_left = e->csize, out_done = 0;
+    const uint8_t *in = zp(z, e->data_off, e->csize);
+    uint64_t in_left = e->csize, out_done = 0, in_at = e->data_off, buf_left = 0;
+    uint8_t *chunk = NULL; /* a web window: the input is read IN_CHUNK at a time */
     int ret = Z_OK;
     ck_status st = CK_OK;
 
+    if (!in) {
+        chunk = cki_malloc(z->ctx, IN_CHUNK);
+        if (!chunk) return CK_ENOMEM;
+    }
     memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK)
+    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) {
+        cki_free(z->ctx, chunk);
         return cki_fail(z->ctx, CK_ENOMEM, "%s: zip member '%.*s': cannot start inflate", z->file,
                         name_width(e->name_len), e->name);
+    }
     while (ret != Z_STREAM_END) {
         uint8_t spare;
-        uInt in_n = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+        uInt in_n;
+        if (chunk && buf_left == 0 && in_left) {
+            buf_left = in_left < IN_CHUNK ? in_left : IN_CHUNK;
+            if ((st = cki_source_pread(z->ctx, z->src, in_at, chunk, (size_t)buf_left))) goto done;
+            in = chunk;
+        }
+        {
+            uint64_t avail = chunk ? buf_left : in_left;
+            in_n = avail > (1u << 30) ? (1u << 30) : (uInt)avail;
+        }
         uint64_t room = cap - out_done;
         zs.next_in = (Bytef *)(uintptr_t)in;
         zs.avail_in = in_n;
@@ -575,6 +711,8 @@ static ck_status inflate_member(cki_zip *z, const cki_zip_entry *e, uint8_t *out
             ret = inflate(&zs, Z_NO_FLUSH);
             in += in_n - zs.avail_in;
             in_left -= in_n - zs.avail_in;
+            in_at += in_n - zs.avail_in;
+            if (chunk) buf_left -= in_n - zs.avail_in;
             if (room) {
                 out_done += before_out - zs.avail_out;
             } else if (zs.avail_out == 0) {
@@ -613,6 +751,7 @@ static ck_status inflate_member(cki_zip *z, const cki_zip_entry *e, uint8_t *out
                       (unsigned long long)e->usize);
 done:
     inflateEnd(&zs);
+    cki_free(z->ctx, chunk);
     *got = out_done;
     return st;
 }
@@ -655,12 +794,43 @@ static ck_status check_stored(const cki_zip *z, const cki_zip_entry *e)
                     (unsigned long long)e->usize);
 }
 
+ck_status cki_zip_check_stored(const cki_zip *z, const cki_zip_entry *e)
+{
+    return check_stored(z, e);
+}
+
 ck_status cki_zip_read(cki_zip *z, const cki_zip_entry *e, int check_crc, const uint8_t **data,
                        uint64_t *len, uint8_t **owned)
 {
     ck_status st;
     if (e->method == CKI_ZIP_STORED) {
         if ((st = check_stored(z, e))) return st;
+        if (!cki_zip_in_view(z, e)) { /* a web window: copied, as if inflated */
+            uint8_t *buf;
+            uint64_t lim = z->ctx ? z->ctx->limits[CK_LIMIT_INFLATE_BYTES] : (4ull << 30);
+            if (e->usize > lim || (uint64_t)(size_t)e->usize != e->usize)
+                return cki_fail(z->ctx, CK_ELIMIT,
+                                "%s: zip member '%.*s': %llu bytes are too many to hold here "
+                                "(CK_LIMIT_INFLATE_BYTES %llu)",
+                                z->file, name_width(e->name_len), e->name,
+                                (unsigned long long)e->usize, (unsigned long long)lim);
+            buf = cki_malloc(z->ctx, e->usize ? (size_t)e->usize : 1);
+            if (!buf)
+                return cki_fail(z->ctx, CK_ENOMEM,
+                                "%s: zip member '%.*s': cannot allocate %llu bytes to read it",
+                                z->file, name_width(e->name_len), e->name,
+                                (unsigned long long)e->usize);
+            st = cki_source_pread(z->ctx, z->src, e->data_off, buf, (size_t)e->usize);
+            if (!st && check_crc) st = cki_zip_check_crc(z, e, buf, e->usize);
+            if (st) {
+                cki_free(z->ctx, buf);
+                return st;
+            }
+            *data = buf;
+            *len = e->usize;
+            *owned = buf;
+            return CK_OK;
+        }
         if (check_crc && (st = cki_zip_check_crc(z, e, z->base + e->data_off, e->usize)))
             return st;
         *data = z->base + e->data_off;
@@ -701,7 +871,7 @@ ck_status cki_zip_peek(cki_zip *z, const cki_zip_entry *e, uint8_t *buf, size_t 
         uint64_t n = e->usize < cap ? e->usize : cap;
         ck_status st = check_stored(z, e);
         if (st) return st;
-        memcpy(buf, z->base + e->data_off, (size_t)n);
+        if ((st = zcopy(z, e->data_off, (size_t)n, buf))) return st;
         *got = (size_t)n;
         return CK_OK;
     }

@@ -108,10 +108,29 @@ typedef struct gr {
     cki_cur c;
     int be, v1;
     uint32_t version;
+    uint64_t flen; /* bytes in the file; the cursor covers the view, maybe fewer */
+    int *more;     /* set when the parse stopped at the end of a web window */
 } gr;
+
+/* Bytes left in the file after the cursor (the cursor may see fewer: a web
+ * window over a file too large to hold). */
+static uint64_t file_left(const gr *g)
+{
+    return g->flen - g->c.pos;
+}
+
+/* The parse needs bytes past the view, which the file has: the caller widens
+ * the view and parses again. */
+static ck_status need_more(gr *g)
+{
+    *g->more = 1;
+    return cki_fail(g->ctx, CK_EFORMAT, "%s: header runs past the %zu bytes read so far", g->file,
+                    g->c.len);
+}
 
 static ck_status trunc_err(gr *g, const char *what)
 {
+    if (g->c.len < g->flen) return need_more(g);
     return cki_fail(g->ctx, CK_EFORMAT, "%s: %s at byte %zu runs past the end of the file (%llu bytes)",
                     g->file, what, g->c.pos, (unsigned long long)g->src->len);
 }
@@ -140,11 +159,13 @@ static ck_status rd_str(gr *g, const char *what, const uint8_t **s, uint64_t *le
 {
     size_t at = g->c.pos;
     if (rd_len(g, len)) return trunc_err(g, what);
-    if (*len > cki_cur_left(&g->c))
+    if (*len > file_left(g))
         return cki_fail(g->ctx, CK_EFORMAT,
-                        "%s: %s at byte %zu: length %llu is more than the %zu bytes left in the "
+                        "%s: %s at byte %zu: length %llu is more than the %llu bytes left in the "
                         "file",
-                        g->file, what, at, (unsigned long long)*len, cki_cur_left(&g->c));
+                        g->file, what, at, (unsigned long long)*len,
+                        (unsigned long long)file_left(g));
+    if (*len > cki_cur_left(&g->c)) return need_more(g);
     cki_cur_take(&g->c, (size_t)*len, s);
     return CK_OK;
 }
@@ -194,12 +215,13 @@ static ck_status skim(gr *g, const char *key, uint32_t t, int depth, uint32_t *e
                             "%s: key '%s': array of %llu %s at byte %zu: its size overflows 64 "
                             "bits",
                             g->file, key, (unsigned long long)n, type_names[et], at);
-        if (need > cki_cur_left(&g->c))
+        if (need > file_left(g))
             return cki_fail(g->ctx, CK_EFORMAT,
                             "%s: key '%s': array of %llu %s at byte %zu needs at least %llu "
-                            "bytes but %zu are left in the file",
+                            "bytes but %llu are left in the file",
                             g->file, key, (unsigned long long)n, type_names[et], at,
-                            (unsigned long long)need, cki_cur_left(&g->c));
+                            (unsigned long long)need, (unsigned long long)file_left(g));
+        if (need > cki_cur_left(&g->c)) return need_more(g);
         if (elem) *elem = (uint32_t)et;
         if (count) *count = n;
         if (et != GGUF_STRING && et != GGUF_ARRAY) {
@@ -373,7 +395,7 @@ static const char *shown(char *buf, const uint8_t *s, uint64_t n)
 /* Parses one file into M. INFO (NULL for the second and later parts of a
  * split model) receives the keys. */
 static ck_status read_file(ck_model *m, const cki_source *src, cki_gguf_info *info,
-                           file_facts *ff, int with_tensors)
+                           file_facts *ff, int with_tensors, int *more)
 {
     gr g;
     uint64_t ver, n_tensors, n_kv, align = GGUF_DEFAULT_ALIGNMENT, data_start, data_len;
@@ -389,7 +411,10 @@ static ck_status read_file(ck_model *m, const cki_source *src, cki_gguf_info *in
     g.ctx = m->ctx;
     g.src = src;
     g.file = src->path;
-    cki_cur_init(&g.c, src->base, (size_t)src->len);
+    g.flen = src->len;
+    g.more = more;
+    *more = 0;
+    cki_cur_init(&g.c, src->base, (size_t)src->view_len);
     if (src->len < 8 || memcmp(src->base, "GGUF", 4) != 0)
         return cki_fail(g.ctx, CK_EFORMAT, "%s: no GGUF magic", g.file);
     cki_cur_skip(&g.c, 4);
@@ -415,7 +440,7 @@ static ck_status read_file(ck_model *m, const cki_source *src, cki_gguf_info *in
      * anything is allocated (CVE-2024-25664, CVE-2024-25668) */
     {
         uint64_t min_kv = (g.v1 ? 4u : 8u) + 1 + 4 + 1, min_ti = (g.v1 ? 4u : 8u) + 1 + 4 + 4 + 8;
-        uint64_t left = cki_cur_left(&g.c);
+        uint64_t left = file_left(&g);
         if (n_kv > left / min_kv)
             return cki_fail(g.ctx, CK_EFORMAT,
                             "%s: kv_count %llu: %llu keys need at least %llu bytes each but the "
@@ -629,6 +654,30 @@ static ck_status read_file(ck_model *m, const cki_source *src, cki_gguf_info *in
     return st;
 }
 
+/* read_file, widening a web window over a file too large to hold (twice the
+ * view each time, up to the header limit) until the keys and tensor infos lie
+ * inside it. Natively the view is the whole file and this is one call. */
+static ck_status read_file_view(ck_model *m, const cki_source *src, cki_gguf_info *info,
+                                file_facts *ff, int with_tensors)
+{
+    for (;;) {
+        int more = 0;
+        uint64_t want, cap;
+        ck_status st = read_file(m, src, info, ff, with_tensors, &more);
+        if (!st || !more) return st;
+        if (info) { /* parsed again from the start */
+            cki_free(m->ctx, info->kv);
+            info->kv = NULL;
+            info->kv_count = 0;
+        }
+        cap = ck_ctx_get_limit(m->ctx, CK_LIMIT_HEADER_BYTES) + CKI_SOURCE_WINDOW;
+        want = src->view_len > src->len / 2 ? src->len : src->view_len * 2;
+        if (want > cap && cap > src->view_len) want = cap;
+        /* past the cap, cki_source_view gives the limit's error */
+        if ((st = cki_source_view(m->ctx, src, want))) return st;
+    }
+}
+
 /* ---- split models ---------------------------------------------------------------- */
 
 /* If PATH ends in "-NNNNN-of-MMMMM.gguf": the stem length, part and count. */
@@ -670,9 +719,9 @@ static ck_status gguf_read(ck_model *m, const cki_source *src, const ck_open_opt
     m->meta_type = gguf_meta_type;
     info->splits = 1;
     /* the keys first: is this one part of a split model? */
-    if ((st = read_file(m, src, NULL, &ff, 0))) return st;
+    if ((st = read_file_view(m, src, NULL, &ff, 0))) return st;
     if (ff.split_count <= 1) {
-        if ((st = read_file(m, src, info, &ff, 1))) return st;
+        if ((st = read_file_view(m, src, info, &ff, 1))) return st;
         return publish(m, info);
     }
     /* a split model: every part, in order, found from this one's name */
@@ -700,7 +749,7 @@ static ck_status gguf_read(ck_model *m, const cki_source *src, const ck_open_opt
         }
         cki_free(ctx, path);
         if (st) return st;
-        if ((st = read_file(m, part, k == 1 ? info : NULL, &ff, 1))) return st;
+        if ((st = read_file_view(m, part, k == 1 ? info : NULL, &ff, 1))) return st;
         if (ff.split_count != count || ff.split_no != k - 1)
             return cki_fail(ctx, CK_EFORMAT,
                             "%s: split.no %llu of split.count %llu, expected part %u of %u",
@@ -721,7 +770,7 @@ const cki_format cki_fmt_gguf = {
     "gguf",
     (const char *const[]){".gguf", NULL},
     CKI_CAP_READ | CKI_CAP_WRITE | CKI_CAP_METADATA | CKI_CAP_QUANT | CKI_CAP_TYPED_META |
-        CKI_CAP_SPLIT,
+        CKI_CAP_SPLIT | CKI_CAP_WINDOW,
     gguf_probe,
     gguf_read,
     cki_gguf_write,

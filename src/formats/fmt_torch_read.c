@@ -46,7 +46,7 @@ static int probe(const cki_source *src)
     if (kind == CKI_TORCH_ZIP) {
         cki_zip z;
         int score = 20;
-        if (cki_zip_open(NULL, src->path, src->base, src->len, &z)) return score;
+        if (cki_zip_open_source(NULL, src, &z)) return score;
         for (size_t i = 0; i < z.count; i++)
             if (ends_with_data_pkl(&z.entries[i])) score = 90;
         cki_zip_close(&z);
@@ -55,6 +55,7 @@ static int probe(const cki_source *src)
     if (kind == CKI_TORCH_TAR) {
         cki_tar t;
         int score = 0;
+        if (src->view_len < src->len) return 20; /* a web window: the reader refuses it */
         if (cki_tar_open(NULL, src->path, src->base, src->len, &t)) return 20;
         if (cki_tar_find(&t, "pickle")) score = 90;
         cki_tar_close(&t);
@@ -111,7 +112,15 @@ static ck_status bind_zip(reader *rd, cki_tstorage *s, ck_dtype dt, uint64_t nee
                         rd->src->path, name, s->key, (unsigned long long)need,
                         (unsigned long long)s->numel, cki_tstorage_esize(s), e->name,
                         (unsigned long long)e->usize);
-    if ((st = cki_zip_read(&tf->zip, e, rd->verify_crc, &data, &len, &owned))) return st;
+    if (e->method == CKI_ZIP_STORED && !cki_zip_in_view(&tf->zip, e)) {
+        /* a web window: the record is read in chunks when used, its CRC
+         * checked during a conversion's copy */
+        if ((st = cki_zip_check_stored(&tf->zip, e))) return st;
+        data = NULL;
+        len = e->usize;
+    } else if ((st = cki_zip_read(&tf->zip, e, rd->verify_crc, &data, &len, &owned))) {
+        return st;
+    }
     if (owned) {
         if ((st = cki_model_storage_owned(rd->m, owned, len, dt, &cs))) return st;
         cs->len = need;
@@ -127,7 +136,7 @@ static ck_status bind_zip(reader *rd, cki_tstorage *s, ck_dtype dt, uint64_t nee
         if (need == e->usize && e->crc != 0) {
             cs->crc_known = 1;
             cs->crc = e->crc;
-            cs->crc_checked = rd->verify_crc != 0;
+            cs->crc_checked = rd->verify_crc != 0 && data != NULL;
         } else if (e->crc == 0 && e->usize) {
             cki_zip_check_crc(&tf->zip, e, data, len); /* warns once: CRC not computed */
         }
@@ -245,6 +254,13 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
                         "%s: not a PyTorch checkpoint (no zip signature, legacy magic number or "
                         "tar header at byte 0)",
                         src->path);
+    if (kind != CKI_TORCH_ZIP && src->view_len < src->len) /* a web window */
+        return cki_fail(m->ctx, CK_EUNSUPPORTED,
+                        "%s: %llu bytes: files over %llu bytes are read here only in formats "
+                        "whose header is at the start (safetensors, GGUF, torch zip); use the "
+                        "ckptkit command for this one",
+                        src->path, (unsigned long long)src->len,
+                        (unsigned long long)CKI_SOURCE_WHOLE_MAX);
     if ((st = cki_torch_parse_source(m->ctx, src, kind, note_globals, &rd,
                               &rd.tf)))
         return st;
@@ -290,7 +306,7 @@ done:
 const cki_format cki_fmt_torch = {
     .name = "torch",
     .exts = torch_exts,
-    .caps = CKI_CAP_READ,
+    .caps = CKI_CAP_READ | CKI_CAP_WINDOW,
     .probe = probe,
     .read = torch_read,
     .write = NULL,

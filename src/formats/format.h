@@ -78,7 +78,9 @@ enum {
     CKI_CAP_TYPED_META = 32, /* writer keeps typed metadata (whole arrays) */
     CKI_CAP_SPLIT = 64,   /* --shard-size makes self-describing parts, no index file */
     CKI_CAP_WINDOW = 128  /* reader needs only the head of the file in view (its header,
-                           * through cki_source_view): offered files too large to hold */
+                           * through cki_source_view) and reads anything else with
+                           * cki_source_pread (the zip reader: its tail): offered files
+                           * too large to hold */
 };
 
 typedef struct cki_format {

@@ -493,6 +493,12 @@ static ck_status full_run(full *f, int unknown)
     ck_status st;
 
     f->src = src;
+    if (src->view_len < src->len) /* a web window: the pickle rewrite needs the whole file */
+        return cki_fail(f->ctx, CK_EUNSUPPORTED,
+                        "%s: %llu bytes: rewriting the pickle of a file over %llu bytes is not "
+                        "done here; use the ckptkit command for this one",
+                        src->path, (unsigned long long)src->len,
+                        (unsigned long long)CKI_SOURCE_WHOLE_MAX);
     cki_map_init(&f->by_tensor, f->ctx);
     cki_map_init(&f->by_name, f->ctx);
     cki_map_init(&f->store_of, f->ctx);

@@ -156,7 +156,9 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     cki_arena pka;
     ck_status st;
 
-    if ((st = cki_zip_open(tf->ctx, tf->file, tf->base, tf->len, &tf->zip))) return st;
+    if ((st = tf->src ? cki_zip_open_source(tf->ctx, tf->src, &tf->zip)
+                      : cki_zip_open(tf->ctx, tf->file, tf->base, tf->len, &tf->zip)))
+        return st;
     tf->zip_open = 1;
     /* directory and local headers are checked and copied: their pages can go */
     cki_source_release(tf->src, 0, tf->len);

@@ -10,7 +10,8 @@
  *    lseek + read. A file of at most CKI_SOURCE_WHOLE_MAX bytes is read whole
  *    (VIEW_LEN == LEN); a larger one gets a window over its head (VIEW_LEN <
  *    LEN) that cki_source_view extends, and only readers marked
- *    CKI_CAP_WINDOW (their header is at the start) are offered such a file.
+ *    CKI_CAP_WINDOW (safetensors and GGUF: header at the start; torch zip:
+ *    directory read from the tail) are offered such a file.
  *    Tensor bytes outside the view are read with cki_source_pread.
  */
 #ifndef CKI_SOURCE_H

@@ -1302,6 +1302,7 @@ TEST(torch_probe_scores)
     torch_zip(&pkl, NULL, 0, NULL, &zip);
     src.base = zip.p;
     src.len = zip.n;
+    src.view_len = zip.n;
     CHECK(cki_fmt_torch.probe(&src) == 90);
     zip.p[zip.n - 22] = 'X'; /* break the end record */
     CHECK(cki_fmt_torch.probe(&src) == 20);
@@ -1309,6 +1310,7 @@ TEST(torch_probe_scores)
     tt_end(&tar);
     src.base = tar.p;
     src.len = tar.n;
+    src.view_len = tar.n;
     CHECK(cki_fmt_torch.probe(&src) == 90);
     tl_head(&leg, 1);
     src.base = leg.p;

@@ -435,6 +435,77 @@ def test_sparse_5gib_lists_and_stats_past_4gib(open_page, big5):
     assert mib < 256, debug
 
 
+def sparse_gguf(path, tensors, fill, note_len):
+    """A GGUF v3 file (F32 = type 0, I8 = type 24, one dimension each) with a
+    string key of NOTE_LEN bytes, so its header passes the first window; FILL
+    maps a tensor name to the bytes written at its start (the rest a hole)."""
+    def s(b):
+        return struct.pack('<Q', len(b)) + b
+    head = b'GGUF' + struct.pack('<IQQ', 3, len(tensors), 2)
+    head += s(b'general.name') + struct.pack('<I', 8) + s(b'sparse')
+    head += s(b'note') + struct.pack('<I', 8) + s(b'n' * note_len)
+    offs, off = {}, 0
+    for name, gtype, n, size in tensors:
+        off += -off % 32
+        offs[name] = off
+        head += s(name.encode()) + struct.pack('<IQIQ', 1, n, gtype, off)
+        off += size
+    head += b'\0' * (-len(head) % 32)
+    with open(path, 'wb') as f:
+        f.write(head)
+        for name, data in fill.items():
+            f.seek(len(head) + offs[name])
+            f.write(data)
+        f.truncate(len(head) + off)
+    return len(head) + offs[tensors[-1][0]]
+
+
+def test_sparse_gguf_over_4gib_lists_like_cli(open_page, tmp_path):
+    np = pytest.importorskip('numpy')
+    path = str(tmp_path / 'sparse5g.gguf')
+    far = np.arange(1024, dtype=np.float32) - 100.5
+    hole = 5 * GiB
+    far_off = sparse_gguf(path, [('head', 0, 256, 1024), ('hole', 24, hole, hole),
+                                 ('far.weight', 0, 1024, 4096)],
+                          {'far.weight': far.tobytes()}, 3 << 20)
+    assert far_off > 4 * GiB
+    pg = open_page()
+    pg.open(path)
+    assert pg.error() is None
+    assert pg.table() == expected_table(path)
+    assert pg.summary() == expected_summary(path)
+    got = pg.stats('far.weight')
+    assert got['min'] == far.min() and got['max'] == far.max()
+    os.unlink(path)
+
+
+def test_ckpt_over_1gib_lists_and_converts_like_cli(open_page, tmp_path):
+    """A Lightning-style .ckpt (torch zip) over 1 GiB, made by the command from
+    a sparse safetensors file: its directory is read from the tail, data.pkl
+    from the head, and a tensor stored past the 1 GiB mark comes through the
+    chunked reads, its CRC checked, into a conversion equal to the command's."""
+    np = pytest.importorskip('numpy')
+    st = str(tmp_path / 'big.safetensors')
+    path = str(tmp_path / 'big.ckpt')
+    far = (np.arange(1 << 16, dtype=np.float32) * 0.5 - 7).reshape(256, 256)
+    hole = GiB + (32 << 20)
+    sparse_safetensors(st, [('a.head', 'F32', [256], 1024), ('b.hole', 'U8', [hole], hole),
+                            ('c.far', 'F32', [256, 256], 1 << 18)], {'c.far': far.tobytes()})
+    cli('convert', st, path)
+    os.unlink(st)
+    assert os.path.getsize(path) > GiB + (32 << 20)
+    pg = open_page()
+    pg.open(path)
+    assert pg.error() is None
+    assert pg.table() == expected_table(path)
+    assert pg.summary() == expected_summary(path)
+    got = pg.stats('c.far')
+    assert got['min'] == far.min() and got['max'] == far.max()
+    convert_both(pg, tmp_path, path, 'far.safetensors', 'safetensors', ['--include', 'c.*'],
+                 include='c.*')
+    os.unlink(path)
+
+
 @pytest.mark.skipif(os.environ.get('CKPTKIT_WEB_BIG') == '0',
                     reason='CKPTKIT_WEB_BIG=0: the 3 GiB conversion (about 2 minutes) is skipped')
 def test_convert_3gib_in_persistent_profile_matches_cli(pw, server, tmp_path):
