@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "../convert/convert.h"
+#include "../formats/torch_read.h"
 
 
 /* A message for content that no reader claims: say what it looks like. */
@@ -87,9 +88,10 @@ static void scan_for_unsafe(ck_ctx *ctx, const cki_source *src, first_bad *fb)
 {
     ck_verdict worst = CK_VERDICT_ALLOWED;
     memset(fb, 0, sizeof *fb);
-    /* a web window: the scanner would open the model again; the reader
-     * refuses a dangerous global in the main pickle itself */
-    if (src->view_len < src->len) return;
+    /* a web window over anything but a zip: the scanner would open the model
+     * again (a zip is scanned record by record through the windowed reader) */
+    if (src->view_len < src->len && cki_torch_sniff(src->base, src->view_len) != CKI_TORCH_ZIP)
+        return;
     cki_scan_source(ctx, src, note_dangerous, fb, &worst);
     cki_clear(ctx);
 }

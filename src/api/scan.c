@@ -183,8 +183,11 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
     pkl_cache pc;
     ck_status st;
     pc.known = 0;
-    st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
-                    : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
+    if (src->view_len < src->len) /* a web window: records past it are read on demand */
+        st = cki_zip_open_source(s->ctx, src, &z);
+    else
+        st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
+                        : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
     if (st) return st;
     /* an encrypted flag or a local header at odds with the directory: the
      * failure of the scan, and the records are scanned all the same */
@@ -300,7 +303,15 @@ static ck_status scan_source(ck_ctx *ctx, const cki_source *src, ck_scan_fn fn, 
     s.user = user;
     s.worst = CK_VERDICT_ALLOWED;
     if (src->len == 0) return cki_fail(ctx, CK_EFORMAT, "%s: empty file: nothing to scan", path);
-    if (src->view_len < src->len) { /* web window: the readers' own checks (torch zip: of data.pkl) */
+    if (src->view_len < src->len && cki_torch_sniff(src->base, src->view_len) == CKI_TORCH_ZIP) {
+        /* a web window over a zip too large to hold whole: every record is
+         * scanned as for a mapped file, through the windowed zip reader */
+        st = scan_zip(&s, src, 0);
+        if (worst) *worst = s.worst;
+        if (s.first && st != CK_ENOMEM) return cki_fail(ctx, s.first, "%s", s.first_msg);
+        return st;
+    }
+    if (src->view_len < src->len) { /* web window, not a zip: the readers' own checks */
         ck_model *m = NULL;
         st = ck_model_open(ctx, path, NULL, &m);
         ck_model_close(m);

@@ -385,3 +385,53 @@ TEST(torch_zip_over_a_window_of_a_large_sparse_file)
     ck_ctx_free(ctx);
     tfs_rmtree(dir);
 }
+
+/* A dangerous pickle in an extra record past 4 GiB of a windowed zip: the
+ * scan reads it through the windowed zip reader (never the "clean" of a
+ * data.pkl-only check), and the loader refuses the file. */
+TEST(torch_zip_window_scans_every_record)
+{
+    char dir[512], path[600];
+    static uint8_t pkl[512];
+    static const uint8_t evil[] = "\x80\x02" "cos\nsystem\n" "X\x04\x00\x00\x00true" "\x85R.";
+    const float head[4] = {1, 2, 3, 4};
+    uint8_t *p = pkl;
+    zrec r[5];
+    uint64_t at = 0;
+    int fd;
+    ck_verdict worst = CK_VERDICT_ALLOWED;
+    ck_ctx *ctx = ck_ctx_new();
+    ck_model *m = NULL;
+    p = pk_raw(p, "\x80\x02}(");
+    p = pk_tensor(p, "head", "0");
+    p = pk_raw(p, "u.");
+    memset(r, 0, sizeof r);
+    r[0] = (zrec){"archive/data.pkl", 0, pkl, (uint64_t)(p - pkl), (uint64_t)(p - pkl), 0, 0};
+    r[1] = (zrec){"archive/data/0", 0, (const uint8_t *)head, 16, 16, 0, 0};
+    r[2] = (zrec){"archive/data/9", 0, NULL, Z_HOLE, Z_HOLE, 0, 0};
+    r[3] = (zrec){"archive/extra.pkl", 0, evil, sizeof evil - 1, sizeof evil - 1, 0, 0};
+    r[4] = (zrec){"archive/version", 0, (const uint8_t *)"3\n", 2, 2, 0, 0};
+    for (int k = 0; k < 5; k++)
+        if (r[k].data) r[k].crc = (uint32_t)crc32(0, r[k].data, (uInt)r[k].usize);
+    if (tfs_mkdtemp(dir, sizeof dir)) { CHECK(0); ck_ctx_free(ctx); return; }
+    tfs_join(path, sizeof path, dir, "evil.ckpt");
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0);
+    for (int k = 0; k < 5 && fd >= 0; k++) {
+        r[k].off = at;
+        at = put_local(fd, &r[k]);
+        CHECK(at != 0);
+    }
+    if (fd >= 0) {
+        CHECK(put_dir(fd, r, 5, at) > at);
+        close(fd);
+    }
+    CHECK(r[3].off > (4ull << 30));
+    CHECK(ck_scan(ctx, path, NULL, NULL, &worst) == CK_OK);
+    CHECK(worst == CK_VERDICT_DANGEROUS);
+    CHECK(ck_model_open(ctx, path, NULL, &m) == CK_EUNSAFE);
+    CHECK(strstr(ck_errmsg(ctx), "os.system") != NULL);
+    ck_model_close(m);
+    ck_ctx_free(ctx);
+    tfs_rmtree(dir);
+}
