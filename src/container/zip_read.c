@@ -312,12 +312,11 @@ static ck_status check_locals_in(cki_zip *z, uint8_t *hb);
 /* Checks each local header against its central entry; sets data_off. */
 static ck_status check_locals(cki_zip *z)
 {
-    uint8_t *hb = NULL; /* a web window: each local header and name read here */
-    ck_status st = CK_OK;
-    if (z->src) {
-        hb = cki_malloc(z->ctx, LOCAL_LEN + 65535u);
-        if (!hb) return CK_ENOMEM;
-    }
+    /* a web window: each local header and name is read here (allocated for
+     * mapped input too, so that no path passes a NULL buffer) */
+    uint8_t *hb = cki_malloc(z->ctx, LOCAL_LEN + 65535u);
+    ck_status st;
+    if (!hb) return CK_ENOMEM;
     st = check_locals_in(z, hb);
     cki_free(z->ctx, hb);
     return st;
@@ -355,12 +354,13 @@ static ck_status check_locals_in(cki_zip *z, uint8_t *hb)
                             "central directory at %llu",
                             z->file, name_width(e->name_len), e->name,
                             (unsigned long long)e->header_off, (unsigned long long)z->cd_off);
-        if (!zp(z, e->header_off, LOCAL_LEN + (uint64_t)lnlen)) {
+        const uint8_t *whole = zp(z, e->header_off, LOCAL_LEN + (uint64_t)lnlen);
+        if (!whole) {
             if (h != hb) memcpy(hb, h, LOCAL_LEN);
             if ((st = zcopy(z, e->header_off + LOCAL_LEN, lnlen, hb + LOCAL_LEN))) return st;
             h = hb;
         } else {
-            h = zp(z, e->header_off, LOCAL_LEN + (uint64_t)lnlen);
+            h = whole;
         }
         if ((lnlen != e->name_len || memcmp(h + LOCAL_LEN, e->name, lnlen) != 0) &&
             (st = tolerate(z, cki_fail(z->ctx, CK_EFORMAT,
@@ -477,7 +477,11 @@ static ck_status find_zip64(cki_zip *z, uint64_t loc, uint64_t *rec, uint64_t *r
 /* Tries the EOCD at POS: locates and parses the whole directory. */
 static ck_status try_eocd(cki_zip *z, uint64_t pos)
 {
-    const uint8_t *r = zp(z, pos, EOCD_LEN); /* in the tail */
+    const uint8_t *r = zp(z, pos, EOCD_LEN); /* in the tail: found there */
+    const uint8_t *loc = pos >= Z64_LOC_LEN ? zp(z, pos - Z64_LOC_LEN, 4) : NULL;
+    if (!r) /* cannot happen: the end record was found in what was read */
+        return cki_fail(z->ctx, CK_EFORMAT, "%s: zip end record at byte %llu lies outside the "
+                        "bytes read", z->file, (unsigned long long)pos);
     uint64_t count = cki_ld_le16(r + 10), cd_size = cki_ld_le32(r + 12);
     uint64_t cd_rel = cki_ld_le32(r + 16), cd_end = pos, cd_abs;
     uint16_t disk = cki_ld_le16(r + 4), cd_disk = cki_ld_le16(r + 6);
@@ -485,7 +489,7 @@ static ck_status try_eocd(cki_zip *z, uint64_t pos)
     ck_status st;
 
     z->zip64 = 0;
-    if (pos >= Z64_LOC_LEN && cki_ld_le32(zp(z, pos - Z64_LOC_LEN, 4)) == SIG_Z64_LOC) {
+    if (loc && cki_ld_le32(loc) == SIG_Z64_LOC) {
         uint64_t rec = 0, rec_shift = 0;
         uint8_t q[Z64_EOCD_LEN];
         if ((st = find_zip64(z, pos - Z64_LOC_LEN, &rec, &rec_shift))) return st;
