@@ -24,71 +24,17 @@
 #include <unistd.h>
 
 #include "convert.h"
+#include "../formats/npy.h"
 
-#define NPY_ALIGN 64
 #define MAX_FILES 200 /* temporary files open at once (the sink's cleanup table holds 256) */
 
-/* NumPy typestr for DT, or NULL. */
+/* NumPy typestr for DT, or NULL: export writes only what numpy reads without
+ * ml_dtypes (the spellings are npy.c's, shared with the npz writer). */
 static const char *npy_descr(ck_dtype dt)
 {
-    switch (dt) {
-    case CK_DT_BOOL: return "|b1";
-    case CK_DT_U8: return "|u1";
-    case CK_DT_I8: return "|i1";
-    case CK_DT_U16: return "<u2";
-    case CK_DT_I16: return "<i2";
-    case CK_DT_U32: return "<u4";
-    case CK_DT_I32: return "<i4";
-    case CK_DT_U64: return "<u8";
-    case CK_DT_I64: return "<i8";
-    case CK_DT_F16: return "<f2";
-    case CK_DT_F32: return "<f4";
-    case CK_DT_F64: return "<f8";
-    case CK_DT_C64: return "<c8";
-    case CK_DT_C128: return "<c16";
-    default: return NULL;
-    }
-}
-
-/* The full .npy preamble (magic to newline) for a tensor of DT and T's shape. */
-static ck_status npy_header(ck_ctx *ctx, const cki_tensor *t, ck_dtype dt, cki_buf *out)
-{
-    cki_buf dict;
-    size_t pre, total, hl;
-    cki_buf_init(&dict, ctx, 0);
-    cki_buf_printf(&dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", npy_descr(dt));
-    for (int d = 0; d < t->ndim; d++)
-        cki_buf_printf(&dict, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-    cki_buf_puts(&dict, t->ndim == 1 ? ",), }" : "), }");
-    if (dict.failed) {
-        cki_buf_free(&dict);
-        return CK_ENOMEM;
-    }
-    pre = 6 + 2 + 2; /* magic, version, u16 length */
-    total = pre + dict.len + 1;
-    total += (NPY_ALIGN - total % NPY_ALIGN) % NPY_ALIGN;
-    if (total - pre > 65535) { /* version 2.0: u32 length */
-        pre += 2;
-        total = pre + dict.len + 1;
-        total += (NPY_ALIGN - total % NPY_ALIGN) % NPY_ALIGN;
-    }
-    hl = total - pre;
-    cki_buf_put(out, "\x93NUMPY", 6);
-    if (pre == 10) {
-        cki_buf_putc(out, 1);
-        cki_buf_putc(out, 0);
-        cki_buf_putc(out, (char)(hl & 0xff));
-        cki_buf_putc(out, (char)(hl >> 8));
-    } else {
-        cki_buf_putc(out, 2);
-        cki_buf_putc(out, 0);
-        for (int i = 0; i < 4; i++) cki_buf_putc(out, (char)((hl >> (8 * i)) & 0xff));
-    }
-    cki_buf_put(out, dict.p, dict.len);
-    while (out->len < total - 1 && !out->failed) cki_buf_putc(out, ' ');
-    cki_buf_putc(out, '\n');
-    cki_buf_free(&dict);
-    return out->failed ? CK_ENOMEM : CK_OK;
+    int ml;
+    const char *d = cki_npy_descr(dt, &ml);
+    return ml ? NULL : d;
 }
 
 /* NAME as a file name: '/' -> '_', "." and ".." spelled with '_'; arena copy. */
@@ -267,7 +213,9 @@ ck_status ck_export(ck_ctx *ctx, ck_model *m, const char *const *names, size_t c
         job.done_bytes = done;
         if (npy) {
             hdr.len = 0;
-            if ((st = npy_header(ctx, it->t, it->ot.dtype, &hdr))) break;
+            if ((st = cki_npy_write_preamble(ctx, npy_descr(it->ot.dtype), it->t->ndim,
+                                             it->t->shape, &hdr)))
+                break;
             if ((st = cki_sink_write(sinks[i], hdr.p, hdr.len))) break;
         }
         st = cki_emit_tensor(&job, &it->ot, NULL);
