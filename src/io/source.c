@@ -12,47 +12,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
-{
-    return cki_source_open_ex(ctx, path, 0, out);
-}
-
 ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_source **out)
 {
-    struct stat st;
     cki_source *s;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cki_fail(ctx, CK_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return cki_fail(ctx, CK_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return cki_fail(ctx, CK_EFORMAT, "%s: is a directory", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return cki_fail(ctx, CK_EFORMAT, "%s: not a regular file", path);
-    }
-    s = cki_calloc(ctx, 1, sizeof *s);
-    if (!s) { close(fd); return CK_ENOMEM; }
-    s->path = cki_strdup(ctx, path);
-    if (!s->path) { cki_free(ctx, s); close(fd); return CK_ENOMEM; }
-    s->fd = fd;
-    s->dev = st.st_dev;
-    s->ino = st.st_ino;
-    s->len = (uint64_t)st.st_size;
-    s->view_len = s->len;
+    ck_status st = cki_source_open_file(ctx, path, &s);
+    if (st) return st;
     if (s->len) {
         void *p = mmap(NULL, (size_t)s->len, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                       writable ? MAP_PRIVATE | MAP_NORESERVE : MAP_PRIVATE, fd, 0);
+                       writable ? MAP_PRIVATE | MAP_NORESERVE : MAP_PRIVATE, s->fd, 0);
         if (p == MAP_FAILED) {
             int e = errno;
             cki_source_close(ctx, s);
             return cki_fail(ctx, CK_EIO, "%s: cannot map %llu bytes: %s", path,
-                            (unsigned long long)st.st_size, strerror(e));
+                            (unsigned long long)s->len, strerror(e));
         }
         s->base = p;
         /* opening touches scattered headers (zip local headers, legacy
@@ -60,21 +32,6 @@ ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_so
          * for what they need next with cki_source_will_need. */
         madvise(p, (size_t)s->len, MADV_RANDOM);
     }
-    *out = s;
-    return CK_OK;
-}
-
-ck_status cki_source_from_memory(ck_ctx *ctx, const char *name, const void *p, uint64_t len,
-                                 cki_source **out)
-{
-    cki_source *s = cki_calloc(ctx, 1, sizeof *s);
-    if (!s) return CK_ENOMEM;
-    s->path = cki_strdup(ctx, name);
-    if (!s->path) { cki_free(ctx, s); return CK_ENOMEM; }
-    s->fd = -1;
-    s->base = len ? p : NULL;
-    s->len = len;
-    s->view_len = len;
     *out = s;
     return CK_OK;
 }

@@ -39,6 +39,11 @@ ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out);
  * MAP_NORESERVE keeps a large file from being charged against the commit
  * limit before any page is written. */
 ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_source **out);
+
+/* For the two backends: opens PATH (a regular file, not a folder) and fills a
+ * new source's path, fd, dev, ino and len (view_len = len, base NULL); the
+ * backend then maps or reads the bytes, and cki_source_close undoes both. */
+ck_status cki_source_open_file(ck_ctx *ctx, const char *path, cki_source **out);
 /* A source over bytes already in memory (not owned, not copied); for tests
  * and fuzzing. */
 ck_status cki_source_from_memory(ck_ctx *ctx, const char *name, const void *p, uint64_t len,

@@ -48,42 +48,14 @@ static ck_status read_at(ck_ctx *ctx, const char *path, int fd, uint64_t off, ui
     return CK_OK;
 }
 
-ck_status cki_source_open(ck_ctx *ctx, const char *path, cki_source **out)
-{
-    return cki_source_open_ex(ctx, path, 0, out);
-}
-
 /* WRITABLE needs nothing more here: the bytes read into the heap are this
  * process's own copy, writable, never written back. */
 ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_source **out)
 {
-    struct stat st;
     cki_source *s;
-    ck_status rc;
     uint8_t *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cki_fail(ctx, CK_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return cki_fail(ctx, CK_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return cki_fail(ctx, CK_EFORMAT, "%s: is a directory", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return cki_fail(ctx, CK_EFORMAT, "%s: not a regular file", path);
-    }
-    s = cki_calloc(ctx, 1, sizeof *s);
-    if (!s) { close(fd); return CK_ENOMEM; }
-    s->path = cki_strdup(ctx, path);
-    if (!s->path) { cki_free(ctx, s); close(fd); return CK_ENOMEM; }
-    s->fd = fd;
-    s->dev = st.st_dev;
-    s->ino = st.st_ino;
-    s->len = (uint64_t)st.st_size;
+    ck_status rc = cki_source_open_file(ctx, path, &s);
+    if (rc) return rc;
     s->view_len = s->len <= CKI_SOURCE_WHOLE_MAX ? s->len : CKI_SOURCE_WINDOW;
     if (s->view_len) {
         buf = cki_malloc(NULL, (size_t)s->view_len);
@@ -93,26 +65,11 @@ ck_status cki_source_open_ex(ck_ctx *ctx, const char *path, int writable, cki_so
                             (unsigned long long)s->view_len);
         }
         s->base = buf;
-        if ((rc = read_at(ctx, path, fd, 0, buf, (size_t)s->view_len))) {
+        if ((rc = read_at(ctx, path, s->fd, 0, buf, (size_t)s->view_len))) {
             cki_source_close(ctx, s);
             return rc;
         }
     }
-    *out = s;
-    return CK_OK;
-}
-
-ck_status cki_source_from_memory(ck_ctx *ctx, const char *name, const void *p, uint64_t len,
-                                 cki_source **out)
-{
-    cki_source *s = cki_calloc(ctx, 1, sizeof *s);
-    if (!s) return CK_ENOMEM;
-    s->path = cki_strdup(ctx, name);
-    if (!s->path) { cki_free(ctx, s); return CK_ENOMEM; }
-    s->fd = -1;
-    s->base = len ? p : NULL;
-    s->len = len;
-    s->view_len = len;
     *out = s;
     return CK_OK;
 }
