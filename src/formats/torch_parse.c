@@ -73,8 +73,11 @@ static ck_status run(cki_torch_file *tf, const uint8_t *p, uint64_t len, const c
     ck_status st, vs;
     if (!where) return CK_ENOMEM;
     if ((uint64_t)(size_t)len != len) len = SIZE_MAX;
-    st = cki_pickle_run(tf->ctx, tf->pk_arena ? tf->pk_arena : &tf->arena, p, (size_t)len,
-                        tf->file, where, off, pk);
+    /* the reader's zip graph is converted and dropped: the lean run */
+    st = tf->pk_arena ? cki_pickle_run_lean(tf->ctx, tf->pk_arena, p, (size_t)len, tf->file,
+                                            where, off, pk)
+                      : cki_pickle_run(tf->ctx, &tf->arena, p, (size_t)len, tf->file, where,
+                                       off, pk);
     if (visit) {
         char saved[CKI_ERRMSG_MAX];
         ck_status last = tf->ctx->last;

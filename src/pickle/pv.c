@@ -110,6 +110,7 @@ const char *cki_pv_kind_name(cki_pv_kind kind)
     case CKI_PV_REDUCE: return "reduce";
     case CKI_PV_NEWOBJ: return "newobj";
     case CKI_PV_PERSID: return "persid";
+    case CKI_PV_TREBUILD: return "reduce";
     }
     return "?";
 }

@@ -1194,6 +1194,57 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
     return opaque(r, t, v, c, args, depth);
 }
 
+/* A CKI_PV_TREBUILD record (cki_pickle_run_lean): the call it replaces is
+ * rebuilt on the C stack (the persistent id and the OrderedDict() call with
+ * their own offsets) and converted as a REDUCE node would be, so objects and
+ * messages are the same. */
+static ck_status rebuild_record(cki_trec *r, cki_tobj *t, const cki_pv *v, uint32_t depth)
+{
+    cki_pv key, tup, pid, hooks, args;
+    cki_pv *tup_items[5], *pid_items[1], *hook_items[2], *arg_items[6];
+    if (v->n != CKI_TRB_COUNT)
+        return cki_fail(r->ctx, CK_EFORMAT, "%s: %s: call at byte %llu has no arguments",
+                        r->file, r->where, (unsigned long long)v->off);
+    memset(&key, 0, sizeof key);
+    memset(&tup, 0, sizeof tup);
+    memset(&pid, 0, sizeof pid);
+    memset(&hooks, 0, sizeof hooks);
+    memset(&args, 0, sizeof args);
+    key.kind = CKI_PV_STR;
+    key.u.s.p = v->u.s.p;
+    key.u.s.len = v->u.s.len;
+    key.off = tup.off = pid.off = cki_pv_trebuild_off(v, 0);
+    tup_items[0] = v->items[CKI_TRB_TAG];
+    tup_items[1] = v->items[CKI_TRB_CLASS];
+    tup_items[2] = &key;
+    tup_items[3] = v->items[CKI_TRB_LOCATION];
+    tup_items[4] = v->items[CKI_TRB_NUMEL];
+    tup.kind = CKI_PV_TUPLE;
+    tup.items = tup_items;
+    tup.n = tup.cap = 5;
+    pid_items[0] = &tup;
+    pid.kind = CKI_PV_PERSID;
+    pid.items = pid_items;
+    pid.n = pid.cap = 1;
+    hook_items[0] = v->items[CKI_TRB_HOOKS_CLASS];
+    hook_items[1] = v->items[CKI_TRB_HOOKS_ARGS];
+    hooks.kind = CKI_PV_REDUCE;
+    hooks.items = hook_items;
+    hooks.n = hooks.cap = 2;
+    hooks.off = cki_pv_trebuild_off(v, 1);
+    arg_items[0] = &pid;
+    arg_items[1] = v->items[CKI_TRB_OFFSET];
+    arg_items[2] = v->items[CKI_TRB_SIZE];
+    arg_items[3] = v->items[CKI_TRB_STRIDE];
+    arg_items[4] = v->items[CKI_TRB_GRAD];
+    arg_items[5] = &hooks;
+    args.kind = CKI_PV_TUPLE;
+    args.items = arg_items;
+    args.n = args.cap = 6;
+    args.off = v->off;
+    return call(r, t, v, v->items[CKI_TRB_CALLABLE], &args, v->off, depth);
+}
+
 static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **out)
 {
     cki_tobj *t;
@@ -1266,6 +1317,7 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
                             r->file, r->where, (unsigned long long)v->off);
         st = call(r, t, v, v->items[0], v->items[1], v->off, depth);
         break;
+    case CKI_PV_TREBUILD: st = rebuild_record(r, t, v, depth); break;
     }
     if (st) return st;
     *out = t;
