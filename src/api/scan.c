@@ -232,6 +232,9 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
     st = CK_OK;
 done:
     cki_zip_close(&z);
+    /* the pages read (directory, pickles) go back to the kernel: a loader
+     * that scans first maps them again only as it reads them */
+    cki_source_release(src, 0, src->len);
     return st;
 }
 

@@ -296,7 +296,8 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
     for (size_t i = 0; i < sel.count; i++) {
         size_t index;
         if ((st = add_one(&rd, &sel.v[i], &index))) goto done;
-        if ((st = note_bound(&rd, sel.v[i].tensor, index))) goto done;
+        /* the value tree looks tensors up by object: only when one is made */
+        if (opts && opts->values && (st = note_bound(&rd, sel.v[i].tensor, index))) goto done;
     }
     if ((st = cki_torch_lightning_meta(rd.tf.root, set_meta, m))) goto done;
     if ((st = cki_torch_values_json(&rd.tf.rec, rd.tf.root, &sel, &json))) goto done;

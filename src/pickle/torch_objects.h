@@ -132,9 +132,9 @@ struct cki_tobj {
         cki_tdtype dt;
         cki_tarray *arr;
     } u;
-    /* CKI_TO_OBJECT: call arguments (TUPLE), BUILD state, items set on it
-     * (DICT), items appended to it (LIST); each may be NULL. */
-    cki_tobj *args, *state, *dict, *list;
+    /* CKI_TO_OBJECT only (NULL otherwise, and on objects without any):
+     * read through cki_tobj_args, _state, _dict, _list */
+    struct cki_tobj_parts *parts;
     uint64_t off;  /* pickle offset of the node it came from */
     uint32_t mark; /* walkers' bookkeeping (torch_select.c) */
     uint32_t seen; /* walkers' epoch */
@@ -142,6 +142,31 @@ struct cki_tobj {
 
 /* Resolves a persistent id (the pid value of a PERSID node) into a tobj
  * (storage or tensor) for formats whose ids are not 'storage' tuples (tar). */
+/* An opaque object's call arguments (TUPLE), BUILD state, items set on it
+ * (DICT), items appended to it (LIST); each may be NULL. A record of its own
+ * so that the many plain values (a state dict's names and tensors) do not
+ * carry four empty links. */
+typedef struct cki_tobj_parts {
+    cki_tobj *args, *state, *dict, *list;
+} cki_tobj_parts;
+
+static inline cki_tobj *cki_tobj_args(const cki_tobj *t)
+{
+    return t->parts ? t->parts->args : NULL;
+}
+static inline cki_tobj *cki_tobj_state(const cki_tobj *t)
+{
+    return t->parts ? t->parts->state : NULL;
+}
+static inline cki_tobj *cki_tobj_dict(const cki_tobj *t)
+{
+    return t->parts ? t->parts->dict : NULL;
+}
+static inline cki_tobj *cki_tobj_list(const cki_tobj *t)
+{
+    return t->parts ? t->parts->list : NULL;
+}
+
 typedef struct cki_trec cki_trec;
 typedef ck_status (*cki_persid_fn)(void *user, cki_trec *r, const cki_pv *pid, uint64_t off,
                                    cki_tobj **out);

@@ -389,6 +389,21 @@ static const char *key_text(const cki_pv *v, char tmp[32])
 
 static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **out);
 
+/* T = SRC as it is now (walkers' marks cleared); an object's parts are
+ * copied, so links SRC gets later (it may still be converting) stay its own. */
+static ck_status copy_tobj(cki_trec *r, cki_tobj *t, const cki_tobj *src)
+{
+    *t = *src;
+    t->mark = t->seen = 0;
+    if (src->parts) {
+        cki_tobj_parts *p = cki_arena_alloc_ptrs(r->arena, sizeof *p);
+        if (!p) return CK_ENOMEM;
+        *p = *src->parts;
+        t->parts = p;
+    }
+    return CK_OK;
+}
+
 /* ('storage', type, key, location, numel[, view_metadata]) or ('module', ...). */
 static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint32_t depth,
                              cki_tobj *t)
@@ -403,11 +418,7 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     if (pv_is_tensor_str(arg(pid, 0), "module")) {
         cki_tobj *cls;
         if ((st = conv(r, arg(pid, 1), depth + 1, &cls))) return st;
-        if (cls) {
-            *t = *cls;
-            t->mark = t->seen = 0;
-        }
-        return CK_OK;
+        return cls ? copy_tobj(r, t, cls) : CK_OK;
     }
     type = arg(pid, 1);
     key = arg(pid, 2);
@@ -461,9 +472,7 @@ static ck_status persid(cki_trec *r, const cki_pv *pid, uint64_t off, uint32_t d
         cki_tobj *o;
         ck_status st = r->persid(r->persid_user, r, pid, off, &o);
         if (st) return st;
-        *t = *o;
-        t->mark = t->seen = 0;
-        return CK_OK;
+        return copy_tobj(r, t, o);
     }
     return bad(r, off, "persistent id", "not a ('storage', ...) tuple");
 }
@@ -945,11 +954,20 @@ static ck_status opaque(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_tob
         t->u.g.module = "?";
         t->u.g.name = callable ? "(not a global)" : "?";
     }
-    if ((st = conv(r, args, depth + 1, &t->args))) return st;
-    if (v) {
-        if ((st = conv(r, v->state, depth + 1, &t->state))) return st;
-        if ((st = conv(r, cki_pv_extra(v), depth + 1, &t->dict))) return st;
-        if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &t->list))) return st;
+    {
+        /* attached first, each link set as its conversion returns: a cycle
+         * back to T sees what is known so far (copies take a snapshot:
+         * copy_tobj) */
+        cki_tobj_parts *p = cki_arena_alloc_ptrs(r->arena, sizeof *p);
+        if (!p) return CK_ENOMEM;
+        memset(p, 0, sizeof *p);
+        t->parts = p;
+        if ((st = conv(r, args, depth + 1, &p->args))) return st;
+        if (v) {
+            if ((st = conv(r, v->state, depth + 1, &p->state))) return st;
+            if ((st = conv(r, cki_pv_extra(v), depth + 1, &p->dict))) return st;
+            if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &p->list))) return st;
+        }
     }
     return CK_OK;
 }
@@ -966,16 +984,17 @@ static int is_numpy(const cki_tobj *g, const char *name)
 }
 
 /* Copies the tobj SRC (a converted child) into T, as T's meaning. */
-static void become(cki_tobj *t, const cki_tobj *src)
+static ck_status become(cki_trec *r, cki_tobj *t, const cki_tobj *src)
 {
     uint64_t off = t->off;
+    ck_status st;
     if (!src || src == t) {
         t->kind = CKI_TO_NONE;
-        return;
+        return CK_OK;
     }
-    *t = *src;
+    st = copy_tobj(r, t, src);
     t->off = off;
-    t->mark = t->seen = 0;
+    return st;
 }
 
 /* callable(*args) where V is the REDUCE/NEWOBJ node (NULL for the inner call
@@ -1003,7 +1022,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             if ((st = conv(r, args, depth + 1, &x))) return st;
             if (x && x->kind == CKI_TO_TUPLE && x->n >= 1 && x->items[0] &&
                 x->items[0]->kind == CKI_TO_TENSOR) {
-                become(t, x->items[0]);
+                if ((st = become(r, t, x->items[0]))) return st;
                 if (n[9] == 'p') t->u.t->parameter = 1;
                 return CK_OK;
             }
@@ -1048,7 +1067,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if ((st = conv(r, args, depth + 1, &x))) return st;
         if (x && x->kind == CKI_TO_TUPLE && x->n >= 1 && x->items[0] &&
             x->items[0]->kind == CKI_TO_TENSOR) {
-            become(t, x->items[0]);
+            if ((st = become(r, t, x->items[0]))) return st;
             t->u.t->parameter = 1;
             return CK_OK;
         }
@@ -1131,7 +1150,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             return CK_OK;
         }
         if (a0->kind == CKI_TO_BYTES && c->u.g.name[0] == 'b') {
-            become(t, a0);
+            if ((st = become(r, t, a0))) return st;
             return CK_OK;
         }
         if (!encode_text(r, t, a0, a1)) return CK_OK;
@@ -1139,7 +1158,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
     }
     if (is(c, "torch", "Size")) {
         if (a0 && (a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_LIST)) {
-            become(t, a0);
+            if ((st = become(r, t, a0))) return st;
             t->kind = CKI_TO_TUPLE;
             t->vflags |= CK_VALUE_F_SIZE;
             return CK_OK;
@@ -1161,7 +1180,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
                 t->u.s.p = s;
                 t->u.s.len = strlen(s);
             } else {
-                become(t, a0);
+                if ((st = become(r, t, a0))) return st;
             }
             t->vflags |= CK_VALUE_F_DEVICE;
             return CK_OK;
@@ -1333,7 +1352,7 @@ const cki_tobj *cki_tobj_as_dict(const cki_tobj *t)
 {
     if (!t) return NULL;
     if (t->kind == CKI_TO_DICT) return t;
-    if (t->kind == CKI_TO_OBJECT && t->dict && t->dict->kind == CKI_TO_DICT) return t->dict;
+    if (t->kind == CKI_TO_OBJECT && cki_tobj_dict(t) && cki_tobj_dict(t)->kind == CKI_TO_DICT) return cki_tobj_dict(t);
     return NULL;
 }
 
@@ -1352,6 +1371,6 @@ cki_tobj *cki_tobj_get(const cki_tobj *dict, const char *key)
 
 int cki_tobj_is_module(const cki_tobj *t)
 {
-    if (!t || t->kind != CKI_TO_OBJECT || !t->state) return 0;
-    return cki_tobj_get(t->state, "_parameters") && cki_tobj_get(t->state, "_modules");
+    if (!t || t->kind != CKI_TO_OBJECT || !cki_tobj_state(t)) return 0;
+    return cki_tobj_get(cki_tobj_state(t), "_parameters") && cki_tobj_get(cki_tobj_state(t), "_modules");
 }
