@@ -188,7 +188,8 @@ static ck_status bind(reader *rd, cki_tstorage *s, ck_dtype dt, const char *name
     return CK_OK;
 }
 
-static ck_status add_one(reader *rd, const cki_tnamed *nt, size_t *index)
+/* NAMED: NT's name lives in the model's arena (the naming walk put it there). */
+static ck_status add_one(reader *rd, const cki_tnamed *nt, int named, size_t *index)
 {
     const cki_ttensor *t = nt->tensor->u.t;
     cki_storage *cs = NULL;
@@ -203,6 +204,10 @@ static ck_status add_one(reader *rd, const cki_tnamed *nt, size_t *index)
         return cki_model_add_skipped(rd->m, nt->name, why);
     }
     if ((st = bind(rd, t->storage, t->dtype, nt->name, &cs))) return st;
+    if (named)
+        return cki_model_add_tensor_named(rd->m, rd->src->path, nt->name, nt->name_len, t->dtype,
+                                          t->ndim, t->shape, t->stride, t->offset, cs, t->flags,
+                                          index);
     return cki_model_add_tensor(rd->m, rd->src->path, nt->name, nt->name_len, t->dtype, t->ndim,
                                 t->shape, t->stride, t->offset, cs, t->flags, index);
 }
@@ -232,7 +237,7 @@ static ck_status tree_tensor(void *user, const cki_tobj *t, size_t *index, const
     nt.name = name;
     nt.name_len = strlen(name);
     nt.tensor = (cki_tobj *)t;
-    if ((st = add_one(rd, &nt, index))) return st;
+    if ((st = add_one(rd, &nt, 0, index))) return st;
     if (*index == (size_t)-1) *why = t->u.t->unsupported ? t->u.t->unsupported : "skipped";
     return note_bound(rd, t, *index);
 }
@@ -289,13 +294,14 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
     m->format_name = kind == CKI_TORCH_ZIP      ? "torch-zip"
                      : kind == CKI_TORCH_LEGACY ? "torch-legacy"
                                                 : "torch-tar";
+    rd.tf.rec.names = &m->arena; /* the model keeps the names the walk makes */
     if ((st = cki_torch_select(&rd.tf.rec, rd.tf.root, opts ? opts->key : NULL,
                                opts ? opts->all : 0, &sel)))
         goto done;
     if ((st = cki_model_reserve(m, m->count + sel.count, 0))) goto done;
     for (size_t i = 0; i < sel.count; i++) {
         size_t index;
-        if ((st = add_one(&rd, &sel.v[i], &index))) goto done;
+        if ((st = add_one(&rd, &sel.v[i], 1, &index))) goto done;
         /* the value tree looks tensors up by object: only when one is made */
         if (opts && opts->values && (st = note_bound(&rd, sel.v[i].tensor, index))) goto done;
     }

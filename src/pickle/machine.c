@@ -127,6 +127,7 @@ typedef struct machine {
     cki_pv *free_nodes;          /* recycled nodes, linked through ->items */
     cki_pv **free_items[FREE_ITEM_MAX + 1]; /* recycled item arrays by slots, linked
                                                 through slot 0 */
+    cki_pv *trb_shared; /* the last CKI_TRB_SHARED tuple made */
 } machine;
 
 #define INTERN_LO (-256)
@@ -1355,20 +1356,33 @@ static ck_status torch_rebuild(machine *m, cki_pv *c, cki_pv *a, cki_pv **out)
         !global_is(hooks->items[0], "collections", "OrderedDict") ||
         !leaf_of(hooks->items[1], CKI_PV_TUPLE))
         return CK_OK;
+    {
+        cki_pv *sh[CKI_TRS_COUNT];
+        sh[CKI_TRS_CALLABLE] = c;
+        sh[CKI_TRS_TAG] = t->items[0];
+        sh[CKI_TRS_CLASS] = t->items[1];
+        sh[CKI_TRS_LOCATION] = t->items[3];
+        sh[CKI_TRS_HOOKS_CLASS] = hooks->items[0];
+        sh[CKI_TRS_HOOKS_ARGS] = hooks->items[1];
+        if (!m->trb_shared || memcmp(m->trb_shared->items, sh, sizeof sh) != 0) {
+            ck_status st;
+            cki_pv *x = new_node(m, CKI_PV_TUPLE);
+            if (!x) return op_nomem(m);
+            x->off = c->off;
+            x->mflags |= CKI_PV_M_ESCAPED; /* never recycled */
+            if ((st = add_items(m, x, sh, CKI_TRS_COUNT))) return st;
+            m->trb_shared = x;
+        }
+    }
     v = new_node(m, CKI_PV_TREBUILD);
     items = cki_arena_alloc_ptrs(m->arena, CKI_TRB_COUNT * sizeof *items + sizeof offs);
     if (!v || !items) return op_nomem(m);
-    items[CKI_TRB_CALLABLE] = c;
-    items[CKI_TRB_TAG] = t->items[0];
-    items[CKI_TRB_CLASS] = t->items[1];
-    items[CKI_TRB_LOCATION] = t->items[3];
+    items[CKI_TRB_SHARED] = m->trb_shared;
     items[CKI_TRB_NUMEL] = t->items[4];
     items[CKI_TRB_OFFSET] = a->items[1];
     items[CKI_TRB_SIZE] = a->items[2];
     items[CKI_TRB_STRIDE] = a->items[3];
     items[CKI_TRB_GRAD] = a->items[4];
-    items[CKI_TRB_HOOKS_CLASS] = hooks->items[0];
-    items[CKI_TRB_HOOKS_ARGS] = hooks->items[1];
     offs[0] = pid->off;
     offs[1] = hooks->off;
     memcpy(items + CKI_TRB_COUNT, offs, sizeof offs);

@@ -212,18 +212,23 @@ ck_status cki_pickle_run_lean(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, s
 /* CKI_PV_TREBUILD: u.s is the storage key (the STR's text), items[0..n) are
  * (n = CKI_TRB_COUNT): */
 enum {
-    CKI_TRB_CALLABLE,    /* the GLOBAL torch._utils._rebuild_tensor_v2 */
-    CKI_TRB_TAG,         /* the STR 'storage' of the persistent id */
-    CKI_TRB_CLASS,       /* the storage class GLOBAL */
-    CKI_TRB_LOCATION,    /* STR */
-    CKI_TRB_NUMEL,       /* INT */
-    CKI_TRB_OFFSET,      /* INT */
-    CKI_TRB_SIZE,        /* TUPLE of INTs */
-    CKI_TRB_STRIDE,      /* TUPLE of INTs */
-    CKI_TRB_GRAD,        /* BOOL */
-    CKI_TRB_HOOKS_CLASS, /* the GLOBAL collections.OrderedDict */
-    CKI_TRB_HOOKS_ARGS,  /* the empty TUPLE */
+    CKI_TRB_SHARED, /* a TUPLE of the values most calls share (CKI_TRS_*), one node for
+                     * every record with the same six: the machine makes it */
+    CKI_TRB_NUMEL,  /* INT */
+    CKI_TRB_OFFSET, /* INT */
+    CKI_TRB_SIZE,   /* TUPLE of INTs */
+    CKI_TRB_STRIDE, /* TUPLE of INTs */
+    CKI_TRB_GRAD,   /* BOOL */
     CKI_TRB_COUNT
+};
+enum {
+    CKI_TRS_CALLABLE,    /* the GLOBAL torch._utils._rebuild_tensor_v2 */
+    CKI_TRS_TAG,         /* the STR 'storage' of the persistent id */
+    CKI_TRS_CLASS,       /* the storage class GLOBAL */
+    CKI_TRS_LOCATION,    /* STR */
+    CKI_TRS_HOOKS_CLASS, /* the GLOBAL collections.OrderedDict */
+    CKI_TRS_HOOKS_ARGS,  /* the empty TUPLE */
+    CKI_TRS_COUNT
 };
 /* Byte offsets of the persistent id (WHICH 0) and of the OrderedDict() call
  * (WHICH 1) the record replaces; they follow the items in the same array. */

@@ -190,6 +190,8 @@ struct cki_trec {
                                        * made (in ARENA): later equal ones share them */
     int copy_strings;    /* 1: tobjs copy the pickle's strings into ARENA, so the pickle's
                           * own arena may be freed once the conversion is done */
+    cki_arena *names;    /* where cki_torch_select puts tensor names; NULL: ARENA (a
+                          * reader passes its model's arena and keeps them) */
 };
 
 /* FILE and WHERE name the pickle in messages; ARENA must outlive the result. */

@@ -1221,7 +1221,8 @@ static ck_status rebuild_record(cki_trec *r, cki_tobj *t, const cki_pv *v, uint3
 {
     cki_pv key, tup, pid, hooks, args;
     cki_pv *tup_items[5], *pid_items[1], *hook_items[2], *arg_items[6];
-    if (v->n != CKI_TRB_COUNT)
+    const cki_pv *sh = v->n == CKI_TRB_COUNT ? v->items[CKI_TRB_SHARED] : NULL;
+    if (!sh || sh->kind != CKI_PV_TUPLE || sh->n != CKI_TRS_COUNT)
         return cki_fail(r->ctx, CK_EFORMAT, "%s: %s: call at byte %llu has no arguments",
                         r->file, r->where, (unsigned long long)v->off);
     memset(&key, 0, sizeof key);
@@ -1233,10 +1234,10 @@ static ck_status rebuild_record(cki_trec *r, cki_tobj *t, const cki_pv *v, uint3
     key.u.s.p = v->u.s.p;
     key.u.s.len = v->u.s.len;
     key.off = tup.off = pid.off = cki_pv_trebuild_off(v, 0);
-    tup_items[0] = v->items[CKI_TRB_TAG];
-    tup_items[1] = v->items[CKI_TRB_CLASS];
+    tup_items[0] = sh->items[CKI_TRS_TAG];
+    tup_items[1] = sh->items[CKI_TRS_CLASS];
     tup_items[2] = &key;
-    tup_items[3] = v->items[CKI_TRB_LOCATION];
+    tup_items[3] = sh->items[CKI_TRS_LOCATION];
     tup_items[4] = v->items[CKI_TRB_NUMEL];
     tup.kind = CKI_PV_TUPLE;
     tup.items = tup_items;
@@ -1245,8 +1246,8 @@ static ck_status rebuild_record(cki_trec *r, cki_tobj *t, const cki_pv *v, uint3
     pid.kind = CKI_PV_PERSID;
     pid.items = pid_items;
     pid.n = pid.cap = 1;
-    hook_items[0] = v->items[CKI_TRB_HOOKS_CLASS];
-    hook_items[1] = v->items[CKI_TRB_HOOKS_ARGS];
+    hook_items[0] = sh->items[CKI_TRS_HOOKS_CLASS];
+    hook_items[1] = sh->items[CKI_TRS_HOOKS_ARGS];
     hooks.kind = CKI_PV_REDUCE;
     hooks.items = hook_items;
     hooks.n = hooks.cap = 2;
@@ -1261,7 +1262,7 @@ static ck_status rebuild_record(cki_trec *r, cki_tobj *t, const cki_pv *v, uint3
     args.items = arg_items;
     args.n = args.cap = 6;
     args.off = v->off;
-    return call(r, t, v, v->items[CKI_TRB_CALLABLE], &args, v->off, depth);
+    return call(r, t, v, sh->items[CKI_TRS_CALLABLE], &args, v->off, depth);
 }
 
 static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **out)

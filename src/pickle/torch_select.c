@@ -147,7 +147,7 @@ static ck_status emit(walker *w, cki_tobj *t)
         s->v = n;
         s->cap = ncap;
     }
-    s->v[s->count].name = cki_arena_strndup(w->r->arena, name, len);
+    s->v[s->count].name = cki_arena_strndup(w->r->names ? w->r->names : w->r->arena, name, len);
     if (!s->v[s->count].name) return CK_ENOMEM;
     s->v[s->count].name_len = len;
     s->v[s->count].tensor = t;

@@ -133,7 +133,10 @@ static void check_node(const cki_pv *v, uint64_t lo, uint64_t hi)
         break;
     case CKI_PV_TREBUILD:
         check(v->n == CKI_TRB_COUNT && v->u.s.p && v->height >= 5);
-        check(cki_pv_is_global(v->items[CKI_TRB_CALLABLE], "torch._utils", "_rebuild_tensor_v2"));
+        check(v->items[CKI_TRB_SHARED]->kind == CKI_PV_TUPLE &&
+              v->items[CKI_TRB_SHARED]->n == CKI_TRS_COUNT &&
+              cki_pv_is_global(v->items[CKI_TRB_SHARED]->items[CKI_TRS_CALLABLE], "torch._utils",
+                               "_rebuild_tensor_v2"));
         check(cki_pv_trebuild_off(v, 0) < v->off && cki_pv_trebuild_off(v, 1) < v->off);
         break;
     case CKI_PV_DICT:
