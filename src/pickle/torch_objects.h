@@ -61,13 +61,11 @@ typedef struct cki_tobj cki_tobj;
 
 /* A torch storage as persistent ids name it; one per distinct (key, view). */
 typedef struct cki_tstorage {
+    /* pointers and 64-bit values first, the small fields packed at the end
+     * (one of these per storage: a 100,000-tensor file has 100,000) */
     const char *key;         /* record key ("0", "140234...") */
     const char *type_name;   /* "FloatStorage", "UntypedStorage", ... */
     const char *location;    /* "cpu", "cuda:0"; may be NULL */
-    ck_dtype dtype;          /* element type; CK_DT_COUNT if untyped or unsupported */
-    int untyped;             /* UntypedStorage: numel counts bytes */
-    int is_view;             /* see view_key */
-    int located;             /* see data_off */
     const char *unsupported; /* reason the bytes cannot be used (quantized ...), or NULL */
     uint64_t numel;          /* elements (bytes when untyped) as the id says */
     /* legacy view_metadata (view_key, offset, size), in elements of the root */
@@ -77,20 +75,24 @@ typedef struct cki_tstorage {
     uint64_t data_off, data_len;
     void *bound;             /* the reader's cki_storage, once made */
     size_t index;            /* position in the recogniser's table */
+    ck_dtype dtype;          /* element type; CK_DT_COUNT if untyped or unsupported */
+    uint8_t untyped;         /* UntypedStorage: numel counts bytes */
+    uint8_t is_view;         /* see view_key */
+    uint8_t located;         /* see data_off */
 } cki_tstorage;
 
 typedef struct cki_ttensor {
     cki_tstorage *storage;   /* NULL only when unsupported */
-    ck_dtype dtype;          /* CK_DT_COUNT when unsupported and unknown */
-    int ndim;                /* -1 when unknown */
     const char *torch_dtype; /* torch spelling when known ("float32"), else NULL */
     int64_t *shape;
     int64_t *stride;         /* ndim entries (torch always records strides) */
     uint64_t offset;         /* in elements */
-    unsigned flags;          /* CKI_T_CONJ, CKI_T_NEG (tensor.h) */
-    int parameter;           /* came through a Parameter rebuild */
     const char *unsupported; /* "quantized tensor", "sparse tensor", ... or NULL */
     uint64_t off;            /* pickle offset of the rebuild call */
+    ck_dtype dtype;          /* CK_DT_COUNT when unsupported and unknown */
+    int16_t ndim;            /* -1 when unknown */
+    uint8_t flags;           /* CKI_T_CONJ, CKI_T_NEG (tensor.h) */
+    uint8_t parameter;       /* came through a Parameter rebuild */
 } cki_ttensor;
 
 typedef struct cki_tarray {

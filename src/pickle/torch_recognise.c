@@ -612,7 +612,11 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
             tt->torch_dtype = x->u.dt.name;
             if (x->u.dt.dt == CK_DT_COUNT) tt->unsupported = "dtype without a ckptkit equivalent";
         }
-        if (meta && arg(args, i) == meta) metadata_flags(x, &tt->flags);
+        if (meta && arg(args, i) == meta) {
+            unsigned f = tt->flags;
+            metadata_flags(x, &f);
+            tt->flags = (uint8_t)f;
+        }
     }
     if (variant != REBUILD_V3) {
         tt->dtype = tt->storage->dtype;
