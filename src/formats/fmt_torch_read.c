@@ -274,7 +274,7 @@ static ck_status torch_read(ck_model *m, const cki_source *src, const ck_open_op
                         "ckptkit command for this one",
                         src->path, (unsigned long long)src->len,
                         (unsigned long long)CKI_SOURCE_WHOLE_MAX);
-    if ((st = cki_torch_parse_source(m->ctx, src, kind, note_globals, &rd,
+    if ((st = cki_torch_parse_source(m->ctx, src, kind, note_globals, &rd, &m->arena,
                               &rd.tf)))
         return st;
     if (rd.dangerous && !(opts && opts->allow_unsafe)) {

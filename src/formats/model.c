@@ -231,17 +231,26 @@ static ck_status add_tensor(ck_model *m, const char *file, const char *name, siz
     t->shape = kept & KEEP_SHAPE
                    ? (int64_t *)shape
                    : cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
-    if (stride) t->stride = cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
-    if (!t->name || !t->shape || (stride && !t->stride)) return CK_ENOMEM;
+    if (!t->name || !t->shape) return CK_ENOMEM;
     if (ndim && !(kept & KEEP_SHAPE)) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-    if (stride && ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
     t->dtype = dtype;
     t->ndim = ndim;
     t->offset = offset;
     t->storage = st;
     t->flags = flags;
-    if ((s = cki_tensor_validate(m->ctx, file, t))) return s;
-    if (t->stride && cki_tensor_is_dense(t)) t->stride = NULL; /* dense after all */
+    /* checked on the caller's strides; copied only when not dense after all */
+    t->stride = (int64_t *)stride;
+    if ((s = cki_tensor_validate(m->ctx, file, t))) {
+        t->stride = NULL;
+        return s;
+    }
+    if (t->stride && cki_tensor_is_dense(t)) {
+        t->stride = NULL;
+    } else if (t->stride) {
+        t->stride = cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+        if (!t->stride) return CK_ENOMEM;
+        if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    }
     switch (cki_map_put(&m->names, t->name, name_len, m->count, &existing)) {
     case 0: break;
     case 1:

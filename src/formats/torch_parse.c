@@ -693,7 +693,7 @@ static ck_status parse_tar(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
 
 static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
                        const cki_source *src, cki_torch_kind kind, cki_torch_visit_fn visit,
-                       void *user, cki_torch_file *tf)
+                       void *user, cki_arena *text, cki_torch_file *tf)
 {
     ck_status st;
     memset(tf, 0, sizeof *tf);
@@ -706,6 +706,7 @@ static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
     cki_arena_init(&tf->arena, ctx);
     cki_map_init(&tf->tar_tensors, ctx);
     cki_trec_init(&tf->rec, ctx, &tf->arena, file, "?");
+    tf->rec.text = text;
     switch (kind) {
     case CKI_TORCH_ZIP: st = parse_zip(tf, visit, user); break;
     case CKI_TORCH_LEGACY: st = parse_legacy(tf, visit, user); break;
@@ -722,11 +723,12 @@ ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
                           cki_torch_kind kind, cki_torch_visit_fn visit, void *user,
                           cki_torch_file *tf)
 {
-    return parse(ctx, file, p, len, NULL, kind, visit, user, tf);
+    return parse(ctx, file, p, len, NULL, kind, visit, user, NULL, tf);
 }
 
 ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_kind kind,
-                                 cki_torch_visit_fn visit, void *user, cki_torch_file *tf)
+                                 cki_torch_visit_fn visit, void *user, cki_arena *text,
+                                 cki_torch_file *tf)
 {
-    return parse(ctx, src->path, src->base, src->len, src, kind, visit, user, tf);
+    return parse(ctx, src->path, src->base, src->len, src, kind, visit, user, text, tf);
 }

@@ -96,8 +96,11 @@ ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
  * kernel once read (the central directory and local headers after the
  * archive is checked, data.pkl after the machine ran): a 100,000-tensor
  * file's headers then do not stay resident. */
+/* TEXT (may be NULL): where a zip's converted strings are copied (the
+ * reader passes its model's arena, so tensor names can be kept from there). */
 ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_kind kind,
-                                 cki_torch_visit_fn visit, void *user, cki_torch_file *tf);
+                                 cki_torch_visit_fn visit, void *user, cki_arena *text,
+                                 cki_torch_file *tf);
 void cki_torch_close(cki_torch_file *tf);
 
 /* The zip record holding storage S: "<prefix>/data/<key>", or NULL with a

@@ -31,6 +31,7 @@ typedef struct walker {
     cki_buf path;
     uint64_t visits, budget;
     uint32_t depth;
+    const cki_tobj *leaf_key; /* the key walk_child last followed */
 } walker;
 
 /* ---- key text ------------------------------------------------------------- */
@@ -147,7 +148,16 @@ static ck_status emit(walker *w, cki_tobj *t)
         s->v = n;
         s->cap = ncap;
     }
-    s->v[s->count].name = cki_arena_strndup(w->r->names ? w->r->names : w->r->arena, name, len);
+    if (w->r->names && w->r->text == w->r->names && w->leaf_key &&
+        w->leaf_key->kind == CKI_TO_STR && w->leaf_key->u.s.len == len &&
+        !memcmp(w->leaf_key->u.s.p, name, len)) {
+        /* the name is that key's text, already in the names' arena (a
+         * top-level key of a state dict): no second copy */
+        s->v[s->count].name = w->leaf_key->u.s.p;
+    } else {
+        s->v[s->count].name =
+            cki_arena_strndup(w->r->names ? w->r->names : w->r->arena, name, len);
+    }
     if (!s->v[s->count].name) return CK_ENOMEM;
     s->v[s->count].name_len = len;
     s->v[s->count].tensor = t;
@@ -187,6 +197,7 @@ static ck_status walk_child(walker *w, const cki_tobj *key, uint64_t index, cki_
     case CKI_TO_OBJECT: break;
     default: return CK_OK;
     }
+    w->leaf_key = key;
     old = push(w, key, index);
     st = walk(w, child);
     pop(w, old);
