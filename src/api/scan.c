@@ -189,6 +189,9 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
         st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
                         : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
     if (st) return st;
+    /* the directory and local headers are checked and copied: their pages
+     * (one per record, all over the file) go back to the kernel */
+    cki_source_release(src, 0, src->len);
     /* an encrypted flag or a local header at odds with the directory: the
      * failure of the scan, and the records are scanned all the same */
     if (z.problem && !go_on(s, cki_fail(s->ctx, z.problem, "%s", z.problem_msg))) {

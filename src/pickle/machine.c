@@ -253,7 +253,13 @@ static ck_status add_items(machine *m, cki_pv *v, cki_pv *const *src, size_t cou
             items = cki_arena_alloc_ptrs(m->arena, (cap ? cap : 1) * sizeof *items);
         }
         if (!items) return op_nomem(m);
-        if (v->items) memcpy(items, v->items, used * sizeof *items); /* the old array */
+        if (v->items) {
+            memcpy(items, v->items, used * sizeof *items); /* the old array */
+            /* a large one had a block of its own: it goes now (a 100,000-
+             * tensor state dict's item arrays would otherwise add up to
+             * twice the last one) */
+            if ((size_t)v->cap * sizeof *items > 32 * 1024) cki_arena_give_back(m->arena, v->items);
+        }
         v->items = items;
         v->cap = (uint32_t)cap;
     }
