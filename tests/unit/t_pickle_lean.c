@@ -534,3 +534,46 @@ TEST(pickle_lean_truncations)
     }
     free(b.p);
 }
+
+TEST(arena_give_back_large_pieces)
+{
+    /* a piece with a block of its own goes back at once; small pieces, a
+     * large piece that fit in the current block, pointers inside a block
+     * and unknown pointers are left alone */
+    ck_ctx *ctx = ck_ctx_new();
+    cki_arena a;
+    uint64_t before, with_big;
+    char *small, *big, *big2;
+    cki_arena_init(&a, ctx);
+    small = cki_arena_alloc(&a, 100);
+    before = ctx->mem_used;
+    big = cki_arena_alloc(&a, 100 * 1024);
+    big2 = cki_arena_alloc(&a, 70 * 1024);
+    CHECK(small && big && big2);
+    memset(big, 1, 100 * 1024);
+    memset(big2, 2, 70 * 1024);
+    with_big = ctx->mem_used;
+    CHECK(with_big > before + 170 * 1024);
+    cki_arena_give_back(&a, small);
+    cki_arena_give_back(&a, big + 16);
+    cki_arena_give_back(&a, NULL);
+    CHECK(ctx->mem_used == with_big);
+    cki_arena_give_back(&a, big);
+    CHECK(ctx->mem_used < with_big - 100 * 1024 && ctx->mem_used > before);
+    CHECK(big2[70 * 1024 - 1] == 2);
+    cki_arena_give_back(&a, big); /* already gone: nothing happens */
+    cki_arena_give_back(&a, big2);
+    CHECK(ctx->mem_used == before);
+    {
+        /* 40 KiB fits in the current block's room: not a block of its own */
+        char *mid = cki_arena_alloc(&a, 40 * 1024);
+        CHECK(mid != NULL);
+        cki_arena_give_back(&a, mid);
+        CHECK(ctx->mem_used == before);
+        memset(mid, 3, 40 * 1024);
+    }
+    CHECK(cki_arena_alloc(&a, 64) != NULL);
+    cki_arena_free(&a);
+    CHECK(ctx->mem_used == 0);
+    ck_ctx_free(ctx);
+}
