@@ -6,7 +6,8 @@ random block bytes: the fp16 scale made finite (IQ1_M's is spread over the top
 nibbles of its four scale words), and the first blocks rewritten so that every
 grid row and every sign pattern of the type occurs at least once. `ckptkit
 convert` to safetensors must give gguf.quants.dequantize's float32 values bit
-for bit (NaN-free by construction), and F16 output those values rounded once.
+for bit (NaN-free by construction), F16 output those values rounded once, and
+F64 output them widened (more than 16 x the input: no --allow-expand needed).
 """
 import json
 import os
@@ -46,7 +47,7 @@ def read_safetensors(path):
     n = struct.unpack("<Q", blob[:8])[0]
     header = json.loads(blob[8:8 + n])
     header.pop("__metadata__", None)
-    np_dt = {"F32": np.float32, "F16": np.float16}
+    np_dt = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
     out = {}
     for name, e in header.items():
         b, end = e["data_offsets"]
@@ -190,8 +191,10 @@ def test_grid_types_bit_exact(tmp_path):
            " (every grid row and sign pattern) bit-exact with gguf.quants.dequantize")
 
 
-def test_grid_types_f16_output(tmp_path):
-    """--dtype f16: gguf-py's float32 values rounded once to half."""
+def test_grid_types_f16_f64_output(tmp_path):
+    """--dtype f16: gguf-py's float32 values rounded once to half; --dtype f64: the
+    same values widened (up to 41 x the input's bytes: allowed for block types
+    without --allow-expand)."""
     p = tmp_path / "all.gguf"
     rng = np.random.default_rng(77)
     w = GGUFWriter(str(p), "llama")
@@ -213,3 +216,10 @@ def test_grid_types_f16_output(tmp_path):
         assert dt == "F16", name
         assert np.array_equal(a.view(np.uint16), expect[name].astype(np.float16).view(np.uint16)), \
             name
+    out = tmp_path / "o64.safetensors"
+    ck("convert", p, out, "--dtype", "f64")
+    assert out.stat().st_size > 16 * p.stat().st_size
+    got = read_safetensors(out)
+    for name in IQ:
+        dt, a = got[name]
+        assert dt == "F64" and np.array_equal(a, expect[name].astype(np.float64)), name

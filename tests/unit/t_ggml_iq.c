@@ -9,6 +9,7 @@
 
 #include "t.h"
 #include "t_model.h"
+#include "convert/convert.h"
 #include "tensor/cast.h"
 #include "tensor/ggml_codec.h"
 #include "tensor/ggml_iq_grids.h"
@@ -230,6 +231,43 @@ TEST(ggml_iq_tensor_reads)
         for (int i = 0; i < 512; i++) ok &= h[i] == cki_f32_to_f16(z[i]);
         CHECK(ok);
     }
+    ck_model_close(m);
+    ck_ctx_free(ctx);
+}
+
+/* The output-size guard lets a dequantised block type grow by its own ratio
+ * (IQ1_S: 20.5 x as F32), but only once per input byte: tensors aliasing the
+ * same blocks do not each get the allowance. */
+TEST(ggml_iq_expand_allowance)
+{
+    ck_ctx *ctx = ck_ctx_new();
+    ck_model *m = NULL;
+    cki_storage *st = NULL;
+    uint8_t *b;
+    int64_t s1 = 256;
+    size_t a = 0, c = 0;
+    cki_out_tensor ot[2];
+    CHECK(cki_model_new(ctx, "mem", &m) == CK_OK);
+    b = cki_malloc(ctx, 50);
+    memset(b, 0, 50);
+    CHECK(cki_model_storage_owned(m, b, 50, CK_DT_IQ1_S, &st) == CK_OK);
+    CHECK(cki_model_add_tensor(m, "mem", "a", 1, CK_DT_IQ1_S, 1, &s1, NULL, 0, st, 0, &a) ==
+          CK_OK);
+    CHECK(cki_model_add_tensor(m, "mem", "c", 1, CK_DT_IQ1_S, 1, &s1, NULL, 0, st, 0, &c) ==
+          CK_OK);
+    ot[0] = (cki_out_tensor){"a", &m->tensors[a], CK_DT_F32, 1024, a};
+    ot[1] = (cki_out_tensor){"c", &m->tensors[c], CK_DT_F32, 1024, c};
+    /* 1024 bytes from 50: more than 16 x, allowed as the type's own growth */
+    CHECK(cki_check_expand(ctx, m, "OUT", ot, 1, sizeof *ot) == CK_OK);
+    ot[0].dtype = CK_DT_F64, ot[0].nbytes = 2048;
+    CHECK(cki_check_expand(ctx, m, "OUT", ot, 1, sizeof *ot) == CK_OK);
+    /* the same 50 bytes twice: the second copy counts against 16 x */
+    ot[0].dtype = CK_DT_F32, ot[0].nbytes = 1024;
+    CHECK(cki_check_expand(ctx, m, "OUT", ot, 2, sizeof *ot) == CK_ELIMIT);
+    CHECK(strstr(ck_errmsg(ctx), "OUT: output would hold 2.0 KiB of tensor data") != NULL);
+    /* kept as IQ1_S: no growth */
+    ot[0].dtype = ot[1].dtype = CK_DT_IQ1_S, ot[0].nbytes = ot[1].nbytes = 50;
+    CHECK(cki_check_expand(ctx, m, "OUT", ot, 2, sizeof *ot) == CK_OK);
     ck_model_close(m);
     ck_ctx_free(ctx);
 }
