@@ -22,8 +22,28 @@
  *   TQ2_0 256/66  qs[64] (2-bit codes, value-1), d
  *   MXFP4  32/17  e8m0 e, qs[16] (E2M1 codes, doubled values, half scale)
  *   NVFP4  64/36  ue4m3 d[4], qs[32] (four sub-blocks of 16)
- * The grid types (IQ1_S, IQ1_M, IQ2_*, IQ3_*) and Q8_1, Q8_K, Q1_0, Q2_0 are
- * not decoded (cki_ggml_can_dequant says so).
+ * The grid types take groups of 8 (or 4) values from a codebook row
+ * (ggml_iq_grids.c), signs from a byte (IQ2_S, IQ3_S) or from ksigns, a
+ * 7-bit index whose 8th sign makes the count of minus signs even:
+ *   IQ2_XXS 256/66  d, 8 x (4 row bytes, u32: 4 x 7-bit sign index, scale in
+ *                   bits 28..31); (d*(0.5+s))*0.25, then (db*grid)*sign
+ *   IQ2_XS  256/74  d, u16 qs[32] (9-bit row, 7-bit sign index), scales[8]
+ *                   (16 nibbles, one per 16 values)
+ *   IQ2_S   256/82  d, qs[32] (row low 8 bits), signs[32], qh[8] (2 high row
+ *                   bits per group), scales[8]
+ *   IQ3_XXS 256/98  d, qs[64] (4-wide rows), 8 x u32 (4 x 7-bit sign index,
+ *                   scale); (d*(0.5+s))*0.5
+ *   IQ3_S   256/110 d, qs[64], qh[8] (9th row bit), signs[32], scales[4]
+ *                   (8 nibbles); d*(1+2s)
+ *   IQ1_S   256/50  d, qs[32] (row low 8 bits), u16 qh[8] (per 32 values:
+ *                   four 3-bit high row parts, 3-bit scale in bits 12..14,
+ *                   delta sign in bit 15); (d*(2s+1)) * (grid + delta),
+ *                   delta = +-1/8
+ *   IQ1_M   256/56  qs[32], qh[16] (per group a nibble: 3 high row bits,
+ *                   delta sign), u16 sc[4] (four 3-bit scales each; their
+ *                   top nibbles together are the fp16 d)
+ * Q8_1, Q8_K, Q1_0 and Q2_0 are not decoded (gguf-py has no decoder for them
+ * either; cki_ggml_can_dequant says so).
  */
 #include <math.h>
 
