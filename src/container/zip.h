@@ -91,6 +91,11 @@ typedef struct cki_zip {
 /* 1 if P[0..LEN) starts with a local-file-header signature (PK\3\4) or is an
  * empty archive (PK\5\6). A hint only; cki_zip_open decides. */
 int cki_zip_sniff(const uint8_t *p, uint64_t len);
+/* For format probes, without parsing the directory: 1 if P[0..LEN) starts
+ * with a local file header whose whole name lies within LEN, with *NAME and
+ * *NAME_LEN set to it (not NUL-terminated; not checked against the central
+ * directory, which the reader does). 0 otherwise. */
+int cki_zip_first_name(const uint8_t *p, uint64_t len, const char **name, size_t *name_len);
 
 /* Parses the directory of the archive in P[0..LEN) (a mapped file) and
  * checks every local header against its central entry. FILE names the input

@@ -63,6 +63,19 @@ int cki_zip_sniff(const uint8_t *p, uint64_t len)
            ((p[2] == 3 && p[3] == 4) || (p[2] == 5 && p[3] == 6));
 }
 
+int cki_zip_first_name(const uint8_t *p, uint64_t len, const char **name, size_t *name_len)
+{
+    size_t n;
+    /* local header: signature, ..., name length at 26, extra length at 28,
+     * the name at 30 */
+    if (len < 30 || p[0] != 'P' || p[1] != 'K' || p[2] != 3 || p[3] != 4) return 0;
+    n = (size_t)p[26] | (size_t)p[27] << 8;
+    if (n == 0 || n > len - 30) return 0;
+    *name = (const char *)p + 30;
+    *name_len = n;
+    return 1;
+}
+
 /* The end records lie in the last TAIL_LEN bytes: the EOCD and its comment,
  * the zip64 locator and the zip64 end record before them. */
 #define TAIL_LEN (EOCD_LEN + MAX_COMMENT + Z64_LOC_LEN + Z64_EOCD_LEN)

@@ -62,7 +62,14 @@ static int probe(const cki_source *src)
     cki_zip z;
     size_t npy = 0, other = 0;
     int pkl = 0, score;
+    const char *first;
+    size_t first_len;
     if (!cki_zip_sniff(src->base, src->len)) return 0;
+    /* a PyTorch archive (data.pkl first, as torch.save writes it) scores 0
+     * below: said without parsing its directory */
+    if (cki_zip_first_name(src->base, src->view_len, &first, &first_len) &&
+        ends_with(first, first_len, "data.pkl"))
+        return 0;
     if (cki_zip_open(NULL, src->path, src->base, src->len, &z)) return 0;
     for (size_t i = 0; i < z.count; i++) {
         const cki_zip_entry *e = &z.entries[i];

@@ -33,10 +33,10 @@
 
 static const char *const torch_exts[] = {".pt", ".pth", ".bin", ".ckpt", NULL};
 
-static int ends_with_data_pkl(const cki_zip_entry *e)
+static int is_data_pkl(const char *name, size_t len)
 {
-    return e->name_len >= 8 && !memcmp(e->name + e->name_len - 8, "data.pkl", 8) &&
-           (e->name_len == 8 || e->name[e->name_len - 9] == '/');
+    return len >= 8 && !memcmp(name + len - 8, "data.pkl", 8) &&
+           (len == 8 || name[len - 9] == '/');
 }
 
 static int probe(const cki_source *src)
@@ -46,9 +46,17 @@ static int probe(const cki_source *src)
     if (kind == CKI_TORCH_ZIP) {
         cki_zip z;
         int score = 20;
+        const char *first;
+        size_t first_len;
+        /* torch.save writes <prefix>/data.pkl first: known from the first
+         * local header, without parsing a directory of perhaps 100,000
+         * records here that the reader parses (and checks) anyway */
+        if (cki_zip_first_name(src->base, src->view_len, &first, &first_len) &&
+            is_data_pkl(first, first_len))
+            return 90;
         if (cki_zip_open_source(NULL, src, &z)) return score;
         for (size_t i = 0; i < z.count; i++)
-            if (ends_with_data_pkl(&z.entries[i])) score = 90;
+            if (is_data_pkl(z.entries[i].name, z.entries[i].name_len)) score = 90;
         cki_zip_close(&z);
         return score;
     }
