@@ -22,13 +22,34 @@
  *   TQ2_0 256/66  qs[64] (2-bit codes, value-1), d
  *   MXFP4  32/17  e8m0 e, qs[16] (E2M1 codes, doubled values, half scale)
  *   NVFP4  64/36  ue4m3 d[4], qs[32] (four sub-blocks of 16)
- * The grid types (IQ1_S, IQ1_M, IQ2_*, IQ3_*) and Q8_1, Q8_K, Q1_0, Q2_0 are
- * not decoded (cki_ggml_can_dequant says so).
+ * The grid types take groups of 8 (or 4) values from a codebook row
+ * (ggml_iq_grids.c), signs from a byte (IQ2_S, IQ3_S) or from ksigns, a
+ * 7-bit index whose 8th sign makes the count of minus signs even:
+ *   IQ2_XXS 256/66  d, 8 x (4 row bytes, u32: 4 x 7-bit sign index, scale in
+ *                   bits 28..31); (d*(0.5+s))*0.25, then (db*grid)*sign
+ *   IQ2_XS  256/74  d, u16 qs[32] (9-bit row, 7-bit sign index), scales[8]
+ *                   (16 nibbles, one per 16 values)
+ *   IQ2_S   256/82  d, qs[32] (row low 8 bits), signs[32], qh[8] (2 high row
+ *                   bits per group), scales[8]
+ *   IQ3_XXS 256/98  d, qs[64] (4-wide rows), 8 x u32 (4 x 7-bit sign index,
+ *                   scale); (d*(0.5+s))*0.5
+ *   IQ3_S   256/110 d, qs[64], qh[8] (9th row bit), signs[32], scales[4]
+ *                   (8 nibbles); d*(1+2s)
+ *   IQ1_S   256/50  d, qs[32] (row low 8 bits), u16 qh[8] (per 32 values:
+ *                   four 3-bit high row parts, 3-bit scale in bits 12..14,
+ *                   delta sign in bit 15); (d*(2s+1)) * (grid + delta),
+ *                   delta = +-1/8
+ *   IQ1_M   256/56  qs[32], qh[16] (per group a nibble: 3 high row bits,
+ *                   delta sign), u16 sc[4] (four 3-bit scales each; their
+ *                   top nibbles together are the fp16 d)
+ * Q8_1, Q8_K, Q1_0 and Q2_0 are not decoded (gguf-py has no decoder for them
+ * either; cki_ggml_can_dequant says so).
  */
 #include <math.h>
 
 #include "cast.h"
 #include "ggml_codec.h"
+#include "ggml_iq_grids.h"
 
 static float h2f(const uint8_t *p)
 {
@@ -268,6 +289,153 @@ static void dq_nvfp4(const uint8_t *b, float *y)
     }
 }
 
+/* ---- the grid types: rows of a codebook (ggml_iq_grids.c), sign patterns, scales ---- */
+
+/* ggml's ksigns: 7 stored sign bits, the 8th makes the count of set bits even. */
+static unsigned ksign(unsigned i)
+{
+    unsigned p = i ^ i >> 4;
+    p ^= p >> 2;
+    p ^= p >> 1;
+    return i | (p & 1) << 7;
+}
+
+/* Row R of an 8-element grid of 2-bit level indices, as float values. */
+static void row8(const uint16_t *grid, const int8_t *lv, unsigned r, float g[8])
+{
+    for (int j = 0; j < 8; j++) g[j] = (float)lv[(grid[r] >> (2 * j)) & 3];
+}
+
+/* Row R of a 4-element grid of 3-bit level indices. */
+static void row4(const uint16_t *grid, const int8_t *lv, unsigned r, float g[4])
+{
+    for (int j = 0; j < 4; j++) g[j] = (float)lv[(grid[r] >> (3 * j)) & 7];
+}
+
+/* N values (db * g[j]) * sign, sign -1 where bit j of SIGNS is set. */
+static void put_signed(float *y, float db, const float *g, unsigned signs, int n)
+{
+    for (int j = 0; j < n; j++) {
+        float s = (signs >> j) & 1 ? -1.0f : 1.0f;
+        y[j] = (db * g[j]) * s;
+    }
+}
+
+/* IQ2_XXS / IQ2_XS / IQ2_S sub-block scale: d * (0.5 + s) * 0.25, in that order. */
+static float iq2_scale(float d, unsigned s)
+{
+    return (d * (0.5f + (float)s)) * 0.25f;
+}
+
+static void dq_iq2_xxs(const uint8_t *b, float *y)
+{
+    float d = h2f(b), g[8];
+    for (int ib = 0; ib < 8; ib++) {
+        const uint8_t *q = b + 2 + 8 * ib;
+        uint32_t aux = ld32(q + 4); /* 4 x 7 sign bits, 4-bit scale on top */
+        float db = iq2_scale(d, aux >> 28);
+        for (int l = 0; l < 4; l++) {
+            row8(cki_iq2xxs_grid, cki_iq2_levels, q[l], g);
+            put_signed(y + 32 * ib + 8 * l, db, g, ksign((aux >> (7 * l)) & 127), 8);
+        }
+    }
+}
+
+static void dq_iq2_xs(const uint8_t *b, float *y)
+{
+    float d = h2f(b), g[8];
+    const uint8_t *sc = b + 66;
+    for (int i = 0; i < 32; i++) {
+        unsigned q = (unsigned)(b[2 + 2 * i] | b[3 + 2 * i] << 8); /* 9-bit row, 7 sign bits */
+        int k = i / 2;                                              /* 16 elements per scale */
+        float db = iq2_scale(d, (sc[k / 2] >> (4 * (k % 2))) & 15);
+        row8(cki_iq2xs_grid, cki_iq2_levels, q & 511, g);
+        put_signed(y + 8 * i, db, g, ksign(q >> 9), 8);
+    }
+}
+
+static void dq_iq2_s(const uint8_t *b, float *y)
+{
+    float d = h2f(b), g[8];
+    const uint8_t *qs = b + 2, *sg = b + 34, *qh = b + 66, *sc = b + 74;
+    for (int i = 0; i < 32; i++) {
+        unsigned r = qs[i] | ((qh[i / 4] >> (2 * (i % 4))) & 3u) << 8;
+        int k = i / 2;
+        float db = iq2_scale(d, (sc[k / 2] >> (4 * (k % 2))) & 15);
+        row8(cki_iq2s_grid, cki_iq2_levels, r, g);
+        put_signed(y + 8 * i, db, g, sg[i], 8);
+    }
+}
+
+static void dq_iq3_xxs(const uint8_t *b, float *y)
+{
+    float d = h2f(b), g[8];
+    const uint8_t *qs = b + 2;
+    for (int ib = 0; ib < 8; ib++) {
+        uint32_t aux = ld32(b + 66 + 4 * ib);
+        float db = (d * (0.5f + (float)(aux >> 28))) * 0.5f;
+        for (int l = 0; l < 4; l++) {
+            row4(cki_iq3xxs_grid, cki_iq3xxs_levels, qs[8 * ib + 2 * l], g);
+            row4(cki_iq3xxs_grid, cki_iq3xxs_levels, qs[8 * ib + 2 * l + 1], g + 4);
+            put_signed(y + 32 * ib + 8 * l, db, g, ksign((aux >> (7 * l)) & 127), 8);
+        }
+    }
+}
+
+static void dq_iq3_s(const uint8_t *b, float *y)
+{
+    float d = h2f(b), g[8];
+    const uint8_t *qs = b + 2, *qh = b + 66, *sg = b + 74, *sc = b + 106;
+    for (int i = 0; i < 32; i++) { /* 8 elements: two grid rows, one sign byte */
+        int k = i / 4;             /* 32 elements per scale */
+        float db = d * (float)(1 + 2 * ((sc[k / 2] >> (4 * (k % 2))) & 15));
+        for (int h = 0; h < 2; h++) {
+            int r = 2 * i + h;
+            row4(cki_iq3s_grid, cki_iq3s_levels, qs[r] | ((qh[r / 8] >> (r % 8)) & 1u) << 8,
+                 g + 4 * h);
+        }
+        put_signed(y + 8 * i, db, g, sg[i], 8);
+    }
+}
+
+/* IQ1_S / IQ1_M: dl * (grid + delta), delta = -+1/8 (gguf-py's IQ1_S.delta). */
+static void put_iq1(float *y, float dl, unsigned r, int neg)
+{
+    float g[8], delta = neg ? -0.125f : 0.125f;
+    row8(cki_iq1s_grid, cki_iq1_levels, r, g);
+    for (int j = 0; j < 8; j++) y[j] = dl * (g[j] + delta);
+}
+
+static void dq_iq1_s(const uint8_t *b, float *y)
+{
+    float d = h2f(b);
+    const uint8_t *qs = b + 2, *qh = b + 34;
+    for (int ib = 0; ib < 8; ib++) {
+        unsigned h = (unsigned)(qh[2 * ib] | qh[2 * ib + 1] << 8);
+        float dl = d * (float)(2 * ((h >> 12) & 7) + 1);
+        for (int l = 0; l < 4; l++)
+            put_iq1(y + 32 * ib + 8 * l, dl, qs[4 * ib + l] | ((h >> (3 * l)) & 7) << 8,
+                    (h & 0x8000) != 0);
+    }
+}
+
+static void dq_iq1_m(const uint8_t *b, float *y)
+{
+    const uint8_t *qs = b, *qh = b + 32, *sp = b + 48;
+    unsigned sc[4], dbits = 0;
+    for (int k = 0; k < 4; k++) {
+        sc[k] = (unsigned)(sp[2 * k] | sp[2 * k + 1] << 8);
+        dbits |= (sc[k] >> 12) << (4 * k); /* the fp16 scale: top nibbles of the four */
+    }
+    float d = cki_f16_to_f32((uint16_t)dbits);
+    for (int i = 0; i < 32; i++) {
+        int k = i / 2; /* 16 elements per 3-bit scale */
+        float dl = d * (float)(2 * ((sc[k / 4] >> (3 * (k % 4))) & 7) + 1);
+        unsigned nib = (qh[i / 2] >> (4 * (i % 2))) & 15;
+        put_iq1(y + 8 * i, dl, qs[i] | (nib & 7) << 8, (nib & 8) != 0);
+    }
+}
+
 typedef void (*dq_fn)(const uint8_t *b, float *y);
 
 static dq_fn decoder(ck_dtype dt)
@@ -289,6 +457,13 @@ static dq_fn decoder(ck_dtype dt)
     case CK_DT_TQ2_0: return dq_tq2_0;
     case CK_DT_MXFP4: return dq_mxfp4;
     case CK_DT_NVFP4: return dq_nvfp4;
+    case CK_DT_IQ2_XXS: return dq_iq2_xxs;
+    case CK_DT_IQ2_XS: return dq_iq2_xs;
+    case CK_DT_IQ2_S: return dq_iq2_s;
+    case CK_DT_IQ3_XXS: return dq_iq3_xxs;
+    case CK_DT_IQ3_S: return dq_iq3_s;
+    case CK_DT_IQ1_S: return dq_iq1_s;
+    case CK_DT_IQ1_M: return dq_iq1_m;
     default: return NULL;
     }
 }

@@ -252,18 +252,19 @@ def test_dequant_types_without_quantizer(tmp_path):
 
 
 def test_undecodable_type_is_refused(tmp_path):
-    p = tmp_path / "iq.gguf"
+    """Q8_K (ggml's intermediate type, which gguf-py cannot decode either)."""
+    p = tmp_path / "q8k.gguf"
     w = GGUFWriter(str(p), "llama")
-    w.add_tensor("blk.0.w", np.zeros((1, 66), np.uint8), raw_shape=(1, 66), raw_dtype=T.IQ2_XXS)
+    w.add_tensor("blk.0.w", np.zeros((1, 292), np.uint8), raw_shape=(1, 292), raw_dtype=T.Q8_K)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    assert ls_json(p)["blk.0.w"]["dtype"] == "IQ2_XXS"
+    assert ls_json(p)["blk.0.w"]["dtype"] == "Q8_K"
     r = ck("convert", p, tmp_path / "o.safetensors", expect=1)
-    assert "tensor 'blk.0.w': ckptkit cannot dequantise IQ2_XXS" in r.stderr
+    assert "tensor 'blk.0.w': ckptkit cannot dequantise Q8_K" in r.stderr
     ck("convert", p, tmp_path / "o.gguf")  # kept as is in GGUF
-    assert ls_json(tmp_path / "o.gguf")["blk.0.w"]["dtype"] == "IQ2_XXS"
+    assert ls_json(tmp_path / "o.gguf")["blk.0.w"]["dtype"] == "Q8_K"
 
 
 # ---- gguf-py reads what ckptkit writes --------------------------------------------------

@@ -45,7 +45,8 @@ TEST(ggml_dtype_table)
     CHECK(cki_dtype_to_ggml(CK_DT_Q5_K, &id) == 0 && id == 13);
     CHECK(cki_dtype_to_ggml(CK_DT_F16, &id) == 0 && id == 1);
     CHECK(cki_dtype_to_ggml(CK_DT_U16, &id) == 1);
-    CHECK(ck_dtype_can_dequantize(CK_DT_Q6_K) && !ck_dtype_can_dequantize(CK_DT_IQ2_XXS));
+    CHECK(ck_dtype_can_dequantize(CK_DT_Q6_K) && ck_dtype_can_dequantize(CK_DT_IQ2_XXS));
+    CHECK(!ck_dtype_can_dequantize(CK_DT_Q8_K) && !ck_dtype_can_dequantize(CK_DT_Q8_1));
     CHECK(ck_dtype_can_quantize(CK_DT_Q8_0) && !ck_dtype_can_quantize(CK_DT_IQ4_XS));
     CHECK(ck_dtype_can_quantize(CK_DT_Q4_K) && ck_dtype_can_quantize(CK_DT_Q2_K));
     CHECK(!ck_dtype_can_quantize(CK_DT_Q8_K) && !ck_dtype_can_quantize(CK_DT_TQ1_0));
@@ -120,13 +121,13 @@ TEST(ggml_read_through_codecs)
     CHECK(strstr(ck_errmsg(ctx), "tensor 'g': element 37 is NaN") != NULL);
     /* a type without a decoder */
     {
-        uint8_t z[66] = {0};
+        uint8_t z[292] = {0};
         int64_t s1 = 256;
-        size_t k = tm_add(m, "iq", CK_DT_IQ2_XXS, 1, &s1, z, sizeof z);
+        size_t k = tm_add(m, "q8k", CK_DT_Q8_K, 1, &s1, z, sizeof z);
         float out[256];
         CHECK(cki_tensor_read(ctx, &m->tensors[k], 0, 256, CK_DT_F32, out, sizeof out, NULL) ==
               CK_EUNSUPPORTED);
-        CHECK(strstr(ck_errmsg(ctx), "tensor 'iq': ckptkit cannot dequantise IQ2_XXS") != NULL);
+        CHECK(strstr(ck_errmsg(ctx), "tensor 'q8k': ckptkit cannot dequantise Q8_K") != NULL);
     }
     ck_model_close(m);
     ck_ctx_free(ctx);

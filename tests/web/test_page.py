@@ -333,6 +333,40 @@ def test_every_offered_format_matches_cli(open_page, tmp_path):
             assert sha256(d.path()) == sha256(want_dir / d.suggested_filename), (fmt, d.suggested_filename)
 
 
+def test_grid_quantised_gguf_converts_like_cli(open_page, tmp_path):
+    """GGUF grid types (IQ1_S ... IQ3_S) decoded in the page: the same F32
+    safetensors bytes as the command (whose values tests/interop checks against
+    gguf-py)."""
+    gguf = pytest.importorskip('gguf')
+    import numpy as np
+    rng = np.random.default_rng(9)
+    src = str(tmp_path / 'iq.gguf')
+    w = gguf.GGUFWriter(src, 'llama')
+    for name in ('IQ2_XXS', 'IQ2_XS', 'IQ2_S', 'IQ3_XXS', 'IQ3_S', 'IQ1_S', 'IQ1_M'):
+        qt = gguf.GGMLQuantizationType[name]
+        bb = gguf.GGML_QUANT_SIZES[qt][1]
+        raw = rng.integers(0, 256, (8, bb), dtype=np.uint8)
+        d = (rng.standard_normal(8) * 0.05).astype(np.float16).view(np.uint16)
+        if name == 'IQ1_M':  # the fp16 scale: top nibbles of the four scale words
+            sc = raw[:, 48:56].copy().view('<u2')
+            for k in range(4):
+                sc[:, k] = (sc[:, k] & 0x0FFF) | (((d >> (4 * k)) & 0xF) << 12)
+            raw[:, 48:56] = sc.view(np.uint8)
+        else:
+            raw[:, 0:2] = d.view(np.uint8).reshape(8, 2)
+        w.add_tensor(name.lower() + '.weight', raw.reshape(2, 4 * bb), raw_shape=(2, 4 * bb),
+                     raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    pg = open_page()
+    pg.open(src)
+    convert_both(pg, tmp_path, src, 'iq.safetensors', 'safetensors', ['--dtype', 'f32'],
+                 dtype='F32')
+    assert 'Done' in pg.p.inner_text('#c-done')
+
+
 def test_sharded_checkpoint_from_several_files(open_page, tmp_path):
     d = tmp_path / 'shards'
     d.mkdir()
