@@ -229,6 +229,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     if (!st) {
         tf->rec.where = tf->where;
         tf->rec.copy_strings = 1;
+        tf->rec.text = tf->text; /* stays set: every text of the objects is there */
         st = cki_trec_convert(&tf->rec, pk.root, &tf->root);
         tf->rec.copy_strings = 0;
     }
@@ -706,7 +707,7 @@ static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
     cki_arena_init(&tf->arena, ctx);
     cki_map_init(&tf->tar_tensors, ctx);
     cki_trec_init(&tf->rec, ctx, &tf->arena, file, "?");
-    tf->rec.text = text;
+    tf->text = text;
     switch (kind) {
     case CKI_TORCH_ZIP: st = parse_zip(tf, visit, user); break;
     case CKI_TORCH_LEGACY: st = parse_legacy(tf, visit, user); break;

@@ -59,6 +59,8 @@ typedef struct cki_torch_file {
     cki_torch_kind kind;
     cki_arena arena;  /* pickle nodes (legacy, tar), tobjs, names */
     const cki_source *src; /* the mapped file, when known (page release) */
+    cki_arena *text;     /* cki_torch_parse_source's TEXT: where a zip's converted strings
+                          * go (legacy and tar objects keep pointing into their graph) */
     cki_arena *pk_arena; /* where the machine puts its nodes when not ARENA (zip: a
                           * separate arena, freed once the graph is converted) */
     cki_trec rec;     /* storages table; the graph's memo */
