@@ -223,6 +223,9 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
      * file: about 90 MiB); pv_root stays NULL */
     cki_arena_init(&pka, tf->ctx);
     tf->pk_arena = &pka;
+    /* the records are found again only after the graph is gone: the name
+     * index (about 40 bytes a record) makes room for the graph meanwhile */
+    cki_zip_index_drop(&tf->zip);
     st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk);
     tf->pk_arena = NULL;
     cki_source_release(tf->src, 0, tf->len); /* data.pkl: its strings are copied */
@@ -234,6 +237,12 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
         tf->rec.copy_strings = 0;
     }
     cki_arena_free(&pka);
+    /* the storages by key serve the conversion only (a zip's storages are
+     * then reached from their tensors): their index goes before the
+     * records' index comes back */
+    cki_map_free(&tf->rec.storage_index);
+    cki_map_init(&tf->rec.storage_index, tf->ctx);
+    if (!st) st = cki_zip_index_build(&tf->zip);
     return st;
 }
 
