@@ -11,6 +11,7 @@
 
 #include "common/cki.h"
 #include "pickle/pickle.h"
+#include "container/zip.h"
 #include "pickle/torch_objects.h"
 #include "t.h"
 
@@ -575,5 +576,44 @@ TEST(arena_give_back_large_pieces)
     CHECK(cki_arena_alloc(&a, 64) != NULL);
     cki_arena_free(&a);
     CHECK(ctx->mem_used == 0);
+    ck_ctx_free(ctx);
+}
+
+TEST(zip_index_drop_and_build)
+{
+    /* lookups answer the same with the index dropped (a scan) and built
+     * again, for every record of a real torch archive and a missing name */
+    const char *path = T_FIXTURES "/pytorch-zip/burn_checkpoint.pt";
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    long n = 0;
+    ck_ctx *ctx = ck_ctx_new();
+    cki_zip z;
+    CHECK(f != NULL);
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        buf = malloc((size_t)n);
+        CHECK(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+        fclose(f);
+    }
+    if (buf && cki_zip_open(ctx, path, buf, (uint64_t)n, &z) == CK_OK) {
+        CHECK(z.count >= 3);
+        for (int pass = 0; pass < 3; pass++) {
+            if (pass == 1) cki_zip_index_drop(&z);
+            if (pass == 2) CHECK(cki_zip_index_build(&z) == CK_OK);
+            CHECK(z.unindexed == (pass == 1));
+            for (size_t i = 0; i < z.count; i++)
+                CHECK(cki_zip_find(&z, z.entries[i].name, z.entries[i].name_len) ==
+                      &z.entries[i]);
+            CHECK(cki_zip_find(&z, "archive/data/none", 17) == NULL);
+            CHECK(cki_zip_find(&z, z.entries[0].name, z.entries[0].name_len - 1) == NULL);
+        }
+        cki_zip_close(&z);
+    } else {
+        CHECK(0);
+    }
+    free(buf);
     ck_ctx_free(ctx);
 }
