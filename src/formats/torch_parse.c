@@ -57,7 +57,15 @@ void cki_torch_close(cki_torch_file *tf)
     cki_map_free(&tf->tar_tensors);
     cki_trec_free(&tf->rec);
     cki_arena_free(&tf->arena);
+    cki_arena_free(&tf->desc);
     memset(tf, 0, sizeof *tf);
+}
+
+void cki_torch_drop_objects(cki_torch_file *tf)
+{
+    if (!tf->rec.desc) return; /* the descriptions share the objects' arena */
+    cki_arena_free(&tf->arena);
+    tf->root = NULL;
 }
 
 static const char *fmt_where(cki_torch_file *tf, const char *fmt, const char *a, uint64_t n)
@@ -178,7 +186,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     if ((size_t)(slash - first->name) > 400)
         return cki_fail(tf->ctx, CK_EFORMAT, "%s: record prefix of %zu bytes is too long",
                         tf->file, (size_t)(slash - first->name));
-    tf->prefix = cki_arena_strndup(&tf->arena, first->name, (size_t)(slash - first->name));
+    tf->prefix = cki_arena_strndup(&tf->desc, first->name, (size_t)(slash - first->name));
     if (!tf->prefix) return CK_ENOMEM;
     if (find_rec(tf, "constants.pkl"))
         return cki_fail(tf->ctx, CK_EUNSUPPORTED,
@@ -233,6 +241,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
         tf->rec.where = tf->where;
         tf->rec.copy_strings = 1;
         tf->rec.text = tf->text; /* stays set: every text of the objects is there */
+        tf->rec.desc = &tf->desc;
         st = cki_trec_convert(&tf->rec, pk.root, &tf->root);
         tf->rec.copy_strings = 0;
     }
@@ -714,6 +723,7 @@ static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
     tf->len = len;
     tf->kind = kind;
     cki_arena_init(&tf->arena, ctx);
+    cki_arena_init(&tf->desc, ctx);
     cki_map_init(&tf->tar_tensors, ctx);
     cki_trec_init(&tf->rec, ctx, &tf->arena, file, "?");
     tf->text = text;

@@ -58,6 +58,8 @@ typedef struct cki_torch_file {
     uint64_t len;
     cki_torch_kind kind;
     cki_arena arena;  /* pickle nodes (legacy, tar), tobjs, names */
+    cki_arena desc;   /* zip: tensor and storage descriptions and the record prefix,
+                       * which outlive cki_torch_drop_objects */
     const cki_source *src; /* the mapped file, when known (page release) */
     cki_arena *text;     /* cki_torch_parse_source's TEXT: where a zip's converted strings
                           * go (legacy and tar objects keep pointing into their graph) */
@@ -104,6 +106,11 @@ ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_k
                                  cki_torch_visit_fn visit, void *user, cki_arena *text,
                                  cki_torch_file *tf);
 void cki_torch_close(cki_torch_file *tf);
+/* A zip read by cki_torch_parse_source: frees the torch objects (ROOT and
+ * everything reached from it, names included) and keeps the tensor and
+ * storage descriptions they pointed to, for a reader that has taken what it
+ * needs from the objects. ROOT becomes NULL. */
+void cki_torch_drop_objects(cki_torch_file *tf);
 
 /* The zip record holding storage S: "<prefix>/data/<key>", or NULL with a
  * message naming the tensor NAME. */

@@ -194,6 +194,9 @@ struct cki_trec {
                           * own arena may be freed once the conversion is done */
     cki_arena *names;    /* where cki_torch_select puts tensor names; NULL: ARENA (a
                           * reader passes its model's arena and keeps them) */
+    cki_arena *desc;     /* where tensor and storage descriptions go, with their shapes,
+                          * strides and strings; NULL: ARENA (a reader may then free the
+                          * objects and keep the descriptions) */
     cki_arena *text;     /* where copy_strings puts str/bytes texts; NULL: ARENA (with
                           * TEXT == NAMES a name equal to one key's text is that text) */
 };

@@ -52,6 +52,10 @@ int cki_np_itemsize(const char *descr)
 /* Each pickle node converts once: its object is cached in the node itself
  * (cki_pv.walk), so shared nodes and cycles cost O(1) per visit without a
  * pointer-keyed hash over every node. */
+/* Where tensor and storage descriptions go (and their shapes, strides and
+ * strings): r->desc, or the objects' arena. */
+#define DESC(r) ((r)->desc ? (r)->desc : (r)->arena)
+
 static cki_tobj *memo_get(const cki_trec *r, const cki_pv *k)
 {
     (void)r;
@@ -326,24 +330,24 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
         *out = s;
         return CK_OK;
     }
-    s = cki_arena_alloc_ptrs(r->arena, sizeof *s);
+    s = cki_arena_alloc_ptrs(DESC(r), sizeof *s);
     if (!s) {
         cki_buf_free(&id);
         return CK_ENOMEM;
     }
     memset(s, 0, sizeof *s);
-    s->key = cki_arena_strdup(r->arena, key);
+    s->key = cki_arena_strdup(DESC(r), key);
     /* every storage of a file usually has one of a few classes: one copy each */
     if (r->last_type && !strcmp(r->last_type, type_name)) {
         s->type_name = r->last_type;
     } else {
-        s->type_name = cki_arena_strdup(r->arena, type_name);
+        s->type_name = cki_arena_strdup(DESC(r), type_name);
         r->last_type = s->type_name;
     }
-    s->view_key = view_key ? cki_arena_strdup(r->arena, view_key) : NULL;
+    s->view_key = view_key ? cki_arena_strdup(DESC(r), view_key) : NULL;
     {
         /* the index key is KEY itself unless there is a view key */
-        const char *k = view_key ? cki_arena_strndup(r->arena, id.p, id.len) : s->key;
+        const char *k = view_key ? cki_arena_strndup(DESC(r), id.p, id.len) : s->key;
         size_t klen = id.len;
         cki_buf_free(&id);
         if (!s->key || !s->type_name || (view_key && !s->view_key) || !k) return CK_ENOMEM;
@@ -452,7 +456,7 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
             if (r->last_loc && strlen(r->last_loc) == ll && !memcmp(r->last_loc, l, ll)) {
                 s->location = r->last_loc;
             } else {
-                s->location = cki_arena_strndup(r->arena, l, ll);
+                s->location = cki_arena_strndup(DESC(r), l, ll);
                 r->last_loc = s->location;
             }
         }
@@ -493,7 +497,7 @@ static ck_status int_tuple(cki_trec *r, const cki_pv *v, uint32_t depth, uint64_
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: %s: tensor at byte %llu: %s has %u entries (at most %d dimensions)",
                         r->file, r->where, (unsigned long long)off, what, t->n, CKI_MAX_DIMS);
-    *out = cki_arena_alloc_ptrs(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
+    *out = cki_arena_alloc_ptrs(DESC(r), sizeof(int64_t) * (t->n ? t->n : 1));
     if (!*out) return CK_ENOMEM;
     for (uint32_t i = 0; i < t->n; i++)
         if (tobj_i64(t->items[i], &(*out)[i]) || (*out)[i] < 0)
@@ -579,7 +583,7 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
                         "expected)",
                         r->file, r->where, (unsigned long long)off, n, need, need + 1);
     if (variant != REBUILD_OLD && n == need + 1) meta = arg(args, need);
-    tt = cki_arena_alloc_ptrs(r->arena, sizeof *tt);
+    tt = cki_arena_alloc_ptrs(DESC(r), sizeof *tt);
     if (!tt) return CK_ENOMEM;
     memset(tt, 0, sizeof *tt);
     tt->off = off;
@@ -661,7 +665,7 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
 static ck_status unsupported_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, uint64_t off,
                                     uint32_t depth, const char *why, int dtype_arg, int size_arg)
 {
-    cki_ttensor *tt = cki_arena_alloc(r->arena, sizeof *tt);
+    cki_ttensor *tt = cki_arena_alloc(DESC(r), sizeof *tt);
     cki_tobj *a;
     ck_status st;
     if (!tt) return CK_ENOMEM;
@@ -686,7 +690,7 @@ static ck_status unsupported_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args
         if (size_arg >= 0 && (uint32_t)size_arg < a->n && a->items[size_arg]) {
             const cki_tobj *s = a->items[size_arg];
             if ((s->kind == CKI_TO_TUPLE || s->kind == CKI_TO_LIST) && s->n <= CKI_MAX_DIMS) {
-                int64_t *shape = cki_arena_alloc(r->arena, sizeof(int64_t) * (s->n ? s->n : 1));
+                int64_t *shape = cki_arena_alloc(DESC(r), sizeof(int64_t) * (s->n ? s->n : 1));
                 int ok = shape != NULL;
                 for (uint32_t i = 0; ok && i < s->n; i++)
                     if (tobj_i64(s->items[i], &shape[i])) ok = 0;
