@@ -1293,7 +1293,7 @@ static ck_status receiver(machine *m, cki_pv *target, cki_pv_kind want, cki_pv *
 /* No BUILD state and no items given to it (SETITEM/APPEND on an object). */
 static int plain_node(const cki_pv *v)
 {
-    return !v->state && !v->more;
+    return !v->more;
 }
 
 /* Only the node's one container points to it: never stored in the memo,
@@ -1820,17 +1820,15 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
             }
             m->stack[m->sp - 1] = x = c;
         }
-        if (x->state) {
+        if (!x->more && !(x->more = new_more(m))) return op_nomem(m);
+        if (x->more->state) {
             cki_pv *holder = new_node(m, CKI_PV_NONE);
-            if (!holder) return op_nomem(m);
-            holder->state = x->state;
-            if ((!holder->more && !(holder->more = new_more(m))) ||
-                (!x->more && !(x->more = new_more(m))))
-                return op_nomem(m);
+            if (!holder || !(holder->more = new_more(m))) return op_nomem(m);
+            holder->more->state = x->more->state;
             holder->more->state_prev = x->more->state_prev;
             x->more->state_prev = holder;
         }
-        x->state = w;
+        x->more->state = w;
         break;
     case 'P': { /* PERSID: an ASCII line */
         const uint8_t *s;

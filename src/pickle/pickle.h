@@ -69,12 +69,11 @@ struct cki_pv {
         } g;
     } u;
     cki_pv **items;
-    cki_pv *state;  /* set by BUILD on this node (last BUILD wins; earlier ones chained
-                       through state_prev) */
     uint64_t off;   /* byte offset (within the pickle stream) of the opcode that made it */
-    /* The rarely set links (state_prev, extra, extra_list), in a record of
-     * their own made on first use: read them with cki_pv_state_prev,
-     * cki_pv_extra and cki_pv_extra_list. NULL while none is set. */
+    /* The rarely set links (state, state_prev, extra, extra_list), in a
+     * record of their own made on first use: read them with cki_pv_state,
+     * cki_pv_state_prev, cki_pv_extra and cki_pv_extra_list. NULL while none
+     * is set. (A node is 64 bytes.) */
     struct cki_pv_more *more;
     void *walk; /* scratch for one walker at a time (the torch recogniser caches the object it
                  * made from this node here); NULL when the machine made the node */
@@ -85,6 +84,8 @@ struct cki_pv {
 #define CKI_PV_M_ESCAPED 1u
 
 typedef struct cki_pv_more {
+    cki_pv *state;      /* set by BUILD on this node (last BUILD wins; earlier ones chained
+                         * through state_prev) */
     cki_pv *state_prev; /* see state */
     /* ---- added for items given to objects that are not plain containers ----
      * SETITEM/SETITEMS whose target is a REDUCE, NEWOBJ, GLOBAL or PERSID node
@@ -98,6 +99,10 @@ typedef struct cki_pv_more {
     cki_pv *extra_list;
 } cki_pv_more;
 
+static inline cki_pv *cki_pv_state(const cki_pv *v)
+{
+    return v->more ? v->more->state : NULL;
+}
 static inline cki_pv *cki_pv_state_prev(const cki_pv *v)
 {
     return v->more ? v->more->state_prev : NULL;

@@ -561,7 +561,7 @@ enum { REBUILD_OLD, REBUILD_V2, REBUILD_V3 };
 static int empty_ordered_dict(const cki_trec *r, const cki_pv *v, uint32_t depth)
 {
     return r->copy_strings && v && depth <= r->max_depth && !v->walk && v->kind == CKI_PV_REDUCE && v->n == 2 &&
-           !v->state && !cki_pv_state_prev(v) && !cki_pv_extra(v) && !cki_pv_extra_list(v) &&
+           !cki_pv_state(v) && !cki_pv_state_prev(v) && !cki_pv_extra(v) && !cki_pv_extra_list(v) &&
            cki_pv_is_global(v->items[0], "collections", "OrderedDict") && v->items[1] &&
            v->items[1]->kind == CKI_PV_TUPLE && v->items[1]->n == 0;
 }
@@ -892,7 +892,7 @@ static ck_status numpy_dtype(cki_trec *r, cki_tobj *t, const cki_pv *v, const ck
     char *s;
     ck_status st;
     if (pv_str(arg(args, 0), &code, &clen) || clen == 0 || clen > 32) return CK_EFORMAT;
-    if ((st = conv(r, v->state, depth + 1, &state))) return st;
+    if ((st = conv(r, cki_pv_state(v), depth + 1, &state))) return st;
     if (state && state->kind == CKI_TO_TUPLE && state->n >= 2 && state->items[1] &&
         state->items[1]->kind == CKI_TO_STR && state->items[1]->u.s.len == 1)
         order = state->items[1]->u.s.p;
@@ -972,7 +972,7 @@ static ck_status opaque(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_tob
         t->parts = p;
         if ((st = conv(r, args, depth + 1, &p->args))) return st;
         if (v) {
-            if ((st = conv(r, v->state, depth + 1, &p->state))) return st;
+            if ((st = conv(r, cki_pv_state(v), depth + 1, &p->state))) return st;
             if ((st = conv(r, cki_pv_extra(v), depth + 1, &p->dict))) return st;
             if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &p->list))) return st;
         }
@@ -1097,9 +1097,9 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             if (extra && extra->kind == CKI_TO_DICT && (st = add_items(r, t, extra, 2)))
                 return st;
         }
-        if (v && v->state) { /* e.g. {'_metadata': ...}: not part of the mapping */
+        if (v && cki_pv_state(v)) { /* e.g. {'_metadata': ...}: not part of the mapping */
             cki_tobj *s;
-            if ((st = conv(r, v->state, depth + 1, &s))) return st;
+            if ((st = conv(r, cki_pv_state(v), depth + 1, &s))) return st;
         }
         return CK_OK;
     }
@@ -1204,15 +1204,15 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if (!numpy_scalar(t, a0, a1)) return CK_OK;
         return opaque(r, t, v, c, args, depth);
     }
-    if (is_numpy(c, "_reconstruct") && v && v->state) {
+    if (is_numpy(c, "_reconstruct") && v && cki_pv_state(v)) {
         cki_tobj *s;
-        if ((st = conv(r, v->state, depth + 1, &s))) return st;
+        if ((st = conv(r, cki_pv_state(v), depth + 1, &s))) return st;
         if (!numpy_array(r, t, s)) return CK_OK;
         return opaque(r, t, v, c, args, depth);
     }
     if (is(c, "argparse", "Namespace")) {
         cki_tobj *s;
-        if ((st = conv(r, v ? v->state : NULL, depth + 1, &s))) return st;
+        if ((st = conv(r, v ? cki_pv_state(v) : NULL, depth + 1, &s))) return st;
         t->kind = CKI_TO_DICT;
         t->n = 0;
         if (s && s->kind == CKI_TO_DICT && (st = add_items(r, t, s, 2))) return st;
