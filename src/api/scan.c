@@ -109,7 +109,7 @@ static ck_status scan_pickles(scanner *s, const uint8_t *p, uint64_t len, const 
         else
             snprintf(name, sizeof name, "%s", where);
         cki_arena_init(&arena, s->ctx);
-        st = cki_pickle_run_lean(s->ctx, &arena, p + pos, (size_t)(len - pos), s->path, name,
+        st = cki_pickle_run_lean(s->ctx, &arena, NULL, p + pos, (size_t)(len - pos), s->path, name,
                             base + pos, &pk);
         report(s, name, &pk);
         cki_arena_free(&arena);

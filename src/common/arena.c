@@ -83,6 +83,23 @@ void *cki_arena_alloc_ptrs(cki_arena *a, size_t n)
     return bump(a, n, 8);
 }
 
+int cki_arena_reserve(cki_arena *a, size_t n)
+{
+    cki_arena_blk *b;
+    size_t total;
+    if (n <= BLOCK_MIN || (a->head && a->size - a->used >= n)) return 0;
+    if (cki_add_size(&total, sizeof *b, n)) return -1;
+    b = cki_malloc(a->ctx, total);
+    if (!b) return -1;
+    b->next = a->head;
+    b->size = n;
+    b->own = 0;
+    a->head = b;
+    a->used = 0;
+    a->size = n;
+    return 0;
+}
+
 void cki_arena_give_back(cki_arena *a, void *p)
 {
     /* a walk over the blocks (a few hundred for a 30 MB graph), once per

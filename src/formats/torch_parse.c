@@ -82,8 +82,8 @@ static ck_status run(cki_torch_file *tf, const uint8_t *p, uint64_t len, const c
     if (!where) return CK_ENOMEM;
     if ((uint64_t)(size_t)len != len) len = SIZE_MAX;
     /* the reader's zip graph is converted and dropped: the lean run */
-    st = tf->pk_arena ? cki_pickle_run_lean(tf->ctx, tf->pk_arena, p, (size_t)len, tf->file,
-                                            where, off, pk)
+    st = tf->pk_arena ? cki_pickle_run_lean(tf->ctx, tf->pk_arena, tf->text, p, (size_t)len,
+                                            tf->file, where, off, pk)
                       : cki_pickle_run(tf->ctx, &tf->arena, p, (size_t)len, tf->file, where,
                                        off, pk);
     if (visit) {
@@ -234,6 +234,11 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     /* the records are found again only after the graph is gone: the name
      * index (about 40 bytes a record) makes room for the graph meanwhile */
     cki_zip_index_drop(&tf->zip);
+    /* the texts kept past the graph (TEXT) lie together rather than between
+     * the graph's blocks, whose memory then comes back in one piece: room for
+     * texts of half data.pkl's size (pages are used only as filled) */
+    if (tf->text && cki_arena_reserve(tf->text, (size_t)(dlen / 2)))
+        return CK_ENOMEM;
     st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk);
     tf->pk_arena = NULL;
     cki_source_release(tf->src, 0, tf->len); /* data.pkl: its strings are copied */
@@ -242,6 +247,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
         tf->rec.copy_strings = 1;
         tf->rec.text = tf->text; /* stays set: every text of the objects is there */
         tf->rec.desc = &tf->desc;
+        tf->rec.graph_texts = pk.texts;
         st = cki_trec_convert(&tf->rec, pk.root, &tf->root);
         tf->rec.copy_strings = 0;
     }

@@ -121,6 +121,7 @@ typedef struct machine {
 
     /* cki_pickle_run_lean only (all zero otherwise) */
     int lean;
+    cki_arena *text;   /* texts of STR, BYTES, BIGINT nodes (NULL: ARENA) */
     uint8_t *fetched;  /* bit per memo key below key_span: some GET fetches it */
     uint8_t *put_seen; /* bit per memo key below key_span: PUT without storing */
     uint64_t key_span; /* 0: no memo filter */
@@ -390,7 +391,7 @@ static ck_status make_blob(machine *m, cki_pv_kind kind, const uint8_t *s, size_
     cki_pv *v = new_node(m, kind);
     char *copy;
     if (!v) return op_nomem(m);
-    copy = cki_arena_strndup(m->arena, (const char *)s, n);
+    copy = cki_arena_strndup(m->text ? m->text : m->arena, (const char *)s, n);
     if (!copy) return op_nomem(m);
     v->u.s.p = copy;
     v->u.s.len = n;
@@ -1025,7 +1026,7 @@ static ck_status text_unicode(machine *m, cki_pv **out)
     ck_status st;
     if ((st = text_line(m, &s, &n))) return st;
     if (cki_mul_size(&cap, n, 2) || cki_add_size(&cap, cap, 1)) return op_nomem(m);
-    o = cki_arena_alloc(m->arena, cap);
+    o = cki_arena_alloc(m->text ? m->text : m->arena, cap);
     if (!o) return op_nomem(m);
     while (i < n) {
         uint8_t c = s[i++];
@@ -1857,9 +1858,9 @@ done:
     return st;
 }
 
-static ck_status run_machine(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
-                             const char *file, const char *where, uint64_t base_off, int lean,
-                             cki_pickle *out)
+static ck_status run_machine(ck_ctx *ctx, cki_arena *arena, cki_arena *text, const uint8_t *p,
+                             size_t len, const char *file, const char *where, uint64_t base_off,
+                             int lean, cki_pickle *out)
 {
     machine m;
     cki_pv *root = NULL;
@@ -1888,8 +1889,10 @@ static ck_status run_machine(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, si
     }
     if (lean) {
         m.lean = 1;
+        m.text = text;
         memo_prepass(&m, p, len);
     }
+    out->texts = m.text ? m.text : arena;
 
     while (!stopped) {
         if (!left(&m)) {
@@ -1927,15 +1930,15 @@ static ck_status run_machine(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, si
 ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
                          const char *file, const char *where, uint64_t base_off, cki_pickle *out)
 {
-    return run_machine(ctx, arena, p, len, file, where, base_off, 0, out);
+    return run_machine(ctx, arena, NULL, p, len, file, where, base_off, 0, out);
 }
 
-ck_status cki_pickle_run_lean(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
-                              const char *file, const char *where, uint64_t base_off,
-                              cki_pickle *out)
+ck_status cki_pickle_run_lean(ck_ctx *ctx, cki_arena *arena, cki_arena *text, const uint8_t *p,
+                              size_t len, const char *file, const char *where,
+                              uint64_t base_off, cki_pickle *out)
 {
-    ck_status st = run_machine(ctx, arena, p, len, file, where, base_off, 1, out);
+    ck_status st = run_machine(ctx, arena, text, p, len, file, where, base_off, 1, out);
     if (st && arena && out) /* the exact run decides what is wrong, and how it is said */
-        st = run_machine(ctx, arena, p, len, file, where, base_off, 0, out);
+        st = run_machine(ctx, arena, NULL, p, len, file, where, base_off, 0, out);
     return st;
 }

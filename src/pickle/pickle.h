@@ -171,6 +171,8 @@ typedef struct cki_pickle {
     cki_pickle_global *globals; /* in arena */
     size_t global_count;
     uint64_t opcodes;   /* opcodes executed */
+    cki_arena *texts;   /* where the texts of STR, BYTES and BIGINT nodes live: the
+                         * lean run's TEXT, else the arena */
 } cki_pickle;
 
 /*
@@ -205,14 +207,16 @@ ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t
  *    instead; the argument nodes that nothing else can reach (never memo
  *    stored, duplicated or fetched, not interned) are recycled for the next
  *    values. Its height (at STOP) is that of the call it replaces.
+ * TEXT (NULL: ARENA) receives the texts of STR, BYTES and BIGINT nodes, so a
+ * caller that keeps them past the graph need not copy them (out->texts).
  * Any failure of that run (a fetch of a key the first pass missed, a limit,
  * a malformed stream) runs the pickle again exactly as cki_pickle_run, in
  * the same arena, and reports that run: results and messages never differ,
  * a hostile file only costs the second run.
  */
-ck_status cki_pickle_run_lean(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
-                              const char *file, const char *where, uint64_t base_off,
-                              cki_pickle *out);
+ck_status cki_pickle_run_lean(ck_ctx *ctx, cki_arena *arena, cki_arena *text, const uint8_t *p,
+                              size_t len, const char *file, const char *where,
+                              uint64_t base_off, cki_pickle *out);
 
 /* CKI_PV_TREBUILD: u.s is the storage key (the STR's text), items[0..n) are
  * (n = CKI_TRB_COUNT): */

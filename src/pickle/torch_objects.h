@@ -197,6 +197,8 @@ struct cki_trec {
     cki_arena *desc;     /* where tensor and storage descriptions go, with their shapes,
                           * strides and strings; NULL: ARENA (a reader may then free the
                           * objects and keep the descriptions) */
+    const cki_arena *graph_texts; /* where the graph's str/bytes texts are: when it is
+                          * TEXT, copy_strings points to them instead of copying */
     cki_arena *text;     /* where copy_strings puts str/bytes texts; NULL: ARENA (with
                           * TEXT == NAMES a name equal to one key's text is that text) */
 };

@@ -1301,9 +1301,9 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
         t->kind = v->kind == CKI_PV_BIGINT ? CKI_TO_BIGINT
                   : v->kind == CKI_PV_STR  ? CKI_TO_STR
                                            : CKI_TO_BYTES;
-        t->u.s.p = r->copy_strings ? cki_arena_strndup(r->text ? r->text : r->arena, v->u.s.p,
-                                                       v->u.s.len)
-                                   : v->u.s.p;
+        t->u.s.p = r->copy_strings && !(r->text && r->graph_texts == r->text)
+                       ? cki_arena_strndup(r->text ? r->text : r->arena, v->u.s.p, v->u.s.len)
+                       : v->u.s.p;
         if (!t->u.s.p) return CK_ENOMEM;
         t->u.s.len = v->u.s.len;
         break;

@@ -213,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 cki_pickle lk;
                 snprintf(saved, sizeof saved, "%s", msg);
                 cki_arena_init(&lar, ctx);
-                check(cki_pickle_run_lean(ctx, &lar, data + pos, size - pos, "f.pkl", "fuzz", pos,
+                check(cki_pickle_run_lean(ctx, &lar, NULL, data + pos, size - pos, "f.pkl", "fuzz", pos,
                                           &lk) == st);
                 check(!strcmp(saved, ck_errmsg(ctx)) && lk.global_count == pk.global_count);
                 cki_arena_free(&lar);
@@ -233,7 +233,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cki_pickle lk;
             ck_status lst;
             cki_arena_init(&lar, ctx);
-            lst = cki_pickle_run_lean(ctx, &lar, data + pos, size - pos, "f.pkl", "fuzz", pos, &lk);
+            lst = cki_pickle_run_lean(ctx, &lar, NULL, data + pos, size - pos, "f.pkl", "fuzz", pos, &lk);
             check(lst == CK_OK && lk.end == pk.end && lk.opcodes == pk.opcodes &&
                   lk.global_count == pk.global_count && lk.root->height == pk.root->height);
             for (size_t i = 0; i < pk.global_count; i++)
