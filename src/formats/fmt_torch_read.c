@@ -178,7 +178,8 @@ static ck_status bind(reader *rd, cki_tstorage *s, ck_dtype dt, const char *name
             return cki_fail(rd->m->ctx, CK_EFORMAT, "%s: tensor '%s': storage '%s' has no data",
                             rd->src->path, name, s->key);
         snprintf(what, sizeof what, "storage '%.200s'", s->key);
-        if ((st = cki_model_storage(rd->m, rd->src, s->data_off, s->data_len, dt, what, &cs)))
+        if ((st = cki_model_storage(rd->m, rd->src, s->where->data_off, s->where->data_len, dt,
+                                    what, &cs)))
             return st;
     }
     cs->key = cki_arena_strdup(&rd->m->arena, s->key);

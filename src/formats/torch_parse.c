@@ -370,22 +370,27 @@ static ck_status legacy_layout(cki_torch_file *tf, const cki_pv *keys, uint64_t 
         cki_tstorage *ts = tf->rec.storages[s];
         size_t i;
         cki_map_get(&keymap, ts->key, strlen(ts->key), &i);
+        cki_tstorage_where *w = cki_tstorage_where_of(&tf->rec, ts);
+        if (!w) {
+            st = CK_ENOMEM;
+            goto done;
+        }
         ts->located = 1;
-        ts->data_off = locs[i].off;
-        ts->data_len = locs[i].bytes;
+        w->data_off = locs[i].off;
+        w->data_len = locs[i].bytes;
         if (ts->is_view) {
             unsigned es = locs[i].esize;
-            if (ts->view_off > locs[i].numel || ts->view_size > locs[i].numel - ts->view_off) {
+            if (w->view_off > locs[i].numel || w->view_size > locs[i].numel - w->view_off) {
                 st = cki_fail(tf->ctx, CK_EFORMAT,
                               "%s: storage view '%s' of '%s': elements [%llu, +%llu) lie outside "
                               "its root of %llu",
-                              tf->file, ts->view_key, ts->key, (unsigned long long)ts->view_off,
-                              (unsigned long long)ts->view_size,
+                              tf->file, w->view_key, ts->key, (unsigned long long)w->view_off,
+                              (unsigned long long)w->view_size,
                               (unsigned long long)locs[i].numel);
                 goto done;
             }
-            ts->data_off += ts->view_off * es;
-            ts->data_len = ts->view_size * es;
+            w->data_off += w->view_off * es;
+            w->data_len = w->view_size * es;
         }
     }
     tf->data_end = pos;
@@ -535,9 +540,10 @@ static ck_status tar_storages(cki_torch_file *tf, const cki_tar_member *m,
                             "member's %llu bytes",
                             tf->file, m->name, key, (unsigned long long)n,
                             (unsigned long long)m->len);
+        if (!cki_tstorage_where_of(&tf->rec, s)) return CK_ENOMEM;
         s->located = 1;
-        s->data_off = m->off + pos + 8;
-        s->data_len = bytes;
+        s->where->data_off = m->off + pos + 8;
+        s->where->data_len = bytes;
         pos += 8 + bytes;
     }
     if (pos < m->len && !cki_torch_trivial_tail(p + pos, m->len - pos)) {
@@ -577,9 +583,10 @@ static ck_status tar_storages(cki_torch_file *tf, const cki_tar_member *m,
             if ((st = cki_trec_storage(&tf->rec, target, NULL, "torch", root->type_name,
                                        (uint64_t)numel, m->off, &s)))
                 return st;
+            if (!cki_tstorage_where_of(&tf->rec, s)) return CK_ENOMEM;
             s->located = 1;
-            s->data_off = root->data_off + (uint64_t)off * es;
-            s->data_len = (uint64_t)numel * es;
+            s->where->data_off = root->where->data_off + (uint64_t)off * es;
+            s->where->data_len = (uint64_t)numel * es;
         }
     }
     return CK_OK;

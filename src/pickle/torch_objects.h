@@ -68,11 +68,9 @@ typedef struct cki_tstorage {
     const char *location;    /* "cpu", "cuda:0"; may be NULL */
     const char *unsupported; /* reason the bytes cannot be used (quantized ...), or NULL */
     uint64_t numel;          /* elements (bytes when untyped) as the id says */
-    /* legacy view_metadata (view_key, offset, size), in elements of the root */
-    const char *view_key;
-    uint64_t view_off, view_size;
-    /* where the bytes are, filled by the file reader (legacy, tar): located */
-    uint64_t data_off, data_len;
+    /* a view's root and where the bytes are (legacy, tar): NULL for the
+     * storages of a zip file, which the reader finds by key */
+    struct cki_tstorage_where *where;
     void *bound;             /* the reader's cki_storage, once made */
     size_t index;            /* position in the recogniser's table */
     ck_dtype dtype;          /* element type; CK_DT_COUNT if untyped or unsupported */
@@ -80,6 +78,14 @@ typedef struct cki_tstorage {
     uint8_t is_view;         /* see view_key */
     uint8_t located;         /* see data_off */
 } cki_tstorage;
+
+typedef struct cki_tstorage_where {
+    /* legacy view_metadata (view_key, offset, size), in elements of the root */
+    const char *view_key;
+    uint64_t view_off, view_size;
+    /* where the bytes are, filled by the file reader (legacy, tar): located */
+    uint64_t data_off, data_len;
+} cki_tstorage_where;
 
 typedef struct cki_ttensor {
     cki_tstorage *storage;   /* NULL only when unsupported */
@@ -228,6 +234,9 @@ int cki_torch_storage_dtype(const char *name, ck_dtype *dt, int *untyped,
 /* Bytes of one element of storage S's class (1 when untyped; quantized
  * classes by their element type). */
 unsigned cki_tstorage_esize(const cki_tstorage *s);
+/* S's where record, made (zeroed, in the descriptions' arena) on first use;
+ * NULL when out of memory. */
+cki_tstorage_where *cki_tstorage_where_of(cki_trec *r, cki_tstorage *s);
 /* A torch dtype global (torch.float32, torch.half, ...): 0 and *OUT set, or 1. */
 int cki_torch_dtype_global(const char *module, const char *name, cki_tdtype *out);
 

@@ -344,13 +344,17 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
         s->type_name = cki_arena_strdup(DESC(r), type_name);
         r->last_type = s->type_name;
     }
-    s->view_key = view_key ? cki_arena_strdup(DESC(r), view_key) : NULL;
+    if (view_key && (!cki_tstorage_where_of(r, s) ||
+                     !(s->where->view_key = cki_arena_strdup(DESC(r), view_key)))) {
+        cki_buf_free(&id);
+        return CK_ENOMEM;
+    }
     {
         /* the index key is KEY itself unless there is a view key */
         const char *k = view_key ? cki_arena_strndup(DESC(r), id.p, id.len) : s->key;
         size_t klen = id.len;
         cki_buf_free(&id);
-        if (!s->key || !s->type_name || (view_key && !s->view_key) || !k) return CK_ENOMEM;
+        if (!s->key || !s->type_name || !k) return CK_ENOMEM;
         s->dtype = dt;
         s->untyped = untyped;
         s->unsupported = unsup;
@@ -370,6 +374,15 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
     }
     *out = s;
     return CK_OK;
+}
+
+cki_tstorage_where *cki_tstorage_where_of(cki_trec *r, cki_tstorage *s)
+{
+    if (!s->where) {
+        s->where = cki_arena_alloc_ptrs(DESC(r), sizeof *s->where);
+        if (s->where) memset(s->where, 0, sizeof *s->where);
+    }
+    return s->where;
 }
 
 unsigned cki_tstorage_esize(const cki_tstorage *s)
@@ -445,8 +458,8 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     if ((st = cki_trec_storage(r, k, vk, type->u.g.module, type->u.g.name, (uint64_t)n, off, &s)))
         return st;
     if (vk) {
-        s->view_off = (uint64_t)voff;
-        s->view_size = (uint64_t)vsize;
+        s->where->view_off = (uint64_t)voff; /* made with the view key */
+        s->where->view_size = (uint64_t)vsize;
     }
     {
         const char *l;
