@@ -1340,7 +1340,8 @@ static void recycle(machine *m, cki_pv *v)
 static ck_status torch_rebuild(machine *m, cki_pv *c, cki_pv *a, cki_pv **out)
 {
     cki_pv *pid, *t, *key, *hooks, *v, **items;
-    uint64_t offs[2];
+    uint64_t here = m->base_off + m->op_pos; /* the REDUCE: the record's offset */
+    uint32_t offs[2];
     *out = NULL;
     if (!global_is(c, "torch._utils", "_rebuild_tensor_v2") || a->kind != CKI_PV_TUPLE ||
         a->n != 6 || !private_node(a))
@@ -1361,7 +1362,8 @@ static ck_status torch_rebuild(machine *m, cki_pv *c, cki_pv *a, cki_pv **out)
     hooks = a->items[5];
     if (hooks->kind != CKI_PV_REDUCE || hooks->n != 2 || !private_node(hooks) ||
         !global_is(hooks->items[0], "collections", "OrderedDict") ||
-        !leaf_of(hooks->items[1], CKI_PV_TUPLE))
+        !leaf_of(hooks->items[1], CKI_PV_TUPLE) || here - pid->off > UINT32_MAX ||
+        here - hooks->off > UINT32_MAX)
         return CK_OK;
     {
         cki_pv *sh[CKI_TRS_COUNT];
@@ -1390,8 +1392,8 @@ static ck_status torch_rebuild(machine *m, cki_pv *c, cki_pv *a, cki_pv **out)
     items[CKI_TRB_SIZE] = a->items[2];
     items[CKI_TRB_STRIDE] = a->items[3];
     items[CKI_TRB_GRAD] = a->items[4];
-    offs[0] = pid->off;
-    offs[1] = hooks->off;
+    offs[0] = (uint32_t)(here - pid->off);
+    offs[1] = (uint32_t)(here - hooks->off);
     memcpy(items + CKI_TRB_COUNT, offs, sizeof offs);
     v->items = items;
     v->n = v->cap = CKI_TRB_COUNT;

@@ -240,12 +240,14 @@ enum {
     CKI_TRS_COUNT
 };
 /* Byte offsets of the persistent id (WHICH 0) and of the OrderedDict() call
- * (WHICH 1) the record replaces; they follow the items in the same array. */
+ * (WHICH 1) the record replaces: both lie before the record's own offset, at
+ * most 2^32 - 1 bytes before (or the call is not made a record); the two
+ * distances follow the items in the same array. */
 static inline uint64_t cki_pv_trebuild_off(const cki_pv *v, int which)
 {
-    uint64_t o;
-    memcpy(&o, (const char *)(v->items + CKI_TRB_COUNT) + 8 * which, 8);
-    return o;
+    uint32_t d;
+    memcpy(&d, (const char *)(v->items + CKI_TRB_COUNT) + 4 * which, 4);
+    return v->off - d;
 }
 
 /* ---- queries used by recognisers ---------------------------------------- */

@@ -72,11 +72,12 @@ typedef struct cki_tstorage {
      * storages of a zip file, which the reader finds by key */
     struct cki_tstorage_where *where;
     void *bound;             /* the reader's cki_storage, once made */
-    size_t index;            /* position in the recogniser's table */
-    ck_dtype dtype;          /* element type; CK_DT_COUNT if untyped or unsupported */
+    uint8_t dtype;           /* a ck_dtype: element type; CK_DT_COUNT if untyped or
+                              * unsupported */
     uint8_t untyped;         /* UntypedStorage: numel counts bytes */
-    uint8_t is_view;         /* see view_key */
-    uint8_t located;         /* see data_off */
+    uint8_t is_view;         /* see where->view_key */
+    uint8_t located;         /* see where->data_off */
+    uint32_t index;          /* position in the recogniser's table */
 } cki_tstorage;
 
 typedef struct cki_tstorage_where {

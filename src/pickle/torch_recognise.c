@@ -56,6 +56,9 @@ int cki_np_itemsize(const char *descr)
  * strings): r->desc, or the objects' arena. */
 #define DESC(r) ((r)->desc ? (r)->desc : (r)->arena)
 
+/* cki_tstorage keeps its dtype in a byte */
+_Static_assert(CK_DT_COUNT < 256, "ck_dtype fits a byte");
+
 static cki_tobj *memo_get(const cki_trec *r, const cki_pv *k)
 {
     (void)r;
@@ -355,11 +358,14 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
         size_t klen = id.len;
         cki_buf_free(&id);
         if (!s->key || !s->type_name || !k) return CK_ENOMEM;
-        s->dtype = dt;
+        s->dtype = (uint8_t)dt;
         s->untyped = untyped;
         s->unsupported = unsup;
         s->numel = numel;
         s->is_view = view_key != NULL;
+        if (r->storage_count >= UINT32_MAX)
+            return cki_fail(r->ctx, CK_ELIMIT, "%s: %s: more than %u storages", r->file,
+                            r->where, (unsigned)UINT32_MAX - 1);
         if (r->storage_count == r->storage_cap) {
             size_t ncap = r->storage_cap ? r->storage_cap * 2 : 16;
             cki_tstorage **n = cki_realloc(r->ctx, r->storages, ncap * sizeof *n);
@@ -367,7 +373,7 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
             r->storages = n;
             r->storage_cap = ncap;
         }
-        s->index = r->storage_count;
+        s->index = (uint32_t)r->storage_count;
         put = cki_map_put(&r->storage_index, k, klen, r->storage_count, &existing);
         if (put < 0) return CK_ENOMEM;
         r->storages[r->storage_count++] = s;
