@@ -109,7 +109,7 @@ static ck_status scan_pickles(scanner *s, const uint8_t *p, uint64_t len, const 
         else
             snprintf(name, sizeof name, "%s", where);
         cki_arena_init(&arena, s->ctx);
-        st = cki_pickle_run(s->ctx, &arena, p + pos, (size_t)(len - pos), s->path, name,
+        st = cki_pickle_run_lean(s->ctx, &arena, NULL, p + pos, (size_t)(len - pos), s->path, name,
                             base + pos, &pk);
         report(s, name, &pk);
         cki_arena_free(&arena);
@@ -189,6 +189,9 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
         st = s->lenient ? cki_zip_open_lenient(s->ctx, s->path, src->base, src->len, &z)
                         : cki_zip_open(s->ctx, s->path, src->base, src->len, &z);
     if (st) return st;
+    /* the directory and local headers are checked and copied: their pages
+     * (one per record, all over the file) go back to the kernel */
+    cki_source_release(src, 0, src->len);
     /* an encrypted flag or a local header at odds with the directory: the
      * failure of the scan, and the records are scanned all the same */
     if (z.problem && !go_on(s, cki_fail(s->ctx, z.problem, "%s", z.problem_msg))) {
@@ -232,6 +235,9 @@ static ck_status scan_zip(scanner *s, const cki_source *src, uint64_t junk_scan)
     st = CK_OK;
 done:
     cki_zip_close(&z);
+    /* the pages read (directory, pickles) go back to the kernel: a loader
+     * that scans first maps them again only as it reads them */
+    cki_source_release(src, 0, src->len);
     return st;
 }
 

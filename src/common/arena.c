@@ -10,6 +10,7 @@
 struct cki_arena_blk {
     cki_arena_blk *next;
     size_t size;
+    size_t own; /* 1: holds one large piece, never bumped into */
     /* payload follows, 16-byte aligned */
     _Alignas(16) unsigned char data[];
 };
@@ -56,12 +57,14 @@ static void *bump(cki_arena *a, size_t n, size_t align)
             /* a large piece gets a block of its own behind the current one,
              * whose free room stays in use for the small pieces */
             b->size = sz;
+            b->own = 1;
             b->next = a->head->next;
             a->head->next = b;
             return b->data;
         }
         b->next = a->head;
         b->size = sz;
+        b->own = 0;
         a->head = b;
         a->used = 0;
         a->size = sz;
@@ -78,6 +81,39 @@ void *cki_arena_alloc(cki_arena *a, size_t n)
 void *cki_arena_alloc_ptrs(cki_arena *a, size_t n)
 {
     return bump(a, n, 8);
+}
+
+int cki_arena_reserve(cki_arena *a, size_t n)
+{
+    cki_arena_blk *b;
+    size_t total;
+    if (n <= BLOCK_MIN || (a->head && a->size - a->used >= n)) return 0;
+    if (cki_add_size(&total, sizeof *b, n)) return -1;
+    b = cki_malloc(a->ctx, total);
+    if (!b) return -1;
+    b->next = a->head;
+    b->size = n;
+    b->own = 0;
+    a->head = b;
+    a->used = 0;
+    a->size = n;
+    return 0;
+}
+
+void cki_arena_give_back(cki_arena *a, void *p)
+{
+    /* a walk over the blocks (a few hundred for a 30 MB graph), once per
+     * doubling of a large array */
+    cki_arena_blk **link;
+    if (!a->head || !p) return;
+    for (link = &a->head->next; *link; link = &(*link)->next) {
+        cki_arena_blk *b = *link;
+        if (b->own && (void *)b->data == p) {
+            *link = b->next;
+            cki_free(a->ctx, b);
+            return;
+        }
+    }
 }
 
 void cki_arena_reset(cki_arena *a)

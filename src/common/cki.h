@@ -224,6 +224,14 @@ void *cki_arena_alloc_ptrs(cki_arena *a, size_t n);
 char *cki_arena_strndup(cki_arena *a, const char *s, size_t n); /* 1-byte aligned */
 /* Frees every block but the newest and empties it: scratch memory reused per item. */
 void cki_arena_reset(cki_arena *a);
+/* P, a piece of at least 32 KiB that the arena gave out (it has a block of
+ * its own), goes back now instead of with the arena: for an array that grew
+ * into a new piece. Other pointers are left alone. */
+void cki_arena_give_back(cki_arena *a, void *p);
+/* Room for at least N more bytes in the current block (a new block of N
+ * bytes if not), so that the next pieces up to N bytes lie together: 0, or
+ * -1 out of memory. */
+int cki_arena_reserve(cki_arena *a, size_t n);
 char *cki_arena_strdup(cki_arena *a, const char *s);
 
 /* ---- string -> index hash map (open addressing, keys borrowed) ------------

@@ -75,6 +75,7 @@ typedef struct cki_zip {
     cki_zip_entry *entries; /* central-directory order; cki_malloc'd */
     size_t count;
     cki_map index;         /* name -> entry index */
+    int unindexed;         /* cki_zip_index_drop: INDEX is empty, lookups scan ENTRIES */
     cki_arena arena;
     int warned_crc0;       /* the "CRC not computed" warning was given */
     int lenient;           /* opened by cki_zip_open_lenient */
@@ -129,7 +130,13 @@ int cki_zip_in_view(const cki_zip *z, const cki_zip_entry *e);
 ck_status cki_zip_check_stored(const cki_zip *z, const cki_zip_entry *e);
 void cki_zip_close(cki_zip *z);
 
-/* The entry named NAME[0..NAME_LEN), or NULL. O(1). */
+/* The entry named NAME[0..NAME_LEN), or NULL. O(1) (a scan while unindexed). */
+/* Frees the name index while a reader needs its memory for something else
+ * (lookups still work, by a scan of the entries), and builds it again.
+ * Names are unique (cki_zip_open refuses repeats), so lookups answer the
+ * same either way. */
+void cki_zip_index_drop(cki_zip *z);
+ck_status cki_zip_index_build(cki_zip *z);
 const cki_zip_entry *cki_zip_find(const cki_zip *z, const char *name, size_t name_len);
 
 /*

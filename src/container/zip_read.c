@@ -649,8 +649,33 @@ ck_status cki_zip_open_lenient(ck_ctx *ctx, const char *file, const uint8_t *p, 
 const cki_zip_entry *cki_zip_find(const cki_zip *z, const char *name, size_t name_len)
 {
     size_t i;
-    if (!z->entries || cki_map_get(&z->index, name, name_len, &i)) return NULL;
+    if (!z->entries) return NULL;
+    if (z->unindexed) {
+        for (i = 0; i < z->count; i++)
+            if (z->entries[i].name_len == name_len && !memcmp(z->entries[i].name, name, name_len))
+                return &z->entries[i];
+        return NULL;
+    }
+    if (cki_map_get(&z->index, name, name_len, &i)) return NULL;
     return &z->entries[i];
+}
+
+void cki_zip_index_drop(cki_zip *z)
+{
+    cki_map_free(&z->index);
+    cki_map_init(&z->index, z->ctx);
+    z->unindexed = 1;
+}
+
+ck_status cki_zip_index_build(cki_zip *z)
+{
+    if (!z->unindexed) return CK_OK;
+    if (cki_map_reserve(&z->index, z->count)) return CK_ENOMEM;
+    for (size_t i = 0; i < z->count; i++)
+        if (cki_map_put(&z->index, z->entries[i].name, z->entries[i].name_len, i, NULL) < 0)
+            return CK_ENOMEM;
+    z->unindexed = 0;
+    return CK_OK;
 }
 
 ck_status cki_zip_check_crc(cki_zip *z, const cki_zip_entry *e, const uint8_t *data, uint64_t len)

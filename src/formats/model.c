@@ -173,8 +173,11 @@ ck_status cki_model_reserve(ck_model *m, size_t tensors, size_t storages)
     return CK_OK;
 }
 
+/* add_tensor's KEPT: what already lives in the model's arena */
+enum { KEEP_NAME = 1, KEEP_SHAPE = 2 };
+
 static ck_status add_tensor(ck_model *m, const char *file, const char *name, size_t name_len,
-                            int name_kept, ck_dtype dtype, int ndim, const int64_t *shape,
+                            int kept, ck_dtype dtype, int ndim, const int64_t *shape,
                             const int64_t *stride, uint64_t offset, cki_storage *st,
                             unsigned flags, size_t *index);
 
@@ -191,11 +194,21 @@ ck_status cki_model_add_tensor_kept(ck_model *m, const char *file, const char *n
                                     size_t name_len, ck_dtype dtype, int ndim,
                                     const int64_t *shape, cki_storage *st, size_t *index)
 {
-    return add_tensor(m, file, name, name_len, 1, dtype, ndim, shape, NULL, 0, st, 0, index);
+    return add_tensor(m, file, name, name_len, KEEP_NAME | KEEP_SHAPE, dtype, ndim, shape, NULL, 0,
+                      st, 0, index);
+}
+
+ck_status cki_model_add_tensor_named(ck_model *m, const char *file, const char *name,
+                                     size_t name_len, ck_dtype dtype, int ndim,
+                                     const int64_t *shape, const int64_t *stride, uint64_t offset,
+                                     cki_storage *st, unsigned flags, size_t *index)
+{
+    return add_tensor(m, file, name, name_len, KEEP_NAME, dtype, ndim, shape, stride, offset, st,
+                      flags, index);
 }
 
 static ck_status add_tensor(ck_model *m, const char *file, const char *name, size_t name_len,
-                            int name_kept, ck_dtype dtype, int ndim, const int64_t *shape,
+                            int kept, ck_dtype dtype, int ndim, const int64_t *shape,
                             const int64_t *stride, uint64_t offset, cki_storage *st,
                             unsigned flags, size_t *index)
 {
@@ -214,20 +227,30 @@ static ck_status add_tensor(ck_model *m, const char *file, const char *name, siz
         return CK_ENOMEM;
     t = &m->tensors[m->count];
     memset(t, 0, sizeof *t);
-    t->name = name_kept ? name : cki_arena_strndup(&m->arena, name, name_len);
-    t->shape = name_kept ? (int64_t *)shape
-                         : cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
-    if (stride) t->stride = cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
-    if (!t->name || !t->shape || (stride && !t->stride)) return CK_ENOMEM;
-    if (ndim && !name_kept) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-    if (stride && ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    t->name = kept & KEEP_NAME ? name : cki_arena_strndup(&m->arena, name, name_len);
+    t->shape = kept & KEEP_SHAPE
+                   ? (int64_t *)shape
+                   : cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+    if (!t->name || !t->shape) return CK_ENOMEM;
+    if (ndim && !(kept & KEEP_SHAPE)) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     t->dtype = dtype;
     t->ndim = ndim;
     t->offset = offset;
     t->storage = st;
     t->flags = flags;
-    if ((s = cki_tensor_validate(m->ctx, file, t))) return s;
-    if (t->stride && cki_tensor_is_dense(t)) t->stride = NULL; /* dense after all */
+    /* checked on the caller's strides; copied only when not dense after all */
+    t->stride = (int64_t *)stride;
+    if ((s = cki_tensor_validate(m->ctx, file, t))) {
+        t->stride = NULL;
+        return s;
+    }
+    if (t->stride && cki_tensor_is_dense(t)) {
+        t->stride = NULL;
+    } else if (t->stride) {
+        t->stride = cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+        if (!t->stride) return CK_ENOMEM;
+        if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    }
     switch (cki_map_put(&m->names, t->name, name_len, m->count, &existing)) {
     case 0: break;
     case 1:

@@ -80,6 +80,12 @@ ck_status cki_model_reserve(ck_model *m, size_t tensors, size_t storages);
 ck_status cki_model_add_tensor_kept(ck_model *m, const char *file, const char *name,
                                     size_t name_len, ck_dtype dtype, int ndim,
                                     const int64_t *shape, cki_storage *st, size_t *index);
+/* cki_model_add_tensor whose NAME (NUL-terminated) already lives in the
+ * model's arena: kept, not copied (SHAPE and STRIDE are copied). */
+ck_status cki_model_add_tensor_named(ck_model *m, const char *file, const char *name,
+                                     size_t name_len, ck_dtype dtype, int ndim,
+                                     const int64_t *shape, const int64_t *stride, uint64_t offset,
+                                     cki_storage *st, unsigned flags, size_t *index);
 /* Adds or replaces KEY -> VALUE (copied). */
 ck_status cki_model_set_meta(ck_model *m, const char *key, size_t key_len, const char *val,
                              size_t val_len);

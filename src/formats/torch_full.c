@@ -191,11 +191,12 @@ static ck_status bind(full *f, cki_tstorage *s, ck_dtype dt, uint64_t need, cki_
         cs->big_endian = tf->big_endian && ck_dtype_bits(dt) > 8;
     } else {
         char what[300];
-        if (!s->located || s->data_len < need)
+        if (!s->located || s->where->data_len < need)
             return cki_fail(f->ctx, CK_EFORMAT, "%s: storage '%s' has no data", f->src->path,
                             s->key);
         snprintf(what, sizeof what, "storage '%.200s'", s->key);
-        if ((st = cki_model_storage(f->m, f->src, s->data_off, need, dt, what, &cs))) return st;
+        if ((st = cki_model_storage(f->m, f->src, s->where->data_off, need, dt, what, &cs)))
+            return st;
     }
     *out = cs;
     return CK_OK;

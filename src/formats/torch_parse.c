@@ -57,7 +57,15 @@ void cki_torch_close(cki_torch_file *tf)
     cki_map_free(&tf->tar_tensors);
     cki_trec_free(&tf->rec);
     cki_arena_free(&tf->arena);
+    cki_arena_free(&tf->desc);
     memset(tf, 0, sizeof *tf);
+}
+
+void cki_torch_drop_objects(cki_torch_file *tf)
+{
+    if (!tf->rec.desc) return; /* the descriptions share the objects' arena */
+    cki_arena_free(&tf->arena);
+    tf->root = NULL;
 }
 
 static const char *fmt_where(cki_torch_file *tf, const char *fmt, const char *a, uint64_t n)
@@ -73,8 +81,11 @@ static ck_status run(cki_torch_file *tf, const uint8_t *p, uint64_t len, const c
     ck_status st, vs;
     if (!where) return CK_ENOMEM;
     if ((uint64_t)(size_t)len != len) len = SIZE_MAX;
-    st = cki_pickle_run(tf->ctx, tf->pk_arena ? tf->pk_arena : &tf->arena, p, (size_t)len,
-                        tf->file, where, off, pk);
+    /* the reader's zip graph is converted and dropped: the lean run */
+    st = tf->pk_arena ? cki_pickle_run_lean(tf->ctx, tf->pk_arena, tf->text, p, (size_t)len,
+                                            tf->file, where, off, pk)
+                      : cki_pickle_run(tf->ctx, &tf->arena, p, (size_t)len, tf->file, where,
+                                       off, pk);
     if (visit) {
         char saved[CKI_ERRMSG_MAX];
         ck_status last = tf->ctx->last;
@@ -175,7 +186,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
     if ((size_t)(slash - first->name) > 400)
         return cki_fail(tf->ctx, CK_EFORMAT, "%s: record prefix of %zu bytes is too long",
                         tf->file, (size_t)(slash - first->name));
-    tf->prefix = cki_arena_strndup(&tf->arena, first->name, (size_t)(slash - first->name));
+    tf->prefix = cki_arena_strndup(&tf->desc, first->name, (size_t)(slash - first->name));
     if (!tf->prefix) return CK_ENOMEM;
     if (find_rec(tf, "constants.pkl"))
         return cki_fail(tf->ctx, CK_EUNSUPPORTED,
@@ -220,16 +231,33 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
      * file: about 90 MiB); pv_root stays NULL */
     cki_arena_init(&pka, tf->ctx);
     tf->pk_arena = &pka;
+    /* the records are found again only after the graph is gone: the name
+     * index (about 40 bytes a record) makes room for the graph meanwhile */
+    cki_zip_index_drop(&tf->zip);
+    /* the texts kept past the graph (TEXT) lie together rather than between
+     * the graph's blocks, whose memory then comes back in one piece: room for
+     * texts of half data.pkl's size (pages are used only as filled) */
+    if (tf->text && cki_arena_reserve(tf->text, (size_t)(dlen / 2)))
+        return CK_ENOMEM;
     st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk);
     tf->pk_arena = NULL;
     cki_source_release(tf->src, 0, tf->len); /* data.pkl: its strings are copied */
     if (!st) {
         tf->rec.where = tf->where;
         tf->rec.copy_strings = 1;
+        tf->rec.text = tf->text; /* stays set: every text of the objects is there */
+        tf->rec.desc = &tf->desc;
+        tf->rec.graph_texts = pk.texts;
         st = cki_trec_convert(&tf->rec, pk.root, &tf->root);
         tf->rec.copy_strings = 0;
     }
     cki_arena_free(&pka);
+    /* the storages by key serve the conversion only (a zip's storages are
+     * then reached from their tensors): their index goes before the
+     * records' index comes back */
+    cki_map_free(&tf->rec.storage_index);
+    cki_map_init(&tf->rec.storage_index, tf->ctx);
+    if (!st) st = cki_zip_index_build(&tf->zip);
     return st;
 }
 
@@ -342,22 +370,27 @@ static ck_status legacy_layout(cki_torch_file *tf, const cki_pv *keys, uint64_t 
         cki_tstorage *ts = tf->rec.storages[s];
         size_t i;
         cki_map_get(&keymap, ts->key, strlen(ts->key), &i);
+        cki_tstorage_where *w = cki_tstorage_where_of(&tf->rec, ts);
+        if (!w) {
+            st = CK_ENOMEM;
+            goto done;
+        }
         ts->located = 1;
-        ts->data_off = locs[i].off;
-        ts->data_len = locs[i].bytes;
+        w->data_off = locs[i].off;
+        w->data_len = locs[i].bytes;
         if (ts->is_view) {
             unsigned es = locs[i].esize;
-            if (ts->view_off > locs[i].numel || ts->view_size > locs[i].numel - ts->view_off) {
+            if (w->view_off > locs[i].numel || w->view_size > locs[i].numel - w->view_off) {
                 st = cki_fail(tf->ctx, CK_EFORMAT,
                               "%s: storage view '%s' of '%s': elements [%llu, +%llu) lie outside "
                               "its root of %llu",
-                              tf->file, ts->view_key, ts->key, (unsigned long long)ts->view_off,
-                              (unsigned long long)ts->view_size,
+                              tf->file, w->view_key, ts->key, (unsigned long long)w->view_off,
+                              (unsigned long long)w->view_size,
                               (unsigned long long)locs[i].numel);
                 goto done;
             }
-            ts->data_off += ts->view_off * es;
-            ts->data_len = ts->view_size * es;
+            w->data_off += w->view_off * es;
+            w->data_len = w->view_size * es;
         }
     }
     tf->data_end = pos;
@@ -507,9 +540,10 @@ static ck_status tar_storages(cki_torch_file *tf, const cki_tar_member *m,
                             "member's %llu bytes",
                             tf->file, m->name, key, (unsigned long long)n,
                             (unsigned long long)m->len);
+        if (!cki_tstorage_where_of(&tf->rec, s)) return CK_ENOMEM;
         s->located = 1;
-        s->data_off = m->off + pos + 8;
-        s->data_len = bytes;
+        s->where->data_off = m->off + pos + 8;
+        s->where->data_len = bytes;
         pos += 8 + bytes;
     }
     if (pos < m->len && !cki_torch_trivial_tail(p + pos, m->len - pos)) {
@@ -549,9 +583,10 @@ static ck_status tar_storages(cki_torch_file *tf, const cki_tar_member *m,
             if ((st = cki_trec_storage(&tf->rec, target, NULL, "torch", root->type_name,
                                        (uint64_t)numel, m->off, &s)))
                 return st;
+            if (!cki_tstorage_where_of(&tf->rec, s)) return CK_ENOMEM;
             s->located = 1;
-            s->data_off = root->data_off + (uint64_t)off * es;
-            s->data_len = (uint64_t)numel * es;
+            s->where->data_off = root->where->data_off + (uint64_t)off * es;
+            s->where->data_len = (uint64_t)numel * es;
         }
     }
     return CK_OK;
@@ -690,7 +725,7 @@ static ck_status parse_tar(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
 
 static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t len,
                        const cki_source *src, cki_torch_kind kind, cki_torch_visit_fn visit,
-                       void *user, cki_torch_file *tf)
+                       void *user, cki_arena *text, cki_torch_file *tf)
 {
     ck_status st;
     memset(tf, 0, sizeof *tf);
@@ -701,8 +736,10 @@ static ck_status parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint64_t
     tf->len = len;
     tf->kind = kind;
     cki_arena_init(&tf->arena, ctx);
+    cki_arena_init(&tf->desc, ctx);
     cki_map_init(&tf->tar_tensors, ctx);
     cki_trec_init(&tf->rec, ctx, &tf->arena, file, "?");
+    tf->text = text;
     switch (kind) {
     case CKI_TORCH_ZIP: st = parse_zip(tf, visit, user); break;
     case CKI_TORCH_LEGACY: st = parse_legacy(tf, visit, user); break;
@@ -719,11 +756,12 @@ ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
                           cki_torch_kind kind, cki_torch_visit_fn visit, void *user,
                           cki_torch_file *tf)
 {
-    return parse(ctx, file, p, len, NULL, kind, visit, user, tf);
+    return parse(ctx, file, p, len, NULL, kind, visit, user, NULL, tf);
 }
 
 ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_kind kind,
-                                 cki_torch_visit_fn visit, void *user, cki_torch_file *tf)
+                                 cki_torch_visit_fn visit, void *user, cki_arena *text,
+                                 cki_torch_file *tf)
 {
-    return parse(ctx, src->path, src->base, src->len, src, kind, visit, user, tf);
+    return parse(ctx, src->path, src->base, src->len, src, kind, visit, user, text, tf);
 }

@@ -58,7 +58,11 @@ typedef struct cki_torch_file {
     uint64_t len;
     cki_torch_kind kind;
     cki_arena arena;  /* pickle nodes (legacy, tar), tobjs, names */
+    cki_arena desc;   /* zip: tensor and storage descriptions and the record prefix,
+                       * which outlive cki_torch_drop_objects */
     const cki_source *src; /* the mapped file, when known (page release) */
+    cki_arena *text;     /* cki_torch_parse_source's TEXT: where a zip's converted strings
+                          * go (legacy and tar objects keep pointing into their graph) */
     cki_arena *pk_arena; /* where the machine puts its nodes when not ARENA (zip: a
                           * separate arena, freed once the graph is converted) */
     cki_trec rec;     /* storages table; the graph's memo */
@@ -96,9 +100,17 @@ ck_status cki_torch_parse(ck_ctx *ctx, const char *file, const uint8_t *p, uint6
  * kernel once read (the central directory and local headers after the
  * archive is checked, data.pkl after the machine ran): a 100,000-tensor
  * file's headers then do not stay resident. */
+/* TEXT (may be NULL): where a zip's converted strings are copied (the
+ * reader passes its model's arena, so tensor names can be kept from there). */
 ck_status cki_torch_parse_source(ck_ctx *ctx, const cki_source *src, cki_torch_kind kind,
-                                 cki_torch_visit_fn visit, void *user, cki_torch_file *tf);
+                                 cki_torch_visit_fn visit, void *user, cki_arena *text,
+                                 cki_torch_file *tf);
 void cki_torch_close(cki_torch_file *tf);
+/* A zip read by cki_torch_parse_source: frees the torch objects (ROOT and
+ * everything reached from it, names included) and keeps the tensor and
+ * storage descriptions they pointed to, for a reader that has taken what it
+ * needs from the objects. ROOT becomes NULL. */
+void cki_torch_drop_objects(cki_torch_file *tf);
 
 /* The zip record holding storage S: "<prefix>/data/<key>", or NULL with a
  * message naming the tensor NAME. */

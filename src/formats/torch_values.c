@@ -181,10 +181,10 @@ static ck_status copy(copier *c, const cki_tobj *t, uint32_t depth, const ck_val
             !(v->name = dup_bytes(c, t->u.g.name, strlen(t->u.g.name))))
             return CK_ENOMEM;
         if (t->kind == CKI_TO_OBJECT) {
-            if ((st = copy(c, t->args, depth + 1, &v->args))) return st;
-            if ((st = copy(c, t->state, depth + 1, &v->state))) return st;
-            if ((st = copy(c, t->dict, depth + 1, &v->dict))) return st;
-            if ((st = copy(c, t->list, depth + 1, &v->list))) return st;
+            if ((st = copy(c, cki_tobj_args(t), depth + 1, &v->args))) return st;
+            if ((st = copy(c, cki_tobj_state(t), depth + 1, &v->state))) return st;
+            if ((st = copy(c, cki_tobj_dict(t), depth + 1, &v->dict))) return st;
+            if ((st = copy(c, cki_tobj_list(t), depth + 1, &v->list))) return st;
         }
         break;
     }

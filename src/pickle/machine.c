@@ -80,6 +80,8 @@ typedef struct memo_slot {
     cki_pv *val; /* NULL: empty slot */
 } memo_slot;
 
+#define FREE_ITEM_MAX 7 /* item arrays of up to this many slots are recycled */
+
 typedef struct machine {
     ck_ctx *ctx;
     cki_arena *arena;
@@ -116,6 +118,17 @@ typedef struct machine {
     cki_pv *none, *bools[2], *empty_tuple;
     cki_pv **tuples;     /* open addressing by item pointers; cki_calloc'd */
     size_t tuple_count, tuple_cap;
+
+    /* cki_pickle_run_lean only (all zero otherwise) */
+    int lean;
+    cki_arena *text;   /* texts of STR, BYTES, BIGINT nodes (NULL: ARENA) */
+    uint8_t *fetched;  /* bit per memo key below key_span: some GET fetches it */
+    uint8_t *put_seen; /* bit per memo key below key_span: PUT without storing */
+    uint64_t key_span; /* 0: no memo filter */
+    cki_pv *free_nodes;          /* recycled nodes, linked through ->items */
+    cki_pv **free_items[FREE_ITEM_MAX + 1]; /* recycled item arrays by slots, linked
+                                                through slot 0 */
+    cki_pv *trb_shared; /* the last CKI_TRB_SHARED tuple made */
 } machine;
 
 #define INTERN_LO (-256)
@@ -197,7 +210,9 @@ static ck_status text_line(machine *m, const uint8_t **out, size_t *len)
 static cki_pv *new_node(machine *m, cki_pv_kind kind)
 {
     /* 8-byte aligned (its widest members), so nodes pack back to back */
-    cki_pv *v = cki_arena_alloc_ptrs(m->arena, sizeof *v);
+    cki_pv *v = m->free_nodes;
+    if (v) m->free_nodes = (cki_pv *)(void *)v->items;
+    else v = cki_arena_alloc_ptrs(m->arena, sizeof *v);
     if (!v) return NULL;
     memset(v, 0, sizeof *v);
     v->kind = kind;
@@ -232,9 +247,20 @@ static ck_status add_items(machine *m, cki_pv *v, cki_pv *const *src, size_t cou
         cki_pv **items;
         if (cap < need) cap = need;
         if (cap > UINT32_MAX) cap = UINT32_MAX;
-        items = cki_arena_alloc_ptrs(m->arena, (cap ? cap : 1) * sizeof *items);
+        if (cap && cap <= FREE_ITEM_MAX && m->free_items[cap]) {
+            items = m->free_items[cap];
+            m->free_items[cap] = (cki_pv **)(void *)items[0];
+        } else {
+            items = cki_arena_alloc_ptrs(m->arena, (cap ? cap : 1) * sizeof *items);
+        }
         if (!items) return op_nomem(m);
-        if (v->items) memcpy(items, v->items, used * sizeof *items); /* the old array */
+        if (v->items) {
+            memcpy(items, v->items, used * sizeof *items); /* the old array */
+            /* a large one had a block of its own: it goes now (a 100,000-
+             * tensor state dict's item arrays would otherwise add up to
+             * twice the last one) */
+            if ((size_t)v->cap * sizeof *items > 32 * 1024) cki_arena_give_back(m->arena, v->items);
+        }
         v->items = items;
         v->cap = (uint32_t)cap;
     }
@@ -365,7 +391,7 @@ static ck_status make_blob(machine *m, cki_pv_kind kind, const uint8_t *s, size_
     cki_pv *v = new_node(m, kind);
     char *copy;
     if (!v) return op_nomem(m);
-    copy = cki_arena_strndup(m->arena, (const char *)s, n);
+    copy = cki_arena_strndup(m->text ? m->text : m->arena, (const char *)s, n);
     if (!copy) return op_nomem(m);
     v->u.s.p = copy;
     v->u.s.len = n;
@@ -497,6 +523,16 @@ static ck_status memo_grow(machine *m)
     return CK_OK;
 }
 
+static int bit_get(const uint8_t *b, uint64_t i)
+{
+    return (b[i >> 3] >> (i & 7)) & 1;
+}
+
+static void bit_set(uint8_t *b, uint64_t i)
+{
+    b[i >> 3] = (uint8_t)(b[i >> 3] | (1u << (i & 7)));
+}
+
 /* memo[KEY] = top of stack. */
 static ck_status memo_put(machine *m, uint64_t key)
 {
@@ -505,6 +541,19 @@ static ck_status memo_put(machine *m, uint64_t key)
     ck_status st;
     if ((st = need_values(m, 1))) return st;
     v = top(m);
+    if (key < m->key_span && !bit_get(m->fetched, key)) {
+        /* nothing fetches this key: count it as stored, keep no pointer
+         * (such keys are never in the dense array or the hash) */
+        if (!bit_get(m->put_seen, key)) {
+            if (m->memo_count + 1 > m->memo_max)
+                return op_fail(m, CK_ELIMIT, "memo of %zu entries reaches the limit of %llu",
+                               m->memo_count, (unsigned long long)m->memo_max);
+            m->memo_count++;
+            bit_set(m->put_seen, key);
+        }
+        return CK_OK;
+    }
+    v->mflags |= CKI_PV_M_ESCAPED;
     if (key >= m->dense_cap && key < 2 * (uint64_t)(m->dense_cap ? m->dense_cap : 512) &&
         2 * (uint64_t)(m->dense_cap ? m->dense_cap : 512) <= 2 * ((uint64_t)m->memo_count + 1024)) {
         /* the next key of a 0, 1, 2, ... numbering: double the dense array
@@ -552,6 +601,7 @@ static ck_status memo_push(machine *m, uint64_t key)
     cki_pv *v = memo_get(m, key);
     if (!v)
         return op_fail(m, CK_EFORMAT, "memo key %llu was never stored", (unsigned long long)key);
+    v->mflags |= CKI_PV_M_ESCAPED;
     return push(m, v);
 }
 
@@ -976,7 +1026,7 @@ static ck_status text_unicode(machine *m, cki_pv **out)
     ck_status st;
     if ((st = text_line(m, &s, &n))) return st;
     if (cki_mul_size(&cap, n, 2) || cki_add_size(&cap, cap, 1)) return op_nomem(m);
-    o = cki_arena_alloc(m->arena, cap);
+    o = cki_arena_alloc(m->text ? m->text : m->arena, cap);
     if (!o) return op_nomem(m);
     while (i < n) {
         uint8_t c = s[i++];
@@ -1195,6 +1245,8 @@ static ck_status check_depth(machine *m, cki_pv *root)
             continue;
         }
         f->v->height = f->best + 1;
+        /* the call a TREBUILD replaces: call, args, persistent id, its tuple, leaves */
+        if (f->v->kind == CKI_PV_TREBUILD && f->v->height < 5) f->v->height = 5;
         if (f->v->height > limit) {
             st = op_fail(m, CK_ELIMIT, "values nest %u levels deep, more than the limit of %llu",
                          (unsigned)f->v->height, (unsigned long long)limit);
@@ -1211,7 +1263,7 @@ static ck_status check_depth(machine *m, cki_pv *root)
 
 static int opaque_object(const cki_pv *v)
 {
-    return v->kind == CKI_PV_REDUCE || v->kind == CKI_PV_NEWOBJ || v->kind == CKI_PV_GLOBAL ||
+    return v->kind == CKI_PV_REDUCE || v->kind == CKI_PV_TREBUILD || v->kind == CKI_PV_NEWOBJ || v->kind == CKI_PV_GLOBAL ||
            v->kind == CKI_PV_PERSID;
 }
 
@@ -1237,12 +1289,253 @@ static ck_status receiver(machine *m, cki_pv *target, cki_pv_kind want, cki_pv *
     return CK_OK;
 }
 
+/* ---- lean runs: torch rebuild records and the memo filter ---------------- */
+
+/* No BUILD state and no items given to it (SETITEM/APPEND on an object). */
+static int plain_node(const cki_pv *v)
+{
+    return !v->more;
+}
+
+/* Only the node's one container points to it: never stored in the memo,
+ * duplicated or fetched, not interned. */
+static int private_node(const cki_pv *v)
+{
+    return !v->shared && !(v->mflags & CKI_PV_M_ESCAPED) && plain_node(v);
+}
+
+static int leaf_of(const cki_pv *v, cki_pv_kind kind)
+{
+    return v->kind == kind && v->n == 0 && plain_node(v);
+}
+
+static int int_tuple(const cki_pv *v)
+{
+    if (v->kind != CKI_PV_TUPLE || !plain_node(v)) return 0;
+    for (uint32_t i = 0; i < v->n; i++)
+        if (!leaf_of(v->items[i], CKI_PV_INT)) return 0;
+    return 1;
+}
+
+static int global_is(const cki_pv *v, const char *module, const char *name)
+{
+    return leaf_of(v, CKI_PV_GLOBAL) && !strcmp(v->u.g.module, module) &&
+           !strcmp(v->u.g.name, name);
+}
+
+/* V's item array and then V itself go to the free lists. */
+static void recycle(machine *m, cki_pv *v)
+{
+    if (v->items && v->cap >= 1 && v->cap <= FREE_ITEM_MAX) {
+        v->items[0] = (cki_pv *)(void *)m->free_items[v->cap];
+        m->free_items[v->cap] = v->items;
+    }
+    v->items = (cki_pv **)(void *)m->free_nodes;
+    m->free_nodes = v;
+}
+
+/* REDUCE of callable C on args A: *OUT is a CKI_PV_TREBUILD record when the
+ * call is the canonical tensor rebuild (pickle.h), else NULL (the caller
+ * makes the REDUCE node). */
+static ck_status torch_rebuild(machine *m, cki_pv *c, cki_pv *a, cki_pv **out)
+{
+    cki_pv *pid, *t, *key, *hooks, *v, **items;
+    uint64_t here = m->base_off + m->op_pos; /* the REDUCE: the record's offset */
+    uint32_t offs[2];
+    *out = NULL;
+    if (!global_is(c, "torch._utils", "_rebuild_tensor_v2") || a->kind != CKI_PV_TUPLE ||
+        a->n != 6 || !private_node(a))
+        return CK_OK;
+    pid = a->items[0];
+    if (pid->kind != CKI_PV_PERSID || pid->n != 1 || !private_node(pid)) return CK_OK;
+    t = pid->items[0];
+    if (t->kind != CKI_PV_TUPLE || t->n != 5 || !private_node(t)) return CK_OK;
+    key = t->items[2];
+    if (!leaf_of(t->items[0], CKI_PV_STR) || t->items[0]->u.s.len != 7 ||
+        memcmp(t->items[0]->u.s.p, "storage", 7) != 0 || !leaf_of(t->items[1], CKI_PV_GLOBAL) ||
+        !leaf_of(key, CKI_PV_STR) || !leaf_of(t->items[3], CKI_PV_STR) ||
+        !leaf_of(t->items[4], CKI_PV_INT))
+        return CK_OK;
+    if (!leaf_of(a->items[1], CKI_PV_INT) || !int_tuple(a->items[2]) || !int_tuple(a->items[3]) ||
+        !leaf_of(a->items[4], CKI_PV_BOOL))
+        return CK_OK;
+    hooks = a->items[5];
+    if (hooks->kind != CKI_PV_REDUCE || hooks->n != 2 || !private_node(hooks) ||
+        !global_is(hooks->items[0], "collections", "OrderedDict") ||
+        !leaf_of(hooks->items[1], CKI_PV_TUPLE) || here - pid->off > UINT32_MAX ||
+        here - hooks->off > UINT32_MAX)
+        return CK_OK;
+    {
+        cki_pv *sh[CKI_TRS_COUNT];
+        sh[CKI_TRS_CALLABLE] = c;
+        sh[CKI_TRS_TAG] = t->items[0];
+        sh[CKI_TRS_CLASS] = t->items[1];
+        sh[CKI_TRS_LOCATION] = t->items[3];
+        sh[CKI_TRS_HOOKS_CLASS] = hooks->items[0];
+        sh[CKI_TRS_HOOKS_ARGS] = hooks->items[1];
+        if (!m->trb_shared || memcmp(m->trb_shared->items, sh, sizeof sh) != 0) {
+            ck_status st;
+            cki_pv *x = new_node(m, CKI_PV_TUPLE);
+            if (!x) return op_nomem(m);
+            x->off = c->off;
+            x->mflags |= CKI_PV_M_ESCAPED; /* never recycled */
+            if ((st = add_items(m, x, sh, CKI_TRS_COUNT))) return st;
+            m->trb_shared = x;
+        }
+    }
+    v = new_node(m, CKI_PV_TREBUILD);
+    items = cki_arena_alloc_ptrs(m->arena, CKI_TRB_COUNT * sizeof *items + sizeof offs);
+    if (!v || !items) return op_nomem(m);
+    items[CKI_TRB_SHARED] = m->trb_shared;
+    items[CKI_TRB_NUMEL] = t->items[4];
+    items[CKI_TRB_OFFSET] = a->items[1];
+    items[CKI_TRB_SIZE] = a->items[2];
+    items[CKI_TRB_STRIDE] = a->items[3];
+    items[CKI_TRB_GRAD] = a->items[4];
+    offs[0] = (uint32_t)(here - pid->off);
+    offs[1] = (uint32_t)(here - hooks->off);
+    memcpy(items + CKI_TRB_COUNT, offs, sizeof offs);
+    v->items = items;
+    v->n = v->cap = CKI_TRB_COUNT;
+    v->u.s.p = key->u.s.p; /* the text stays in the arena; the node may go */
+    v->u.s.len = key->u.s.len;
+    recycle(m, a);
+    recycle(m, pid);
+    recycle(m, t);
+    recycle(m, hooks);
+    if (private_node(key)) recycle(m, key);
+    *out = v;
+    return CK_OK;
+}
+
+/* Sets bit I of *B (*CAP bytes), growing it; 1 on allocation failure. */
+static int bit_grow_set(ck_ctx *ctx, uint8_t **b, size_t *cap, uint64_t i)
+{
+    if ((i >> 3) >= *cap) {
+        size_t ncap = *cap ? *cap : 64;
+        uint8_t *nb;
+        while ((i >> 3) >= ncap) ncap *= 2;
+        nb = cki_realloc(ctx, *b, ncap);
+        if (!nb) return 1;
+        memset(nb + *cap, 0, ncap - *cap);
+        *b = nb;
+        *cap = ncap;
+    }
+    bit_set(*b, i);
+    return 0;
+}
+
+/* The memo filter's first pass over P[0..LEN) up to its first STOP: the
+ * keys that BINGET / LONG_BINGET fetch. Leaves the filter off (key_span 0)
+ * for text memo opcodes, MEMOIZE, a key past LEN, any opcode it cannot frame
+ * or no STOP (the run itself then reports what is wrong). */
+static void memo_prepass(machine *m, const uint8_t *p, size_t len)
+{
+    size_t pos = 0, cap = 0;
+    uint64_t span = 0, n, key;
+    uint8_t *got = NULL;
+    int ok = 0;
+#define NEED(k)                                                                                \
+    do {                                                                                       \
+        if ((uint64_t)(k) > len - pos) goto out;                                               \
+    } while (0)
+#define SKIP(k)                                                                                \
+    do {                                                                                       \
+        NEED(k);                                                                               \
+        pos += (size_t)(k);                                                                    \
+    } while (0)
+#define LINE()                                                                                 \
+    do {                                                                                       \
+        const uint8_t *nl_ = memchr(p + pos, '\n', len - pos);                                 \
+        if (!nl_) goto out;                                                                    \
+        pos = (size_t)(nl_ - p) + 1;                                                           \
+    } while (0)
+    while (pos < len) {
+        uint8_t op = p[pos++];
+        switch (op) {
+        case '.': ok = 1; goto out;
+        case '(': case '0': case '1': case '2': case 'N': case 0x88: case 0x89: case ']':
+        case ')': case '}': case 0x8f: case 't': case 'l': case 0x91: case 'd': case 0x85:
+        case 0x86: case 0x87: case 'a': case 'e': case 0x90: case 's': case 'u': case 0x93:
+        case 'o': case 'R': case 0x81: case 0x92: case 'b': case 'Q':
+            break;
+        case 0x80: case 'K': SKIP(1); break;
+        case 'M': SKIP(2); break;
+        case 'J': SKIP(4); break;
+        case 0x95: case 'G': SKIP(8); break;
+        case 0x8a: case 'U': case 0x8c: case 'C': /* u8 length */
+            NEED(1);
+            n = p[pos++];
+            SKIP(n);
+            break;
+        case 0x8b: case 'T': /* int32 length, >= 0 */
+            NEED(4);
+            if ((int32_t)cki_ld_le32(p + pos) < 0) goto out;
+            n = cki_ld_le32(p + pos);
+            pos += 4;
+            SKIP(n);
+            break;
+        case 'X': case 'B': /* u32 length */
+            NEED(4);
+            n = cki_ld_le32(p + pos);
+            pos += 4;
+            SKIP(n);
+            break;
+        case 0x8d: case 0x8e: case 0x96: /* u64 length */
+            NEED(8);
+            n = cki_ld_le64(p + pos);
+            pos += 8;
+            SKIP(n);
+            break;
+        case 'I': case 'L': case 'F': case 'S': case 'V': case 'P': LINE(); break;
+        case 'c': case 'i': LINE(); LINE(); break;
+        case 'q': case 'h': case 'r': case 'j':
+            if (op == 'q' || op == 'h') {
+                NEED(1);
+                key = p[pos++];
+            } else {
+                NEED(4);
+                key = cki_ld_le32(p + pos);
+                pos += 4;
+            }
+            if (key >= len) goto out;
+            if (key + 1 > span) span = key + 1;
+            if ((op == 'h' || op == 'j') && bit_grow_set(m->ctx, &got, &cap, key)) goto out;
+            break;
+        default: /* text PUT/GET, MEMOIZE, extensions, buffers, unknown */
+            goto out;
+        }
+    }
+out:
+#undef NEED
+#undef SKIP
+#undef LINE
+    if (ok && span && (span + 7) / 8 > cap) {
+        size_t need = (size_t)((span + 7) / 8);
+        uint8_t *nb = cki_realloc(m->ctx, got, need);
+        if (!nb) ok = 0;
+        else {
+            memset(nb + cap, 0, need - cap);
+            got = nb;
+        }
+    }
+    if (ok && span && !(m->put_seen = cki_calloc(m->ctx, (size_t)((span + 7) / 8), 1))) ok = 0;
+    if (!ok || !span) {
+        cki_free(m->ctx, got);
+        return;
+    }
+    m->fetched = got;
+    m->key_span = span;
+}
+
 /* ---- the run --------------------------------------------------------------- */
 
 #define TRY(x)                                                                                 \
     do {                                                                                       \
         if ((st = (x)) != CK_OK) goto done;                                                    \
     } while (0)
+
+static ck_status torch_rebuild(machine *m, cki_pv *c, cki_pv *a, cki_pv **out);
 
 static ck_status step(machine *m, cki_pv **root, int *stopped)
 {
@@ -1289,6 +1582,7 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
         break;
     case '2': /* DUP */
         TRY(need_values(m, 1));
+        top(m)->mflags |= CKI_PV_M_ESCAPED;
         TRY(push(m, top(m)));
         break;
 
@@ -1493,6 +1787,13 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
     }
     case 'R': /* REDUCE: args on top, callable below; the call replaces both */
         TRY(need_values(m, 2));
+        if (m->lean) {
+            TRY(torch_rebuild(m, m->stack[m->sp - 2], m->stack[m->sp - 1], &v));
+            if (v) {
+                m->sp -= 2;
+                goto push_v;
+            }
+        }
         m->sp -= 2;
         TRY(make_container(m, CKI_PV_REDUCE, m->stack + m->sp, 2, &v));
         goto push_v;
@@ -1522,17 +1823,15 @@ static ck_status step(machine *m, cki_pv **root, int *stopped)
             }
             m->stack[m->sp - 1] = x = c;
         }
-        if (x->state) {
+        if (!x->more && !(x->more = new_more(m))) return op_nomem(m);
+        if (x->more->state) {
             cki_pv *holder = new_node(m, CKI_PV_NONE);
-            if (!holder) return op_nomem(m);
-            holder->state = x->state;
-            if ((!holder->more && !(holder->more = new_more(m))) ||
-                (!x->more && !(x->more = new_more(m))))
-                return op_nomem(m);
+            if (!holder || !(holder->more = new_more(m))) return op_nomem(m);
+            holder->more->state = x->more->state;
             holder->more->state_prev = x->more->state_prev;
             x->more->state_prev = holder;
         }
-        x->state = w;
+        x->more->state = w;
         break;
     case 'P': { /* PERSID: an ASCII line */
         const uint8_t *s;
@@ -1561,8 +1860,9 @@ done:
     return st;
 }
 
-ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
-                         const char *file, const char *where, uint64_t base_off, cki_pickle *out)
+static ck_status run_machine(ck_ctx *ctx, cki_arena *arena, cki_arena *text, const uint8_t *p,
+                             size_t len, const char *file, const char *where, uint64_t base_off,
+                             int lean, cki_pickle *out)
 {
     machine m;
     cki_pv *root = NULL;
@@ -1589,6 +1889,12 @@ ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t
         return cki_fail(ctx, CK_ENOMEM, "%s: %s: before the first opcode: %s", m.file, m.where,
                         why);
     }
+    if (lean) {
+        m.lean = 1;
+        m.text = text;
+        memo_prepass(&m, p, len);
+    }
+    out->texts = m.text ? m.text : arena;
 
     while (!stopped) {
         if (!left(&m)) {
@@ -1618,5 +1924,23 @@ ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t
     cki_free(ctx, m.dense);
     cki_free(ctx, m.small_ints);
     cki_free(ctx, m.tuples);
+    cki_free(ctx, m.fetched);
+    cki_free(ctx, m.put_seen);
+    return st;
+}
+
+ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
+                         const char *file, const char *where, uint64_t base_off, cki_pickle *out)
+{
+    return run_machine(ctx, arena, NULL, p, len, file, where, base_off, 0, out);
+}
+
+ck_status cki_pickle_run_lean(ck_ctx *ctx, cki_arena *arena, cki_arena *text, const uint8_t *p,
+                              size_t len, const char *file, const char *where,
+                              uint64_t base_off, cki_pickle *out)
+{
+    ck_status st = run_machine(ctx, arena, text, p, len, file, where, base_off, 1, out);
+    if (st && arena && out) /* the exact run decides what is wrong, and how it is said */
+        st = run_machine(ctx, arena, NULL, p, len, file, where, base_off, 0, out);
     return st;
 }

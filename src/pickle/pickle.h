@@ -34,7 +34,9 @@ typedef enum cki_pv_kind {
     CKI_PV_REDUCE,   /* callable(args): items[0] callable, items[1] args (tuple); n = 2 */
     CKI_PV_NEWOBJ,   /* cls.__new__(cls, *args, **kwargs): items[0] cls, [1] args, [2] kwargs
                       * or absent (n = 2 or 3); also INST/OBJ */
-    CKI_PV_PERSID    /* persistent id: items[0] is the pid value; n = 1 */
+    CKI_PV_PERSID,   /* persistent id: items[0] is the pid value; n = 1 */
+    CKI_PV_TREBUILD  /* only from cki_pickle_run_lean: a canonical torch tensor rebuild call
+                      * kept as one record (see CKI_TRB_* below); the REDUCE's place */
 } cki_pv_kind;
 
 typedef struct cki_pv cki_pv;
@@ -45,7 +47,7 @@ struct cki_pv {
     uint8_t shared;  /* 1: an interned immutable value (None, a bool, a small int, the empty
                       * tuple, a tuple of at most 3 interned values) that the machine hands out
                       * for every equal value of one run, like CPython's small-int cache */
-    uint16_t spare_;
+    uint16_t mflags; /* the machine's own bookkeeping while it runs (CKI_PV_M_*) */
     uint32_t n;   /* item count (pairs for DICT) */
     uint32_t cap; /* allocated item slots */
     /* Set when the machine reaches STOP, on every node the root reaches: the
@@ -67,18 +69,23 @@ struct cki_pv {
         } g;
     } u;
     cki_pv **items;
-    cki_pv *state;  /* set by BUILD on this node (last BUILD wins; earlier ones chained
-                       through state_prev) */
     uint64_t off;   /* byte offset (within the pickle stream) of the opcode that made it */
-    /* The rarely set links (state_prev, extra, extra_list), in a record of
-     * their own made on first use: read them with cki_pv_state_prev,
-     * cki_pv_extra and cki_pv_extra_list. NULL while none is set. */
+    /* The rarely set links (state, state_prev, extra, extra_list), in a
+     * record of their own made on first use: read them with cki_pv_state,
+     * cki_pv_state_prev, cki_pv_extra and cki_pv_extra_list. NULL while none
+     * is set. (A node is 64 bytes.) */
     struct cki_pv_more *more;
     void *walk; /* scratch for one walker at a time (the torch recogniser caches the object it
                  * made from this node here); NULL when the machine made the node */
 };
 
+/* mflags: the node was stored in the memo, duplicated (DUP) or fetched
+ * (GET), so more than one place may point to it */
+#define CKI_PV_M_ESCAPED 1u
+
 typedef struct cki_pv_more {
+    cki_pv *state;      /* set by BUILD on this node (last BUILD wins; earlier ones chained
+                         * through state_prev) */
     cki_pv *state_prev; /* see state */
     /* ---- added for items given to objects that are not plain containers ----
      * SETITEM/SETITEMS whose target is a REDUCE, NEWOBJ, GLOBAL or PERSID node
@@ -92,6 +99,10 @@ typedef struct cki_pv_more {
     cki_pv *extra_list;
 } cki_pv_more;
 
+static inline cki_pv *cki_pv_state(const cki_pv *v)
+{
+    return v->more ? v->more->state : NULL;
+}
 static inline cki_pv *cki_pv_state_prev(const cki_pv *v)
 {
     return v->more ? v->more->state_prev : NULL;
@@ -160,6 +171,8 @@ typedef struct cki_pickle {
     cki_pickle_global *globals; /* in arena */
     size_t global_count;
     uint64_t opcodes;   /* opcodes executed */
+    cki_arena *texts;   /* where the texts of STR, BYTES and BIGINT nodes live: the
+                         * lean run's TEXT, else the arena */
 } cki_pickle;
 
 /*
@@ -174,6 +187,68 @@ typedef struct cki_pickle {
  */
 ck_status cki_pickle_run(ck_ctx *ctx, cki_arena *arena, const uint8_t *p, size_t len,
                          const char *file, const char *where, uint64_t base_off, cki_pickle *out);
+
+/*
+ * The same run in less memory, for callers that keep only the globals, or
+ * that convert the graph with the torch recogniser and drop it (the scan, the
+ * streaming reader of a torch zip). Two differences, neither visible in what
+ * those callers get:
+ *  - memo filter: a first pass over the opcodes (same framing) collects the
+ *    keys that some BINGET / LONG_BINGET fetches; a PUT of any other key is
+ *    checked and counted as usual (limit, messages, MEMOIZE numbering) but
+ *    keeps no pointer, so the value is reachable only from where the
+ *    program puts it. Streams with text memo opcodes, MEMOIZE, keys larger
+ *    than the input or anything the first pass cannot frame run unfiltered.
+ *  - torch rebuilds: REDUCE of GLOBAL torch._utils._rebuild_tensor_v2 on
+ *    exactly (PERSID(('storage', GLOBAL, STR key, STR location, INT numel)),
+ *    INT offset, TUPLE of INTs size, TUPLE of INTs stride, BOOL,
+ *    REDUCE(GLOBAL collections.OrderedDict, ())), every value a plain one
+ *    (no BUILD state, no items given to it), pushes one CKI_PV_TREBUILD node
+ *    instead; the argument nodes that nothing else can reach (never memo
+ *    stored, duplicated or fetched, not interned) are recycled for the next
+ *    values. Its height (at STOP) is that of the call it replaces.
+ * TEXT (NULL: ARENA) receives the texts of STR, BYTES and BIGINT nodes, so a
+ * caller that keeps them past the graph need not copy them (out->texts).
+ * Any failure of that run (a fetch of a key the first pass missed, a limit,
+ * a malformed stream) runs the pickle again exactly as cki_pickle_run, in
+ * the same arena, and reports that run: results and messages never differ,
+ * a hostile file only costs the second run.
+ */
+ck_status cki_pickle_run_lean(ck_ctx *ctx, cki_arena *arena, cki_arena *text, const uint8_t *p,
+                              size_t len, const char *file, const char *where,
+                              uint64_t base_off, cki_pickle *out);
+
+/* CKI_PV_TREBUILD: u.s is the storage key (the STR's text), items[0..n) are
+ * (n = CKI_TRB_COUNT): */
+enum {
+    CKI_TRB_SHARED, /* a TUPLE of the values most calls share (CKI_TRS_*), one node for
+                     * every record with the same six: the machine makes it */
+    CKI_TRB_NUMEL,  /* INT */
+    CKI_TRB_OFFSET, /* INT */
+    CKI_TRB_SIZE,   /* TUPLE of INTs */
+    CKI_TRB_STRIDE, /* TUPLE of INTs */
+    CKI_TRB_GRAD,   /* BOOL */
+    CKI_TRB_COUNT
+};
+enum {
+    CKI_TRS_CALLABLE,    /* the GLOBAL torch._utils._rebuild_tensor_v2 */
+    CKI_TRS_TAG,         /* the STR 'storage' of the persistent id */
+    CKI_TRS_CLASS,       /* the storage class GLOBAL */
+    CKI_TRS_LOCATION,    /* STR */
+    CKI_TRS_HOOKS_CLASS, /* the GLOBAL collections.OrderedDict */
+    CKI_TRS_HOOKS_ARGS,  /* the empty TUPLE */
+    CKI_TRS_COUNT
+};
+/* Byte offsets of the persistent id (WHICH 0) and of the OrderedDict() call
+ * (WHICH 1) the record replaces: both lie before the record's own offset, at
+ * most 2^32 - 1 bytes before (or the call is not made a record); the two
+ * distances follow the items in the same array. */
+static inline uint64_t cki_pv_trebuild_off(const cki_pv *v, int which)
+{
+    uint32_t d;
+    memcpy(&d, (const char *)(v->items + CKI_TRB_COUNT) + 4 * which, 4);
+    return v->off - d;
+}
 
 /* ---- queries used by recognisers ---------------------------------------- */
 

@@ -72,7 +72,7 @@ size_t cki_pv_child_count(const cki_pv *v)
     size_t n;
     if (!v) return 0;
     n = v->items ? (v->kind == CKI_PV_DICT ? (size_t)v->n * 2 : v->n) : 0;
-    return n + !!v->state + !!cki_pv_state_prev(v) + !!cki_pv_extra(v) + !!cki_pv_extra_list(v);
+    return n + !!cki_pv_state(v) + !!cki_pv_state_prev(v) + !!cki_pv_extra(v) + !!cki_pv_extra_list(v);
 }
 
 const cki_pv *cki_pv_child(const cki_pv *v, size_t i)
@@ -84,7 +84,7 @@ const cki_pv *cki_pv_child(const cki_pv *v, size_t i)
     n = v->items ? (v->kind == CKI_PV_DICT ? (size_t)v->n * 2 : v->n) : 0;
     if (i < n) return v->items[i];
     i -= n;
-    if (v->state) tail[k++] = v->state;
+    if (cki_pv_state(v)) tail[k++] = cki_pv_state(v);
     if (cki_pv_state_prev(v)) tail[k++] = cki_pv_state_prev(v);
     if (cki_pv_extra(v)) tail[k++] = cki_pv_extra(v);
     if (cki_pv_extra_list(v)) tail[k++] = cki_pv_extra_list(v);
@@ -110,6 +110,7 @@ const char *cki_pv_kind_name(cki_pv_kind kind)
     case CKI_PV_REDUCE: return "reduce";
     case CKI_PV_NEWOBJ: return "newobj";
     case CKI_PV_PERSID: return "persid";
+    case CKI_PV_TREBUILD: return "reduce";
     }
     return "?";
 }

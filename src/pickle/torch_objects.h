@@ -61,36 +61,45 @@ typedef struct cki_tobj cki_tobj;
 
 /* A torch storage as persistent ids name it; one per distinct (key, view). */
 typedef struct cki_tstorage {
+    /* pointers and 64-bit values first, the small fields packed at the end
+     * (one of these per storage: a 100,000-tensor file has 100,000) */
     const char *key;         /* record key ("0", "140234...") */
     const char *type_name;   /* "FloatStorage", "UntypedStorage", ... */
     const char *location;    /* "cpu", "cuda:0"; may be NULL */
-    ck_dtype dtype;          /* element type; CK_DT_COUNT if untyped or unsupported */
-    int untyped;             /* UntypedStorage: numel counts bytes */
-    int is_view;             /* see view_key */
-    int located;             /* see data_off */
     const char *unsupported; /* reason the bytes cannot be used (quantized ...), or NULL */
     uint64_t numel;          /* elements (bytes when untyped) as the id says */
+    /* a view's root and where the bytes are (legacy, tar): NULL for the
+     * storages of a zip file, which the reader finds by key */
+    struct cki_tstorage_where *where;
+    void *bound;             /* the reader's cki_storage, once made */
+    uint8_t dtype;           /* a ck_dtype: element type; CK_DT_COUNT if untyped or
+                              * unsupported */
+    uint8_t untyped;         /* UntypedStorage: numel counts bytes */
+    uint8_t is_view;         /* see where->view_key */
+    uint8_t located;         /* see where->data_off */
+    uint32_t index;          /* position in the recogniser's table */
+} cki_tstorage;
+
+typedef struct cki_tstorage_where {
     /* legacy view_metadata (view_key, offset, size), in elements of the root */
     const char *view_key;
     uint64_t view_off, view_size;
     /* where the bytes are, filled by the file reader (legacy, tar): located */
     uint64_t data_off, data_len;
-    void *bound;             /* the reader's cki_storage, once made */
-    size_t index;            /* position in the recogniser's table */
-} cki_tstorage;
+} cki_tstorage_where;
 
 typedef struct cki_ttensor {
     cki_tstorage *storage;   /* NULL only when unsupported */
-    ck_dtype dtype;          /* CK_DT_COUNT when unsupported and unknown */
-    int ndim;                /* -1 when unknown */
     const char *torch_dtype; /* torch spelling when known ("float32"), else NULL */
     int64_t *shape;
     int64_t *stride;         /* ndim entries (torch always records strides) */
     uint64_t offset;         /* in elements */
-    unsigned flags;          /* CKI_T_CONJ, CKI_T_NEG (tensor.h) */
-    int parameter;           /* came through a Parameter rebuild */
     const char *unsupported; /* "quantized tensor", "sparse tensor", ... or NULL */
     uint64_t off;            /* pickle offset of the rebuild call */
+    ck_dtype dtype;          /* CK_DT_COUNT when unsupported and unknown */
+    int16_t ndim;            /* -1 when unknown */
+    uint8_t flags;           /* CKI_T_CONJ, CKI_T_NEG (tensor.h) */
+    uint8_t parameter;       /* came through a Parameter rebuild */
 } cki_ttensor;
 
 typedef struct cki_tarray {
@@ -132,9 +141,9 @@ struct cki_tobj {
         cki_tdtype dt;
         cki_tarray *arr;
     } u;
-    /* CKI_TO_OBJECT: call arguments (TUPLE), BUILD state, items set on it
-     * (DICT), items appended to it (LIST); each may be NULL. */
-    cki_tobj *args, *state, *dict, *list;
+    /* CKI_TO_OBJECT only (NULL otherwise, and on objects without any):
+     * read through cki_tobj_args, _state, _dict, _list */
+    struct cki_tobj_parts *parts;
     uint64_t off;  /* pickle offset of the node it came from */
     uint32_t mark; /* walkers' bookkeeping (torch_select.c) */
     uint32_t seen; /* walkers' epoch */
@@ -142,6 +151,31 @@ struct cki_tobj {
 
 /* Resolves a persistent id (the pid value of a PERSID node) into a tobj
  * (storage or tensor) for formats whose ids are not 'storage' tuples (tar). */
+/* An opaque object's call arguments (TUPLE), BUILD state, items set on it
+ * (DICT), items appended to it (LIST); each may be NULL. A record of its own
+ * so that the many plain values (a state dict's names and tensors) do not
+ * carry four empty links. */
+typedef struct cki_tobj_parts {
+    cki_tobj *args, *state, *dict, *list;
+} cki_tobj_parts;
+
+static inline cki_tobj *cki_tobj_args(const cki_tobj *t)
+{
+    return t->parts ? t->parts->args : NULL;
+}
+static inline cki_tobj *cki_tobj_state(const cki_tobj *t)
+{
+    return t->parts ? t->parts->state : NULL;
+}
+static inline cki_tobj *cki_tobj_dict(const cki_tobj *t)
+{
+    return t->parts ? t->parts->dict : NULL;
+}
+static inline cki_tobj *cki_tobj_list(const cki_tobj *t)
+{
+    return t->parts ? t->parts->list : NULL;
+}
+
 typedef struct cki_trec cki_trec;
 typedef ck_status (*cki_persid_fn)(void *user, cki_trec *r, const cki_pv *pid, uint64_t off,
                                    cki_tobj **out);
@@ -165,6 +199,15 @@ struct cki_trec {
                                        * made (in ARENA): later equal ones share them */
     int copy_strings;    /* 1: tobjs copy the pickle's strings into ARENA, so the pickle's
                           * own arena may be freed once the conversion is done */
+    cki_arena *names;    /* where cki_torch_select puts tensor names; NULL: ARENA (a
+                          * reader passes its model's arena and keeps them) */
+    cki_arena *desc;     /* where tensor and storage descriptions go, with their shapes,
+                          * strides and strings; NULL: ARENA (a reader may then free the
+                          * objects and keep the descriptions) */
+    const cki_arena *graph_texts; /* where the graph's str/bytes texts are: when it is
+                          * TEXT, copy_strings points to them instead of copying */
+    cki_arena *text;     /* where copy_strings puts str/bytes texts; NULL: ARENA (with
+                          * TEXT == NAMES a name equal to one key's text is that text) */
 };
 
 /* FILE and WHERE name the pickle in messages; ARENA must outlive the result. */
@@ -192,6 +235,9 @@ int cki_torch_storage_dtype(const char *name, ck_dtype *dt, int *untyped,
 /* Bytes of one element of storage S's class (1 when untyped; quantized
  * classes by their element type). */
 unsigned cki_tstorage_esize(const cki_tstorage *s);
+/* S's where record, made (zeroed, in the descriptions' arena) on first use;
+ * NULL when out of memory. */
+cki_tstorage_where *cki_tstorage_where_of(cki_trec *r, cki_tstorage *s);
 /* A torch dtype global (torch.float32, torch.half, ...): 0 and *OUT set, or 1. */
 int cki_torch_dtype_global(const char *module, const char *name, cki_tdtype *out);
 

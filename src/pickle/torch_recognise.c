@@ -52,6 +52,13 @@ int cki_np_itemsize(const char *descr)
 /* Each pickle node converts once: its object is cached in the node itself
  * (cki_pv.walk), so shared nodes and cycles cost O(1) per visit without a
  * pointer-keyed hash over every node. */
+/* Where tensor and storage descriptions go (and their shapes, strides and
+ * strings): r->desc, or the objects' arena. */
+#define DESC(r) ((r)->desc ? (r)->desc : (r)->arena)
+
+/* cki_tstorage keeps its dtype in a byte */
+_Static_assert(CK_DT_COUNT < 256, "ck_dtype fits a byte");
+
 static cki_tobj *memo_get(const cki_trec *r, const cki_pv *k)
 {
     (void)r;
@@ -326,32 +333,39 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
         *out = s;
         return CK_OK;
     }
-    s = cki_arena_alloc_ptrs(r->arena, sizeof *s);
+    s = cki_arena_alloc_ptrs(DESC(r), sizeof *s);
     if (!s) {
         cki_buf_free(&id);
         return CK_ENOMEM;
     }
     memset(s, 0, sizeof *s);
-    s->key = cki_arena_strdup(r->arena, key);
+    s->key = cki_arena_strdup(DESC(r), key);
     /* every storage of a file usually has one of a few classes: one copy each */
     if (r->last_type && !strcmp(r->last_type, type_name)) {
         s->type_name = r->last_type;
     } else {
-        s->type_name = cki_arena_strdup(r->arena, type_name);
+        s->type_name = cki_arena_strdup(DESC(r), type_name);
         r->last_type = s->type_name;
     }
-    s->view_key = view_key ? cki_arena_strdup(r->arena, view_key) : NULL;
+    if (view_key && (!cki_tstorage_where_of(r, s) ||
+                     !(s->where->view_key = cki_arena_strdup(DESC(r), view_key)))) {
+        cki_buf_free(&id);
+        return CK_ENOMEM;
+    }
     {
         /* the index key is KEY itself unless there is a view key */
-        const char *k = view_key ? cki_arena_strndup(r->arena, id.p, id.len) : s->key;
+        const char *k = view_key ? cki_arena_strndup(DESC(r), id.p, id.len) : s->key;
         size_t klen = id.len;
         cki_buf_free(&id);
-        if (!s->key || !s->type_name || (view_key && !s->view_key) || !k) return CK_ENOMEM;
-        s->dtype = dt;
+        if (!s->key || !s->type_name || !k) return CK_ENOMEM;
+        s->dtype = (uint8_t)dt;
         s->untyped = untyped;
         s->unsupported = unsup;
         s->numel = numel;
         s->is_view = view_key != NULL;
+        if (r->storage_count >= UINT32_MAX)
+            return cki_fail(r->ctx, CK_ELIMIT, "%s: %s: more than %u storages", r->file,
+                            r->where, (unsigned)UINT32_MAX - 1);
         if (r->storage_count == r->storage_cap) {
             size_t ncap = r->storage_cap ? r->storage_cap * 2 : 16;
             cki_tstorage **n = cki_realloc(r->ctx, r->storages, ncap * sizeof *n);
@@ -359,13 +373,22 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
             r->storages = n;
             r->storage_cap = ncap;
         }
-        s->index = r->storage_count;
+        s->index = (uint32_t)r->storage_count;
         put = cki_map_put(&r->storage_index, k, klen, r->storage_count, &existing);
         if (put < 0) return CK_ENOMEM;
         r->storages[r->storage_count++] = s;
     }
     *out = s;
     return CK_OK;
+}
+
+cki_tstorage_where *cki_tstorage_where_of(cki_trec *r, cki_tstorage *s)
+{
+    if (!s->where) {
+        s->where = cki_arena_alloc_ptrs(DESC(r), sizeof *s->where);
+        if (s->where) memset(s->where, 0, sizeof *s->where);
+    }
+    return s->where;
 }
 
 unsigned cki_tstorage_esize(const cki_tstorage *s)
@@ -389,6 +412,21 @@ static const char *key_text(const cki_pv *v, char tmp[32])
 
 static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **out);
 
+/* T = SRC as it is now (walkers' marks cleared); an object's parts are
+ * copied, so links SRC gets later (it may still be converting) stay its own. */
+static ck_status copy_tobj(cki_trec *r, cki_tobj *t, const cki_tobj *src)
+{
+    *t = *src;
+    t->mark = t->seen = 0;
+    if (src->parts) {
+        cki_tobj_parts *p = cki_arena_alloc_ptrs(r->arena, sizeof *p);
+        if (!p) return CK_ENOMEM;
+        *p = *src->parts;
+        t->parts = p;
+    }
+    return CK_OK;
+}
+
 /* ('storage', type, key, location, numel[, view_metadata]) or ('module', ...). */
 static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint32_t depth,
                              cki_tobj *t)
@@ -403,11 +441,7 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     if (pv_is_tensor_str(arg(pid, 0), "module")) {
         cki_tobj *cls;
         if ((st = conv(r, arg(pid, 1), depth + 1, &cls))) return st;
-        if (cls) {
-            *t = *cls;
-            t->mark = t->seen = 0;
-        }
-        return CK_OK;
+        return cls ? copy_tobj(r, t, cls) : CK_OK;
     }
     type = arg(pid, 1);
     key = arg(pid, 2);
@@ -430,8 +464,8 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
     if ((st = cki_trec_storage(r, k, vk, type->u.g.module, type->u.g.name, (uint64_t)n, off, &s)))
         return st;
     if (vk) {
-        s->view_off = (uint64_t)voff;
-        s->view_size = (uint64_t)vsize;
+        s->where->view_off = (uint64_t)voff; /* made with the view key */
+        s->where->view_size = (uint64_t)vsize;
     }
     {
         const char *l;
@@ -441,7 +475,7 @@ static ck_status storage_pid(cki_trec *r, const cki_pv *pid, uint64_t off, uint3
             if (r->last_loc && strlen(r->last_loc) == ll && !memcmp(r->last_loc, l, ll)) {
                 s->location = r->last_loc;
             } else {
-                s->location = cki_arena_strndup(r->arena, l, ll);
+                s->location = cki_arena_strndup(DESC(r), l, ll);
                 r->last_loc = s->location;
             }
         }
@@ -461,9 +495,7 @@ static ck_status persid(cki_trec *r, const cki_pv *pid, uint64_t off, uint32_t d
         cki_tobj *o;
         ck_status st = r->persid(r->persid_user, r, pid, off, &o);
         if (st) return st;
-        *t = *o;
-        t->mark = t->seen = 0;
-        return CK_OK;
+        return copy_tobj(r, t, o);
     }
     return bad(r, off, "persistent id", "not a ('storage', ...) tuple");
 }
@@ -484,7 +516,7 @@ static ck_status int_tuple(cki_trec *r, const cki_pv *v, uint32_t depth, uint64_
         return cki_fail(r->ctx, CK_EFORMAT,
                         "%s: %s: tensor at byte %llu: %s has %u entries (at most %d dimensions)",
                         r->file, r->where, (unsigned long long)off, what, t->n, CKI_MAX_DIMS);
-    *out = cki_arena_alloc_ptrs(r->arena, sizeof(int64_t) * (t->n ? t->n : 1));
+    *out = cki_arena_alloc_ptrs(DESC(r), sizeof(int64_t) * (t->n ? t->n : 1));
     if (!*out) return CK_ENOMEM;
     for (uint32_t i = 0; i < t->n; i++)
         if (tobj_i64(t->items[i], &(*out)[i]) || (*out)[i] < 0)
@@ -548,7 +580,7 @@ enum { REBUILD_OLD, REBUILD_V2, REBUILD_V3 };
 static int empty_ordered_dict(const cki_trec *r, const cki_pv *v, uint32_t depth)
 {
     return r->copy_strings && v && depth <= r->max_depth && !v->walk && v->kind == CKI_PV_REDUCE && v->n == 2 &&
-           !v->state && !cki_pv_state_prev(v) && !cki_pv_extra(v) && !cki_pv_extra_list(v) &&
+           !cki_pv_state(v) && !cki_pv_state_prev(v) && !cki_pv_extra(v) && !cki_pv_extra_list(v) &&
            cki_pv_is_global(v->items[0], "collections", "OrderedDict") && v->items[1] &&
            v->items[1]->kind == CKI_PV_TUPLE && v->items[1]->n == 0;
 }
@@ -570,7 +602,7 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
                         "expected)",
                         r->file, r->where, (unsigned long long)off, n, need, need + 1);
     if (variant != REBUILD_OLD && n == need + 1) meta = arg(args, need);
-    tt = cki_arena_alloc_ptrs(r->arena, sizeof *tt);
+    tt = cki_arena_alloc_ptrs(DESC(r), sizeof *tt);
     if (!tt) return CK_ENOMEM;
     memset(tt, 0, sizeof *tt);
     tt->off = off;
@@ -603,7 +635,11 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
             tt->torch_dtype = x->u.dt.name;
             if (x->u.dt.dt == CK_DT_COUNT) tt->unsupported = "dtype without a ckptkit equivalent";
         }
-        if (meta && arg(args, i) == meta) metadata_flags(x, &tt->flags);
+        if (meta && arg(args, i) == meta) {
+            unsigned f = tt->flags;
+            metadata_flags(x, &f);
+            tt->flags = (uint8_t)f;
+        }
     }
     if (variant != REBUILD_V3) {
         tt->dtype = tt->storage->dtype;
@@ -648,7 +684,7 @@ static ck_status rebuild_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, ui
 static ck_status unsupported_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args, uint64_t off,
                                     uint32_t depth, const char *why, int dtype_arg, int size_arg)
 {
-    cki_ttensor *tt = cki_arena_alloc(r->arena, sizeof *tt);
+    cki_ttensor *tt = cki_arena_alloc(DESC(r), sizeof *tt);
     cki_tobj *a;
     ck_status st;
     if (!tt) return CK_ENOMEM;
@@ -673,7 +709,7 @@ static ck_status unsupported_tensor(cki_trec *r, cki_tobj *t, const cki_pv *args
         if (size_arg >= 0 && (uint32_t)size_arg < a->n && a->items[size_arg]) {
             const cki_tobj *s = a->items[size_arg];
             if ((s->kind == CKI_TO_TUPLE || s->kind == CKI_TO_LIST) && s->n <= CKI_MAX_DIMS) {
-                int64_t *shape = cki_arena_alloc(r->arena, sizeof(int64_t) * (s->n ? s->n : 1));
+                int64_t *shape = cki_arena_alloc(DESC(r), sizeof(int64_t) * (s->n ? s->n : 1));
                 int ok = shape != NULL;
                 for (uint32_t i = 0; ok && i < s->n; i++)
                     if (tobj_i64(s->items[i], &shape[i])) ok = 0;
@@ -875,7 +911,7 @@ static ck_status numpy_dtype(cki_trec *r, cki_tobj *t, const cki_pv *v, const ck
     char *s;
     ck_status st;
     if (pv_str(arg(args, 0), &code, &clen) || clen == 0 || clen > 32) return CK_EFORMAT;
-    if ((st = conv(r, v->state, depth + 1, &state))) return st;
+    if ((st = conv(r, cki_pv_state(v), depth + 1, &state))) return st;
     if (state && state->kind == CKI_TO_TUPLE && state->n >= 2 && state->items[1] &&
         state->items[1]->kind == CKI_TO_STR && state->items[1]->u.s.len == 1)
         order = state->items[1]->u.s.p;
@@ -945,11 +981,20 @@ static ck_status opaque(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_tob
         t->u.g.module = "?";
         t->u.g.name = callable ? "(not a global)" : "?";
     }
-    if ((st = conv(r, args, depth + 1, &t->args))) return st;
-    if (v) {
-        if ((st = conv(r, v->state, depth + 1, &t->state))) return st;
-        if ((st = conv(r, cki_pv_extra(v), depth + 1, &t->dict))) return st;
-        if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &t->list))) return st;
+    {
+        /* attached first, each link set as its conversion returns: a cycle
+         * back to T sees what is known so far (copies take a snapshot:
+         * copy_tobj) */
+        cki_tobj_parts *p = cki_arena_alloc_ptrs(r->arena, sizeof *p);
+        if (!p) return CK_ENOMEM;
+        memset(p, 0, sizeof *p);
+        t->parts = p;
+        if ((st = conv(r, args, depth + 1, &p->args))) return st;
+        if (v) {
+            if ((st = conv(r, cki_pv_state(v), depth + 1, &p->state))) return st;
+            if ((st = conv(r, cki_pv_extra(v), depth + 1, &p->dict))) return st;
+            if ((st = conv(r, cki_pv_extra_list(v), depth + 1, &p->list))) return st;
+        }
     }
     return CK_OK;
 }
@@ -966,16 +1011,17 @@ static int is_numpy(const cki_tobj *g, const char *name)
 }
 
 /* Copies the tobj SRC (a converted child) into T, as T's meaning. */
-static void become(cki_tobj *t, const cki_tobj *src)
+static ck_status become(cki_trec *r, cki_tobj *t, const cki_tobj *src)
 {
     uint64_t off = t->off;
+    ck_status st;
     if (!src || src == t) {
         t->kind = CKI_TO_NONE;
-        return;
+        return CK_OK;
     }
-    *t = *src;
+    st = copy_tobj(r, t, src);
     t->off = off;
-    t->mark = t->seen = 0;
+    return st;
 }
 
 /* callable(*args) where V is the REDUCE/NEWOBJ node (NULL for the inner call
@@ -1003,7 +1049,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             if ((st = conv(r, args, depth + 1, &x))) return st;
             if (x && x->kind == CKI_TO_TUPLE && x->n >= 1 && x->items[0] &&
                 x->items[0]->kind == CKI_TO_TENSOR) {
-                become(t, x->items[0]);
+                if ((st = become(r, t, x->items[0]))) return st;
                 if (n[9] == 'p') t->u.t->parameter = 1;
                 return CK_OK;
             }
@@ -1048,7 +1094,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if ((st = conv(r, args, depth + 1, &x))) return st;
         if (x && x->kind == CKI_TO_TUPLE && x->n >= 1 && x->items[0] &&
             x->items[0]->kind == CKI_TO_TENSOR) {
-            become(t, x->items[0]);
+            if ((st = become(r, t, x->items[0]))) return st;
             t->u.t->parameter = 1;
             return CK_OK;
         }
@@ -1070,9 +1116,9 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             if (extra && extra->kind == CKI_TO_DICT && (st = add_items(r, t, extra, 2)))
                 return st;
         }
-        if (v && v->state) { /* e.g. {'_metadata': ...}: not part of the mapping */
+        if (v && cki_pv_state(v)) { /* e.g. {'_metadata': ...}: not part of the mapping */
             cki_tobj *s;
-            if ((st = conv(r, v->state, depth + 1, &s))) return st;
+            if ((st = conv(r, cki_pv_state(v), depth + 1, &s))) return st;
         }
         return CK_OK;
     }
@@ -1131,7 +1177,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
             return CK_OK;
         }
         if (a0->kind == CKI_TO_BYTES && c->u.g.name[0] == 'b') {
-            become(t, a0);
+            if ((st = become(r, t, a0))) return st;
             return CK_OK;
         }
         if (!encode_text(r, t, a0, a1)) return CK_OK;
@@ -1139,7 +1185,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
     }
     if (is(c, "torch", "Size")) {
         if (a0 && (a0->kind == CKI_TO_TUPLE || a0->kind == CKI_TO_LIST)) {
-            become(t, a0);
+            if ((st = become(r, t, a0))) return st;
             t->kind = CKI_TO_TUPLE;
             t->vflags |= CK_VALUE_F_SIZE;
             return CK_OK;
@@ -1161,7 +1207,7 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
                 t->u.s.p = s;
                 t->u.s.len = strlen(s);
             } else {
-                become(t, a0);
+                if ((st = become(r, t, a0))) return st;
             }
             t->vflags |= CK_VALUE_F_DEVICE;
             return CK_OK;
@@ -1177,21 +1223,73 @@ static ck_status call(cki_trec *r, cki_tobj *t, const cki_pv *v, const cki_pv *c
         if (!numpy_scalar(t, a0, a1)) return CK_OK;
         return opaque(r, t, v, c, args, depth);
     }
-    if (is_numpy(c, "_reconstruct") && v && v->state) {
+    if (is_numpy(c, "_reconstruct") && v && cki_pv_state(v)) {
         cki_tobj *s;
-        if ((st = conv(r, v->state, depth + 1, &s))) return st;
+        if ((st = conv(r, cki_pv_state(v), depth + 1, &s))) return st;
         if (!numpy_array(r, t, s)) return CK_OK;
         return opaque(r, t, v, c, args, depth);
     }
     if (is(c, "argparse", "Namespace")) {
         cki_tobj *s;
-        if ((st = conv(r, v ? v->state : NULL, depth + 1, &s))) return st;
+        if ((st = conv(r, v ? cki_pv_state(v) : NULL, depth + 1, &s))) return st;
         t->kind = CKI_TO_DICT;
         t->n = 0;
         if (s && s->kind == CKI_TO_DICT && (st = add_items(r, t, s, 2))) return st;
         return CK_OK;
     }
     return opaque(r, t, v, c, args, depth);
+}
+
+/* A CKI_PV_TREBUILD record (cki_pickle_run_lean): the call it replaces is
+ * rebuilt on the C stack (the persistent id and the OrderedDict() call with
+ * their own offsets) and converted as a REDUCE node would be, so objects and
+ * messages are the same. */
+static ck_status rebuild_record(cki_trec *r, cki_tobj *t, const cki_pv *v, uint32_t depth)
+{
+    cki_pv key, tup, pid, hooks, args;
+    cki_pv *tup_items[5], *pid_items[1], *hook_items[2], *arg_items[6];
+    const cki_pv *sh = v->n == CKI_TRB_COUNT ? v->items[CKI_TRB_SHARED] : NULL;
+    if (!sh || sh->kind != CKI_PV_TUPLE || sh->n != CKI_TRS_COUNT)
+        return cki_fail(r->ctx, CK_EFORMAT, "%s: %s: call at byte %llu has no arguments",
+                        r->file, r->where, (unsigned long long)v->off);
+    memset(&key, 0, sizeof key);
+    memset(&tup, 0, sizeof tup);
+    memset(&pid, 0, sizeof pid);
+    memset(&hooks, 0, sizeof hooks);
+    memset(&args, 0, sizeof args);
+    key.kind = CKI_PV_STR;
+    key.u.s.p = v->u.s.p;
+    key.u.s.len = v->u.s.len;
+    key.off = tup.off = pid.off = cki_pv_trebuild_off(v, 0);
+    tup_items[0] = sh->items[CKI_TRS_TAG];
+    tup_items[1] = sh->items[CKI_TRS_CLASS];
+    tup_items[2] = &key;
+    tup_items[3] = sh->items[CKI_TRS_LOCATION];
+    tup_items[4] = v->items[CKI_TRB_NUMEL];
+    tup.kind = CKI_PV_TUPLE;
+    tup.items = tup_items;
+    tup.n = tup.cap = 5;
+    pid_items[0] = &tup;
+    pid.kind = CKI_PV_PERSID;
+    pid.items = pid_items;
+    pid.n = pid.cap = 1;
+    hook_items[0] = sh->items[CKI_TRS_HOOKS_CLASS];
+    hook_items[1] = sh->items[CKI_TRS_HOOKS_ARGS];
+    hooks.kind = CKI_PV_REDUCE;
+    hooks.items = hook_items;
+    hooks.n = hooks.cap = 2;
+    hooks.off = cki_pv_trebuild_off(v, 1);
+    arg_items[0] = &pid;
+    arg_items[1] = v->items[CKI_TRB_OFFSET];
+    arg_items[2] = v->items[CKI_TRB_SIZE];
+    arg_items[3] = v->items[CKI_TRB_STRIDE];
+    arg_items[4] = v->items[CKI_TRB_GRAD];
+    arg_items[5] = &hooks;
+    args.kind = CKI_PV_TUPLE;
+    args.items = arg_items;
+    args.n = args.cap = 6;
+    args.off = v->off;
+    return call(r, t, v, sh->items[CKI_TRS_CALLABLE], &args, v->off, depth);
 }
 
 static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **out)
@@ -1222,7 +1320,9 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
         t->kind = v->kind == CKI_PV_BIGINT ? CKI_TO_BIGINT
                   : v->kind == CKI_PV_STR  ? CKI_TO_STR
                                            : CKI_TO_BYTES;
-        t->u.s.p = r->copy_strings ? cki_arena_strndup(r->arena, v->u.s.p, v->u.s.len) : v->u.s.p;
+        t->u.s.p = r->copy_strings && !(r->text && r->graph_texts == r->text)
+                       ? cki_arena_strndup(r->text ? r->text : r->arena, v->u.s.p, v->u.s.len)
+                       : v->u.s.p;
         if (!t->u.s.p) return CK_ENOMEM;
         t->u.s.len = v->u.s.len;
         break;
@@ -1266,6 +1366,7 @@ static ck_status conv(cki_trec *r, const cki_pv *v, uint32_t depth, cki_tobj **o
                             r->file, r->where, (unsigned long long)v->off);
         st = call(r, t, v, v->items[0], v->items[1], v->off, depth);
         break;
+    case CKI_PV_TREBUILD: st = rebuild_record(r, t, v, depth); break;
     }
     if (st) return st;
     *out = t;
@@ -1281,7 +1382,7 @@ const cki_tobj *cki_tobj_as_dict(const cki_tobj *t)
 {
     if (!t) return NULL;
     if (t->kind == CKI_TO_DICT) return t;
-    if (t->kind == CKI_TO_OBJECT && t->dict && t->dict->kind == CKI_TO_DICT) return t->dict;
+    if (t->kind == CKI_TO_OBJECT && cki_tobj_dict(t) && cki_tobj_dict(t)->kind == CKI_TO_DICT) return cki_tobj_dict(t);
     return NULL;
 }
 
@@ -1300,6 +1401,6 @@ cki_tobj *cki_tobj_get(const cki_tobj *dict, const char *key)
 
 int cki_tobj_is_module(const cki_tobj *t)
 {
-    if (!t || t->kind != CKI_TO_OBJECT || !t->state) return 0;
-    return cki_tobj_get(t->state, "_parameters") && cki_tobj_get(t->state, "_modules");
+    if (!t || t->kind != CKI_TO_OBJECT || !cki_tobj_state(t)) return 0;
+    return cki_tobj_get(cki_tobj_state(t), "_parameters") && cki_tobj_get(cki_tobj_state(t), "_modules");
 }

@@ -31,6 +31,7 @@ typedef struct walker {
     cki_buf path;
     uint64_t visits, budget;
     uint32_t depth;
+    const cki_tobj *leaf_key; /* the key walk_child last followed */
 } walker;
 
 /* ---- key text ------------------------------------------------------------- */
@@ -67,16 +68,19 @@ static void put_key(cki_buf *b, const cki_tobj *k)
  * its first position and takes its last value. Keys are compared by text
  * (BY_KIND: by kind and text, so 1 and "1" stay apart). */
 typedef struct keyset {
-    const char **key; /* [kind byte] + text, in the arena */
+    const char **key; /* [kind byte] + text, in TEXT */
     size_t *klen;     /* bytes of key */
     size_t skip;      /* 1 when keys carry a kind byte */
     size_t *last;     /* index of the last pair with this key (valid at first pairs) */
     cki_map first;    /* key -> index of its first pair */
+    cki_arena text;   /* the keys' text: freed with the set (a 100,000-key dict: 3 MB that
+                       * would otherwise stay for the reader's whole life) */
 } keyset;
 
 static void keyset_free(cki_trec *r, keyset *ks)
 {
     cki_map_free(&ks->first);
+    cki_arena_free(&ks->text);
     cki_free(r->ctx, ks->key);
     cki_free(r->ctx, ks->klen);
     cki_free(r->ctx, ks->last);
@@ -87,6 +91,7 @@ static ck_status keyset_build(cki_trec *r, const cki_tobj *d, int by_kind, keyse
 {
     memset(ks, 0, sizeof *ks);
     cki_map_init(&ks->first, r->ctx);
+    cki_arena_init(&ks->text, r->ctx);
     ks->skip = by_kind ? 1 : 0;
     if (!d->n) return CK_OK;
     ks->key = cki_malloc(r->ctx, sizeof *ks->key * d->n);
@@ -101,7 +106,7 @@ static ck_status keyset_build(cki_trec *r, const cki_tobj *d, int by_kind, keyse
         cki_buf_init(&kb, r->ctx, 0);
         if (by_kind) cki_buf_putc(&kb, (char)('A' + (k ? (int)k->kind : 0)));
         put_key(&kb, k);
-        ks->key[i] = kb.failed ? NULL : cki_arena_strndup(r->arena, kb.p ? kb.p : "", kb.len);
+        ks->key[i] = kb.failed ? NULL : cki_arena_strndup(&ks->text, kb.p ? kb.p : "", kb.len);
         ks->klen[i] = kb.len;
         cki_buf_free(&kb);
         if (!ks->key[i]) goto oom;
@@ -143,7 +148,16 @@ static ck_status emit(walker *w, cki_tobj *t)
         s->v = n;
         s->cap = ncap;
     }
-    s->v[s->count].name = cki_arena_strndup(w->r->arena, name, len);
+    if (w->r->names && w->r->text == w->r->names && w->leaf_key &&
+        w->leaf_key->kind == CKI_TO_STR && w->leaf_key->u.s.len == len &&
+        !memcmp(w->leaf_key->u.s.p, name, len)) {
+        /* the name is that key's text, already in the names' arena (a
+         * top-level key of a state dict): no second copy */
+        s->v[s->count].name = w->leaf_key->u.s.p;
+    } else {
+        s->v[s->count].name =
+            cki_arena_strndup(w->r->names ? w->r->names : w->r->arena, name, len);
+    }
     if (!s->v[s->count].name) return CK_ENOMEM;
     s->v[s->count].name_len = len;
     s->v[s->count].tensor = t;
@@ -183,6 +197,7 @@ static ck_status walk_child(walker *w, const cki_tobj *key, uint64_t index, cki_
     case CKI_TO_OBJECT: break;
     default: return CK_OK;
     }
+    w->leaf_key = key;
     old = push(w, key, index);
     st = walk(w, child);
     pop(w, old);
@@ -250,10 +265,10 @@ static ck_status walk_pairs(walker *w, const cki_tobj *d, int which, const cki_t
  * buffers, then submodules, recursively. */
 static ck_status walk_module(walker *w, cki_tobj *m)
 {
-    const cki_tobj *params = cki_tobj_as_dict(cki_tobj_get(m->state, "_parameters"));
-    const cki_tobj *bufs = cki_tobj_as_dict(cki_tobj_get(m->state, "_buffers"));
-    const cki_tobj *mods = cki_tobj_as_dict(cki_tobj_get(m->state, "_modules"));
-    const cki_tobj *nonp = cki_tobj_get(m->state, "_non_persistent_buffers_set");
+    const cki_tobj *params = cki_tobj_as_dict(cki_tobj_get(cki_tobj_state(m), "_parameters"));
+    const cki_tobj *bufs = cki_tobj_as_dict(cki_tobj_get(cki_tobj_state(m), "_buffers"));
+    const cki_tobj *mods = cki_tobj_as_dict(cki_tobj_get(cki_tobj_state(m), "_modules"));
+    const cki_tobj *nonp = cki_tobj_get(cki_tobj_state(m), "_non_persistent_buffers_set");
     ck_status st;
     if ((st = walk_pairs(w, params, PAIRS_TENSORS, NULL))) return st;
     if ((st = walk_pairs(w, bufs, PAIRS_PERSISTENT_TENSORS, nonp))) return st;
@@ -287,10 +302,10 @@ static ck_status walk(walker *w, cki_tobj *t)
             st = walk_module(w, t);
             break;
         }
-        if (t->dict && (st = walk_dict(w, cki_tobj_as_dict(t->dict)))) break;
-        if (t->list && (st = walk_seq(w, t->list))) break;
-        if (t->state) {
-            cki_tobj *s = t->state;
+        if (cki_tobj_dict(t) && (st = walk_dict(w, cki_tobj_as_dict(cki_tobj_dict(t))))) break;
+        if (cki_tobj_list(t) && (st = walk_seq(w, cki_tobj_list(t)))) break;
+        if (cki_tobj_state(t)) {
+            cki_tobj *s = cki_tobj_state(t);
             if (s->kind == CKI_TO_DICT) {
                 if ((st = walk_dict(w, s))) break;
             } else if (s->kind == CKI_TO_TUPLE && s->n == 2 &&
@@ -312,9 +327,9 @@ static ck_status walk(walker *w, cki_tobj *t)
                 if ((st = walk_child(w, &state_key, 0, s))) break;
             }
         }
-        if (t->args && t->args->n) {
+        if (cki_tobj_args(t) && cki_tobj_args(t)->n) {
             static const cki_tobj args_key = {.kind = CKI_TO_STR, .u.s = {"args", 4}};
-            st = walk_child(w, &args_key, 0, t->args);
+            st = walk_child(w, &args_key, 0, cki_tobj_args(t));
         }
         break;
     default: break;
@@ -345,10 +360,10 @@ static int holds_tensors(cki_trec *r, cki_tobj *t, uint32_t depth, uint64_t *vis
             if (holds_tensors(r, t->items[i], depth + 1, visits)) return 1;
         return 0;
     case CKI_TO_OBJECT:
-        return holds_tensors(r, t->dict, depth + 1, visits) ||
-               holds_tensors(r, t->list, depth + 1, visits) ||
-               holds_tensors(r, t->state, depth + 1, visits) ||
-               holds_tensors(r, t->args, depth + 1, visits);
+        return holds_tensors(r, cki_tobj_dict(t), depth + 1, visits) ||
+               holds_tensors(r, cki_tobj_list(t), depth + 1, visits) ||
+               holds_tensors(r, cki_tobj_state(t), depth + 1, visits) ||
+               holds_tensors(r, cki_tobj_args(t), depth + 1, visits);
     default: return 0;
     }
 }
@@ -389,17 +404,17 @@ static cki_tobj *child_at(const cki_tobj *t, const char *path, size_t *used)
     if (cki_tobj_is_module(t)) {
         static const char *const attrs[] = {"_modules", "_parameters", "_buffers"};
         for (int a = 0; a < 3; a++) {
-            cki_tobj *c = child_at(cki_tobj_get(t->state, attrs[a]), path, used);
+            cki_tobj *c = child_at(cki_tobj_get(cki_tobj_state(t), attrs[a]), path, used);
             if (c) return c;
         }
     }
     for (int pass = 0; pass < 3; pass++) {
         d = pass == 0   ? cki_tobj_as_dict(t)
-            : pass == 1 ? (t->kind == CKI_TO_OBJECT ? t->state : NULL)
+            : pass == 1 ? (t->kind == CKI_TO_OBJECT ? cki_tobj_state(t) : NULL)
                         : NULL;
-        if (pass == 2 && t->kind == CKI_TO_OBJECT && t->state && t->state->kind == CKI_TO_TUPLE &&
-            t->state->n == 2)
-            d = t->state->items[0];
+        if (pass == 2 && t->kind == CKI_TO_OBJECT && cki_tobj_state(t) && cki_tobj_state(t)->kind == CKI_TO_TUPLE &&
+            cki_tobj_state(t)->n == 2)
+            d = cki_tobj_state(t)->items[0];
         if (!d || d->kind != CKI_TO_DICT) continue;
         for (uint32_t i = 0; i < d->n; i++) {
             const cki_tobj *k = d->items[2 * i];
@@ -849,21 +864,21 @@ static void render(jw *j, const cki_tobj *t)
         cki_buf_puts(b, "{\"object\": ");
         json_text(b, g.p ? g.p : "", g.len);
         cki_buf_free(&g);
-        if (t->args && !(t->args->kind == CKI_TO_TUPLE && t->args->n == 0)) {
+        if (cki_tobj_args(t) && !(cki_tobj_args(t)->kind == CKI_TO_TUPLE && cki_tobj_args(t)->n == 0)) {
             cki_buf_puts(b, ", \"args\": ");
-            render(j, t->args);
+            render(j, cki_tobj_args(t));
         }
-        if (t->state) {
+        if (cki_tobj_state(t)) {
             cki_buf_puts(b, ", \"state\": ");
-            render(j, t->state);
+            render(j, cki_tobj_state(t));
         }
-        if (t->dict) {
+        if (cki_tobj_dict(t)) {
             cki_buf_puts(b, ", \"items\": ");
-            render(j, t->dict);
+            render(j, cki_tobj_dict(t));
         }
-        if (t->list) {
+        if (cki_tobj_list(t)) {
             cki_buf_puts(b, ", \"list\": ");
-            render(j, t->list);
+            render(j, cki_tobj_list(t));
         }
         cki_buf_putc(b, '}');
         break;

@@ -508,14 +508,14 @@ static ck_status emit_object_tail(cki_tw *tw, const cki_pv *v, int rename)
     if (cki_pv_extra(v) && cki_pv_extra(v)->n &&
         (st = emit_setitems(tw, cki_pv_extra(v)->items, cki_pv_extra(v)->n, rename)))
         return st;
-    if (v->state) {
-        if (gone(tw, v->state)) {
+    if (cki_pv_state(v)) {
+        if (gone(tw, cki_pv_state(v))) {
             size_t saved;
             if ((st = path_push(tw, "<state>", 7, &saved))) return st;
-            report_gone(tw, v->state);
+            report_gone(tw, cki_pv_state(v));
             path_pop(tw, saved);
         } else {
-            if ((st = emit(tw, v->state))) return st;
+            if ((st = emit(tw, cki_pv_state(v)))) return st;
             cki_pkw_op(tw->pk, 'b');
         }
     }
@@ -561,9 +561,9 @@ static int field_container(const cki_pv *v)
     if (!c || c->kind != CKI_PV_GLOBAL) return 0;
     if (name_is(c, "argparse", "Namespace") || name_is(c, "types", "SimpleNamespace") ||
         !strcmp(c->u.g.name, "AttributeDict"))
-        return (!v->state || v->state->kind == CKI_PV_DICT) && (!args || no_args || !args->n);
+        return (!cki_pv_state(v) || cki_pv_state(v)->kind == CKI_PV_DICT) && (!args || no_args || !args->n);
     /* a dict subclass: only set items */
-    return no_args && !v->state && cki_pv_extra(v) && !cki_pv_extra_list(v);
+    return no_args && !cki_pv_state(v) && cki_pv_extra(v) && !cki_pv_extra_list(v);
 }
 
 /* One "key: value" pair of a rebuilt object, the value a node. */
@@ -649,7 +649,7 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         return CK_OK;
     }
     if (is_call(v) && (name_is(callee(v), "collections", "defaultdict") || field_container(v))) {
-        const cki_pv *s = v->state;
+        const cki_pv *s = cki_pv_state(v);
         report(tw, what, "dict");
         cki_pkw_empty_dict(tw->pk);
         commit(tw, v);
@@ -669,7 +669,7 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         if (args) n++;
         if (kw) n++;
         if (v->kind == CKI_PV_PERSID && v->n) n++;
-        if (v->state) n++;
+        if (cki_pv_state(v)) n++;
         if (cki_pv_extra(v)) n++;
         if (cki_pv_extra_list(v)) n++;
         cki_pkw_empty_dict(tw->pk);
@@ -683,7 +683,7 @@ static ck_status emit_as_dict(cki_tw *tw, const cki_pv *v)
         if (kw && (st = pair_node(tw, &it, "kwargs", kw))) return st;
         if (v->kind == CKI_PV_PERSID && v->n && (st = pair_node(tw, &it, "pid", v->items[0])))
             return st;
-        if (v->state && (st = pair_node(tw, &it, "state", v->state))) return st;
+        if (cki_pv_state(v) && (st = pair_node(tw, &it, "state", cki_pv_state(v)))) return st;
         if (cki_pv_extra(v) && (st = pair_node(tw, &it, "items", cki_pv_extra(v)))) return st;
         if (cki_pv_extra_list(v) && (st = pair_node(tw, &it, "list", cki_pv_extra_list(v))))
             return st;

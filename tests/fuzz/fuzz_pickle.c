@@ -12,10 +12,13 @@
  *    only where the design puts them, offsets inside the input, heights set
  *    and within the depth limit;
  *  - memory stays O(input): the context's peak is bounded by a constant
- *    times the input size.
+ *    times the input size;
+ *  - the lean run (memo filter, torch rebuild records) gives the same
+ *    status, message, globals, end and root height as the exact run.
  * Violations abort, so the fuzzer reports them.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,7 +89,7 @@ static void check_node(const cki_pv *v, uint64_t lo, uint64_t hi)
     check(!cki_pv_extra_list(v) || cki_pv_extra_list(v)->kind == CKI_PV_LIST);
     if (cki_pv_extra(v) || cki_pv_extra_list(v))
         check(v->kind == CKI_PV_REDUCE || v->kind == CKI_PV_NEWOBJ || v->kind == CKI_PV_GLOBAL ||
-              v->kind == CKI_PV_PERSID);
+              v->kind == CKI_PV_PERSID || v->kind == CKI_PV_TREBUILD);
     switch (v->kind) {
     case CKI_PV_NONE:
         check(v->n == 0);
@@ -127,6 +130,14 @@ static void check_node(const cki_pv *v, uint64_t lo, uint64_t hi)
         break;
     case CKI_PV_PERSID:
         check(v->n == 1);
+        break;
+    case CKI_PV_TREBUILD:
+        check(v->n == CKI_TRB_COUNT && v->u.s.p && v->height >= 5);
+        check(v->items[CKI_TRB_SHARED]->kind == CKI_PV_TUPLE &&
+              v->items[CKI_TRB_SHARED]->n == CKI_TRS_COUNT &&
+              cki_pv_is_global(v->items[CKI_TRB_SHARED]->items[CKI_TRS_CALLABLE], "torch._utils",
+                               "_rebuild_tensor_v2"));
+        check(cki_pv_trebuild_off(v, 0) < v->off && cki_pv_trebuild_off(v, 1) < v->off);
         break;
     case CKI_PV_DICT:
         (void)cki_pv_dict_get(v, "_metadata");
@@ -195,6 +206,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(pk.opcodes <= size - pos);
         if (st) {
             const char *msg = ck_errmsg(ctx);
+            {
+                /* the lean run fails the same way, with the same message */
+                char saved[CKI_ERRMSG_MAX];
+                cki_arena lar;
+                cki_pickle lk;
+                snprintf(saved, sizeof saved, "%s", msg);
+                cki_arena_init(&lar, ctx);
+                check(cki_pickle_run_lean(ctx, &lar, NULL, data + pos, size - pos, "f.pkl", "fuzz", pos,
+                                          &lk) == st);
+                check(!strcmp(saved, ck_errmsg(ctx)) && lk.global_count == pk.global_count);
+                cki_arena_free(&lar);
+            }
             check(pk.root == NULL && !strncmp(msg, "f.pkl: fuzz: ", 13));
             check(!strchr(msg, '\n'));
             check(st == CK_EFORMAT || st == CK_ELIMIT || st == CK_EUNSUPPORTED ||
@@ -205,6 +228,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(pk.root != NULL && pk.end >= 1 && pk.end <= size - pos);
         check(data[pos + pk.end - 1] == '.');
         walk(pk.root, pos, size);
+        {
+            cki_arena lar;
+            cki_pickle lk;
+            ck_status lst;
+            cki_arena_init(&lar, ctx);
+            lst = cki_pickle_run_lean(ctx, &lar, NULL, data + pos, size - pos, "f.pkl", "fuzz", pos, &lk);
+            check(lst == CK_OK && lk.end == pk.end && lk.opcodes == pk.opcodes &&
+                  lk.global_count == pk.global_count && lk.root->height == pk.root->height);
+            for (size_t i = 0; i < pk.global_count; i++)
+                check(lk.globals[i].off == pk.globals[i].off &&
+                      !strcmp(lk.globals[i].module, pk.globals[i].module) &&
+                      !strcmp(lk.globals[i].name, pk.globals[i].name));
+            walk(lk.root, pos, size);
+            cki_arena_free(&lar);
+        }
         cki_arena_free(&ar);
         pos += pk.end;
     }

@@ -45,12 +45,14 @@ static inline void fz_check_layout(const cki_torch_file *tf, uint64_t len)
         const cki_tstorage *s = r->storages[i];
         uint64_t end;
         if (!s->located) continue;
-        fz_check(!cki_add_u64(&end, s->data_off, s->data_len) && end <= len);
-        if (tf->kind != CKI_TORCH_LEGACY || s->is_view || !s->data_len) continue;
+        fz_check(s->where != NULL); /* every located storage has its where record */
+        fz_check(!cki_add_u64(&end, s->where->data_off, s->where->data_len) && end <= len);
+        if (tf->kind != CKI_TORCH_LEGACY || s->is_view || !s->where->data_len) continue;
         for (size_t j = 0; j < i && j < 256; j++) {
             const cki_tstorage *o = r->storages[j];
-            if (!o->located || o->is_view || !o->data_len) continue;
-            if (s->data_off < o->data_off + o->data_len && o->data_off < end) {
+            if (!o->located || o->is_view || !o->where->data_len) continue;
+            if (s->where->data_off < o->where->data_off + o->where->data_len &&
+                o->where->data_off < end) {
                 fprintf(stderr, "fuzz: storages '%s' and '%s' overlap\n", s->key, o->key);
                 abort();
             }

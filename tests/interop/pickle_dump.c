@@ -103,7 +103,7 @@ static void render(const cki_pv *v, const path *up)
     }
     switch (v->kind) {
     case CKI_PV_NONE:
-        if (!v->state && !cki_pv_extra(v) && !cki_pv_extra_list(v)) {
+        if (!cki_pv_state(v) && !cki_pv_extra(v) && !cki_pv_extra_list(v)) {
             printf("null");
             return;
         }
@@ -158,9 +158,9 @@ static void render(const cki_pv *v, const path *up)
         printf("{\"%s\":", cki_pv_kind_name(v->kind));
         items(v, 0, v->n, &here);
     }
-    if (v->state) {
+    if (cki_pv_state(v)) {
         printf(",\"state\":");
-        render(v->state, &here);
+        render(cki_pv_state(v), &here);
     }
     if (cki_pv_extra(v)) {
         printf(",\"extra\":");

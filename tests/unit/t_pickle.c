@@ -525,9 +525,9 @@ TEST(pickle_extra_on_opaque_objects)
         CHECK(cki_pv_dict_get(cki_pv_extra(r), "d") == NULL);
         CHECK(cki_pv_extra(r)->off == 50); /* the SETITEMS that created it */
     }
-    CHECK(r && r->state && r->state->kind == CKI_PV_DICT);
-    if (r && r->state) {
-        const cki_pv *md = cki_pv_dict_get(r->state, "_metadata");
+    CHECK(r && cki_pv_state(r) && cki_pv_state(r)->kind == CKI_PV_DICT);
+    if (r && cki_pv_state(r)) {
+        const cki_pv *md = cki_pv_dict_get(cki_pv_state(r), "_metadata");
         CHECK(cki_pv_is_call_of(md, "collections", "OrderedDict"));
         CHECK(md && md != r); /* a new call of the same memoised global */
         CHECK(md && md->items[0] == r->items[0]);
@@ -542,7 +542,7 @@ TEST(pickle_extra_on_opaque_objects)
     CHECK(r && r->kind == CKI_PV_NEWOBJ && cki_pv_is_call_of(r, "m", "AD"));
     CHECK(r && cki_pv_extra(r) && is_int(cki_pv_dict_get(cki_pv_extra(r), "k"), 7));
     CHECK(r && cki_pv_extra_list(r) && cki_pv_extra_list(r)->kind == CKI_PV_LIST && cki_pv_extra_list(r)->n == 2);
-    CHECK(r && r->state && r->state->kind == CKI_PV_DICT);
+    CHECK(r && cki_pv_state(r) && cki_pv_state(r)->kind == CKI_PV_DICT);
     CHECK(cki_pv_child_count(r) == 5); /* cls, args, state, extra, extra_list */
     tp_free(&t);
 
@@ -844,17 +844,17 @@ TEST(pickle_build_state_chain)
     cki_pv *r = t.pk.root;
     if (r) {
         cki_pv *first = NULL;
-        CHECK(r->state && r->state->kind == CKI_PV_DICT);
+        CHECK(cki_pv_state(r) && cki_pv_state(r)->kind == CKI_PV_DICT);
         const cki_pv *h1 = cki_pv_state_prev(r), *h2 = h1 ? cki_pv_state_prev(h1) : NULL;
         CHECK(h1 && h1->kind == CKI_PV_NONE && h1->n == 0);
         if (h1) {
-            CHECK(h1->state && h1->state->kind == CKI_PV_DICT);
-            CHECK(h2 && h2->state);
-            if (h2) first = h2->state;
+            CHECK(cki_pv_state(h1) && cki_pv_state(h1)->kind == CKI_PV_DICT);
+            CHECK(h2 && cki_pv_state(h2));
+            if (h2) first = cki_pv_state(h2);
             CHECK(h2 && !cki_pv_state_prev(h2));
         }
-        CHECK(first && first == r->state); /* BUILD 1 and 3 used memo key 0 */
-        CHECK(first && !first->state && !cki_pv_state_prev(first)); /* state nodes untouched */
+        CHECK(first && first == cki_pv_state(r)); /* BUILD 1 and 3 used memo key 0 */
+        CHECK(first && !cki_pv_state(first) && !cki_pv_state_prev(first)); /* state nodes untouched */
     }
     tp_free(&t);
     RUN(&t, "}b.");
@@ -1015,7 +1015,7 @@ TEST(pickle_cycles)
     if (t.pk.root && t.pk.root->n == 3) {
         cki_pv **it = t.pk.root->items;
         CHECK(it[0]->items[1] == it[0]);
-        CHECK(it[1]->state == it[1]);
+        CHECK(cki_pv_state(it[1]) == it[1]);
         CHECK(it[2]->kind == CKI_PV_LIST && it[2]->items[0]->kind == CKI_PV_DICT);
         CHECK(it[2]->items[0]->items[1] == it[2]);
         CHECK(it[2]->height == 3 && it[2]->items[0]->height == 2 && t.pk.root->height == 4);

@@ -143,8 +143,8 @@ TEST(tree_write_unknown_policies)
     run_case(&c, p, sizeof p - 1, CKI_TW_KEEP);
     CHECK(c.st == CK_OK && c.out.root->n == 3);
     obj = cki_pv_dict_get(c.out.root, "obj");
-    CHECK(cki_pv_is_call_of(obj, "m", "C") && obj->state &&
-          cki_pv_dict_get(obj->state, "s")->u.i == 2);
+    CHECK(cki_pv_is_call_of(obj, "m", "C") && cki_pv_state(obj) &&
+          cki_pv_dict_get(cki_pv_state(obj), "s")->u.i == 2);
     CHECK(c.log_len == 0);
     free_case(&c);
 }
@@ -178,7 +178,7 @@ TEST(tree_write_memo_floats_cycles)
     free_case(&c);
     run_case(&c, S("\x80\x02" "cm\nC\n)\x81q\x00}X\x02\x00\x00\x00meh\x00sb."), CKI_TW_KEEP);
     CHECK(c.st == CK_OK && c.out.root->kind == CKI_PV_NEWOBJ);
-    CHECK(c.out.root->state && cki_pv_dict_get(c.out.root->state, "me") == c.out.root);
+    CHECK(cki_pv_state(c.out.root) && cki_pv_dict_get(cki_pv_state(c.out.root), "me") == c.out.root);
     free_case(&c);
 }
 
