@@ -65,6 +65,7 @@ void cki_torch_drop_objects(cki_torch_file *tf)
 {
     if (!tf->rec.desc) return; /* the descriptions share the objects' arena */
     cki_arena_free(&tf->arena);
+    cki_release_free_memory(); /* their pages, before the model is built */
     tf->root = NULL;
 }
 
@@ -115,9 +116,7 @@ static const char *text_of(cki_torch_file *tf, const cki_pv *v)
 
 static cki_tstorage *find_storage(cki_torch_file *tf, const char *key)
 {
-    size_t i;
-    if (cki_map_get(&tf->rec.storage_index, key, strlen(key), &i)) return NULL;
-    return tf->rec.storages[i];
+    return cki_trec_find_storage(&tf->rec, key);
 }
 
 /* ---- zip ------------------------------------------------------------------ */
@@ -252,11 +251,11 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
         tf->rec.copy_strings = 0;
     }
     cki_arena_free(&pka);
+    cki_release_free_memory(); /* the graph's pages, before the model is built */
     /* the storages by key serve the conversion only (a zip's storages are
      * then reached from their tensors): their index goes before the
      * records' index comes back */
-    cki_map_free(&tf->rec.storage_index);
-    cki_map_init(&tf->rec.storage_index, tf->ctx);
+    cki_trec_drop_index(&tf->rec);
     if (!st) st = cki_zip_index_build(&tf->zip);
     return st;
 }

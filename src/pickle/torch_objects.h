@@ -192,6 +192,12 @@ struct cki_trec {
     cki_tstorage **storages;
     size_t storage_count, storage_cap;
     cki_map storage_index;
+    /* torch.save numbers storages "0", "1", "2", ...: a key that is a plain
+     * decimal number N below a bound growing with the count has slot N here
+     * (index + 1; 0: none) instead of an entry in storage_index (4 bytes a
+     * storage instead of about 40). Use cki_trec_find_storage. */
+    uint32_t *storage_by_num;
+    size_t storage_by_num_cap;
     uint32_t max_depth;
     uint32_t epoch;      /* walkers bump it */
     uint64_t objects;    /* tobjs made */
@@ -226,6 +232,12 @@ ck_status cki_trec_convert(cki_trec *r, const cki_pv *root, cki_tobj **out);
 ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
                            const char *type_module, const char *type_name, uint64_t numel,
                            uint64_t off, cki_tstorage **out);
+
+/* The storage whose key is KEY (not a legacy view), or NULL. */
+cki_tstorage *cki_trec_find_storage(const cki_trec *r, const char *key);
+/* Frees the storages' key index (both forms); later lookups find nothing,
+ * and later storages are indexed again. */
+void cki_trec_drop_index(cki_trec *r);
 
 /* The dtype of a storage class torch.<NAME> ("FloatStorage" -> F32). Returns
  * 0 and sets *DT, *UNTYPED (and *UNSUPPORTED for quantized storages, with *DT

@@ -89,11 +89,20 @@ void cki_trec_init(cki_trec *r, ck_ctx *ctx, cki_arena *arena, const char *file,
     cki_map_init(&r->storage_index, ctx);
 }
 
+void cki_trec_drop_index(cki_trec *r)
+{
+    cki_map_free(&r->storage_index);
+    cki_map_init(&r->storage_index, r->ctx);
+    cki_free(r->ctx, r->storage_by_num);
+    r->storage_by_num = NULL;
+    r->storage_by_num_cap = 0;
+}
+
 void cki_trec_free(cki_trec *r)
 {
     if (!r) return;
     cki_free(r->ctx, r->storages);
-    cki_map_free(&r->storage_index);
+    cki_trec_drop_index(r);
     r->storages = NULL;
     r->storage_count = r->storage_cap = 0;
 }
@@ -291,15 +300,76 @@ int cki_torch_dtype_global(const char *module, const char *name, cki_tdtype *out
 
 /* ---- storages ------------------------------------------------------------------ */
 
+/* KEY as a plain decimal number ("0", or no leading zero) below 2^31, or -1:
+ * "07" and "+7" are other keys than "7", so they stay in the map. */
+static int64_t key_number(const char *key)
+{
+    int64_t n = 0;
+    if (!key[0] || (key[0] == '0' && key[1])) return -1;
+    for (const char *c = key; *c; c++) {
+        if (*c < '0' || *c > '9') return -1;
+        n = n * 10 + (*c - '0');
+        if (n >= INT64_C(1) << 31) return -1;
+    }
+    return n;
+}
+
+/* The index of the storage whose index key is ID (KEY, or KEY \001 VIEW_KEY
+ * when VIEW_KEY is set): 0 and *IDX, or 1. Numbered keys may sit in either
+ * place (see add_index), so both are asked. */
+static int find_index(const cki_trec *r, const char *key, const char *view_key,
+                      const char *id, size_t id_len, size_t *idx)
+{
+    int64_t n = view_key ? -1 : key_number(key);
+    if (n >= 0 && (uint64_t)n < r->storage_by_num_cap && r->storage_by_num[n]) {
+        *idx = r->storage_by_num[n] - 1;
+        return 0;
+    }
+    return cki_map_get(&r->storage_index, id, id_len, idx) ? 1 : 0;
+}
+
+/* Indexes storage INDEX under ID. A numbered key goes to the slots while N is
+ * below twice the count plus 4096 (so hostile numbers cannot make the slots
+ * outgrow the storages); every other key to the map. Returns -1 on no memory. */
+static int add_index(cki_trec *r, const char *key, const char *view_key, const char *id,
+                     size_t id_len, size_t index)
+{
+    int64_t n = view_key ? -1 : key_number(key);
+    size_t existing;
+    if (n >= 0 && (uint64_t)n < 2 * (uint64_t)r->storage_count + 4096 && index < UINT32_MAX) {
+        if ((uint64_t)n >= r->storage_by_num_cap) {
+            size_t cap = r->storage_by_num_cap ? r->storage_by_num_cap : 1024;
+            uint32_t *slots;
+            while (cap <= (uint64_t)n) cap *= 2;
+            slots = cki_realloc(r->ctx, r->storage_by_num, cap * sizeof *slots);
+            if (!slots) return -1;
+            memset(slots + r->storage_by_num_cap, 0,
+                   (cap - r->storage_by_num_cap) * sizeof *slots);
+            r->storage_by_num = slots;
+            r->storage_by_num_cap = cap;
+        }
+        r->storage_by_num[n] = (uint32_t)index + 1;
+        return 0;
+    }
+    return cki_map_put(&r->storage_index, id, id_len, index, &existing) < 0 ? -1 : 0;
+}
+
+cki_tstorage *cki_trec_find_storage(const cki_trec *r, const char *key)
+{
+    size_t i;
+    if (find_index(r, key, NULL, key, strlen(key), &i)) return NULL;
+    return r->storages[i];
+}
+
 ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
                            const char *type_module, const char *type_name, uint64_t numel,
                            uint64_t off, cki_tstorage **out)
 {
     cki_buf id;
-    size_t idx, existing;
+    size_t idx;
     cki_tstorage *s;
     ck_dtype dt;
-    int untyped, put;
+    int untyped;
     const char *unsup;
 
     /* torch >= 2.3 names the untyped storage by its defining module */
@@ -321,7 +391,7 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
         cki_buf_free(&id);
         return CK_ENOMEM;
     }
-    if (!cki_map_get(&r->storage_index, id.p, id.len, &idx)) {
+    if (!find_index(r, key, view_key, id.p, id.len, &idx)) {
         cki_buf_free(&id);
         s = r->storages[idx];
         if (strcmp(s->type_name, type_name) != 0 || s->numel != numel)
@@ -374,8 +444,7 @@ ck_status cki_trec_storage(cki_trec *r, const char *key, const char *view_key,
             r->storage_cap = ncap;
         }
         s->index = (uint32_t)r->storage_count;
-        put = cki_map_put(&r->storage_index, k, klen, r->storage_count, &existing);
-        if (put < 0) return CK_ENOMEM;
+        if (add_index(r, key, view_key, k, klen, r->storage_count)) return CK_ENOMEM;
         r->storages[r->storage_count++] = s;
     }
     *out = s;
