@@ -40,8 +40,8 @@ import time
 BOUNDS = {
     ("safetensors", "ls"): 400,
     ("safetensors", "convert"): 900,
-    ("pth", "ls"): 850,
-    ("pth", "convert"): 1050,
+    ("pth", "ls"): 650,
+    ("pth", "convert"): 700,
 }
 SHAPES = ([4], [2, 3], [], [8], [1, 1, 2], [5])
 

@@ -6,9 +6,6 @@
  * through the system-call table for tests.
  */
 #include <stdlib.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "cki.h"
 #include "../io/sys.h"
@@ -79,13 +76,6 @@ void *cki_realloc(ck_ctx *ctx, void *p, size_t n)
     memcpy(q, p, old_n < n ? old_n : n);
     cki_free(ctx, p);
     return q;
-}
-
-void cki_release_free_memory(void)
-{
-#ifdef __GLIBC__
-    malloc_trim(0);
-#endif
 }
 
 char *cki_strndup(ck_ctx *ctx, const char *s, size_t n)

@@ -15,7 +15,11 @@ struct cki_arena_blk {
     _Alignas(16) unsigned char data[];
 };
 
-#define BLOCK_MIN (64 * 1024)
+/* A block's payload: 64 KiB less the block header, cki_malloc's prefix and
+ * the C library's own header, so that a block the allocator maps by itself
+ * (as the ckptkit command asks glibc to do for blocks this large) takes
+ * exactly 16 pages, not 17. */
+#define BLOCK_MIN (64 * 1024 - 128)
 
 void cki_arena_init(cki_arena *a, ck_ctx *ctx)
 {

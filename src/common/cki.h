@@ -54,11 +54,6 @@ void *cki_malloc(ck_ctx *ctx, size_t n);
 void *cki_calloc(ck_ctx *ctx, size_t count, size_t size);
 void *cki_realloc(ck_ctx *ctx, void *p, size_t n);
 void cki_free(ck_ctx *ctx, void *p);
-/* Hands the free memory of the process's allocator back to the kernel (glibc:
- * malloc_trim, which also releases whole free pages inside the heap; no-op
- * elsewhere). For after freeing a large graph, so that the memory the next
- * phase allocates is not added on top of pages nothing uses any more. */
-void cki_release_free_memory(void);
 char *cki_strdup(ck_ctx *ctx, const char *s);
 /* Raises the context's effective memory limit for one more input of
  * INPUT_LEN bytes: 64 MiB base + 32 bytes per input byte, capped by

@@ -65,7 +65,6 @@ void cki_torch_drop_objects(cki_torch_file *tf)
 {
     if (!tf->rec.desc) return; /* the descriptions share the objects' arena */
     cki_arena_free(&tf->arena);
-    cki_release_free_memory(); /* their pages, before the model is built */
     tf->root = NULL;
 }
 
@@ -251,7 +250,6 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
         tf->rec.copy_strings = 0;
     }
     cki_arena_free(&pka);
-    cki_release_free_memory(); /* the graph's pages, before the model is built */
     /* the storages by key serve the conversion only (a zip's storages are
      * then reached from their tensors): their index goes before the
      * records' index comes back */

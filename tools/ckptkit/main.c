@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "cli.h"
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 
 static const struct {
@@ -49,6 +52,16 @@ int main(int argc, char **argv)
         printf("ckptkit %s\n", ck_version());
         return EXIT_DONE;
     }
+#ifdef __GLIBC__
+    /* glibc raises its mmap threshold each time a mapped block is freed, so
+     * after the first large arrays go, every later 64 KiB arena block of a
+     * pickle graph comes from the heap, and a freed graph leaves the heap at
+     * its high-water mark under the next step's allocations. A fixed
+     * threshold (below the arena's block size) maps each such block on its
+     * own and unmaps it when freed (ls of a 100,000-tensor .pth: 66 -> 63
+     * MiB peak). */
+    mallopt(M_MMAP_THRESHOLD, 60 * 1024);
+#endif
     cli_signals();
     ck_debug_faults_from_env();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
