@@ -1,8 +1,8 @@
 /*
  * map.c -- string -> index hash map with open addressing (FNV-1a, linear
  * probing, load <= 1/2). Keys are borrowed; values are indexes into the
- * caller's arrays. A slot is 16 bytes (key pointer, 32-bit length, 32-bit
- * value): the hash is recomputed when the table grows rather than stored, so a
+ * caller's arrays. A slot is 16 bytes (key pointer, 24-bit length with an
+ * 8-bit hash tag, 32-bit value): the hash is recomputed when the table grows rather than stored, so a
  * 100,000-name table costs 4 MiB, not 8. Used for O(1) tensor-name and zip-member lookup and for
  * duplicate detection. The hash is seeded once per process from the kernel's
  * random source, so a file cannot pick names that all collide (hash flooding
@@ -60,6 +60,14 @@ static uint64_t hash_bytes(const char *s, size_t n)
     return mix(h);
 }
 
+#define LEN_BITS 24
+#define LEN_MAX ((1u << LEN_BITS) - 1)
+
+static uint32_t len_tag(size_t len, uint64_t h)
+{
+    return (uint32_t)len | (uint32_t)(h >> 56) << LEN_BITS;
+}
+
 void cki_map_init(cki_map *m, ck_ctx *ctx)
 {
     memset(m, 0, sizeof *m);
@@ -83,7 +91,7 @@ static int grow(cki_map *m)
     for (size_t i = 0; i < m->cap; i++) {
         cki_map_slot *s = &m->slots[i];
         if (!s->key) continue;
-        size_t j = (size_t)hash_bytes(s->key, s->key_len) & (ncap - 1);
+        size_t j = (size_t)hash_bytes(s->key, s->len_tag & LEN_MAX) & (ncap - 1);
         while (ns[j].key) j = (j + 1) & (ncap - 1);
         ns[j] = *s;
     }
@@ -103,23 +111,27 @@ int cki_map_reserve(cki_map *m, size_t count)
 int cki_map_put(cki_map *m, const char *key, size_t key_len, size_t value, size_t *existing)
 {
     size_t j;
-    if (key_len > UINT32_MAX || (value >= UINT32_MAX && value != SIZE_MAX)) {
+    uint64_t h;
+    uint32_t tag;
+    if (key_len > LEN_MAX || (value >= UINT32_MAX && value != SIZE_MAX)) {
         cki_fail(m->ctx, CK_ELIMIT, "name of %zu bytes or index %zu is beyond the name table's "
-                 "range (2^32 - 1)", key_len, value);
+                 "range (names below 16 MiB, indexes below 2^32 - 1)", key_len, value);
         return -1;
     }
     if ((m->count + 1) * 2 > m->cap && grow(m)) return -1;
-    j = (size_t)hash_bytes(key, key_len) & (m->cap - 1);
+    h = hash_bytes(key, key_len);
+    tag = len_tag(key_len, h);
+    j = (size_t)h & (m->cap - 1);
     while (m->slots[j].key) {
         cki_map_slot *s = &m->slots[j];
-        if (s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
+        if (s->len_tag == tag && memcmp(s->key, key, key_len) == 0) {
             if (existing) *existing = s->value == UINT32_MAX ? SIZE_MAX : s->value;
             return 1;
         }
         j = (j + 1) & (m->cap - 1);
     }
     m->slots[j].key = key;
-    m->slots[j].key_len = (uint32_t)key_len;
+    m->slots[j].len_tag = tag;
     m->slots[j].value = value == SIZE_MAX ? UINT32_MAX : (uint32_t)value;
     m->count++;
     return 0;
@@ -128,11 +140,15 @@ int cki_map_put(cki_map *m, const char *key, size_t key_len, size_t value, size_
 int cki_map_get(const cki_map *m, const char *key, size_t key_len, size_t *value)
 {
     size_t j;
-    if (!m->cap || key_len > UINT32_MAX) return 1;
-    j = (size_t)hash_bytes(key, key_len) & (m->cap - 1);
+    uint64_t h;
+    uint32_t tag;
+    if (!m->cap || key_len > LEN_MAX) return 1; /* never put */
+    h = hash_bytes(key, key_len);
+    tag = len_tag(key_len, h);
+    j = (size_t)h & (m->cap - 1);
     while (m->slots[j].key) {
         const cki_map_slot *s = &m->slots[j];
-        if (s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
+        if (s->len_tag == tag && memcmp(s->key, key, key_len) == 0) {
             *value = s->value == UINT32_MAX ? SIZE_MAX : s->value;
             return 0;
         }

@@ -302,6 +302,42 @@ TEST(common_map_many_keys)
     ck_ctx_free(ctx);
 }
 
+TEST(common_map_long_names_and_same_length_keys)
+{
+    enum { N = 4096 };
+    ck_ctx *ctx = ck_ctx_new();
+    cki_map m;
+    size_t big = (size_t)1 << 24, v = 0;
+    char *longkey = calloc(big, 1), *names = malloc((size_t)N * 8);
+    int ok = 1;
+    cki_map_init(&m, ctx);
+    /* a slot keeps the length in 24 bits: a name of 16 MiB - 1 is a key, one
+     * of 16 MiB is refused with the limit, and asking for it finds nothing */
+    CHECK(longkey && names);
+    if (longkey && names) {
+        CHECK(cki_map_put(&m, longkey, big - 1, 1, NULL) == 0);
+        CHECK(cki_map_get(&m, longkey, big - 1, &v) == 0 && v == 1);
+        CHECK(cki_map_put(&m, longkey, big, 2, NULL) == -1 && ck_last_status(ctx) == CK_ELIMIT);
+        CHECK(strstr(ck_errmsg(ctx), "names below 16 MiB") != NULL);
+        CHECK(cki_map_get(&m, longkey, big, &v) == 1);
+        /* keys of one length, differing in one byte: the hash tag in the slot
+         * must never make a present key missed or an absent one found */
+        for (size_t i = 0; i < N; i++) {
+            snprintf(names + i * 8, 8, "k%06zu", i);
+            if (cki_map_put(&m, names + i * 8, 7, i, NULL) != 0) ok = 0;
+        }
+        for (size_t i = 0; i < N; i++)
+            if (cki_map_get(&m, names + i * 8, 7, &v) || v != i) ok = 0;
+        CHECK(ok);
+        CHECK(cki_map_get(&m, "k999999", 7, &v) == 1);
+        CHECK(cki_map_put(&m, "k000042", 7, 9, &v) == 1 && v == 42);
+    }
+    cki_map_free(&m);
+    free(longkey);
+    free(names);
+    ck_ctx_free(ctx);
+}
+
 /* ---- UTF-8 ------------------------------------------------------------------- */
 
 static int utf8(const char *s)
