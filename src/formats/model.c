@@ -244,9 +244,9 @@ static ck_status add_tensor(ck_model *m, const char *file, const char *name, siz
         t->stride = NULL;
         return s;
     }
-    if (t->stride && cki_tensor_is_dense(t)) {
+    if (!stride || !t->stride || cki_tensor_is_dense(t)) {
         t->stride = NULL;
-    } else if (t->stride) {
+    } else {
         t->stride = cki_arena_alloc_ptrs(&m->arena, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
         if (!t->stride) return CK_ENOMEM;
         if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);

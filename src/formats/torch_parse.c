@@ -228,7 +228,6 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
      * graph's memory is free before the model is built (a 100,000-tensor
      * file: about 90 MiB); pv_root stays NULL */
     cki_arena_init(&pka, tf->ctx);
-    tf->pk_arena = &pka;
     /* the records are found again only after the graph is gone: the name
      * index (about 40 bytes a record) makes room for the graph meanwhile */
     cki_zip_index_drop(&tf->zip);
@@ -237,6 +236,7 @@ static ck_status parse_zip(cki_torch_file *tf, cki_torch_visit_fn visit, void *u
      * texts of half data.pkl's size (pages are used only as filled) */
     if (tf->text && cki_arena_reserve(tf->text, (size_t)(dlen / 2)))
         return CK_ENOMEM;
+    tf->pk_arena = &pka; /* for this run only */
     st = run(tf, data, dlen, pkl->name, 0, visit, user, &pk);
     tf->pk_arena = NULL;
     cki_source_release(tf->src, 0, tf->len); /* data.pkl: its strings are copied */
