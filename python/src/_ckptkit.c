@@ -310,6 +310,14 @@ static PyObject *Model_count(ModelObject *self, PyObject *unused)
     return PyLong_FromSize_t(ck_model_tensor_count(self->m));
 }
 
+/* A C string from the library (a tensor name, a metadata key or value, JSON)
+ * as str: UTF-8, with bytes that are not UTF-8 kept as lone surrogates, so that
+ * no name is refused or changed on the way. */
+static PyObject *text(const char *s)
+{
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
+}
+
 static PyObject *Model_names(ModelObject *self, PyObject *unused)
 {
     size_t n;
@@ -322,7 +330,7 @@ static PyObject *Model_names(ModelObject *self, PyObject *unused)
         ck_tensor_info ti;
         PyObject *s;
         ck_model_tensor(self->m, i, &ti);
-        s = PyUnicode_DecodeUTF8(ti.name, (Py_ssize_t)strlen(ti.name), "surrogateescape");
+        s = text(ti.name);
         if (!s) {
             Py_DECREF(list);
             return NULL;
@@ -410,8 +418,7 @@ static PyObject *Model_info(ModelObject *self, PyObject *arg)
         Py_INCREF(strides);
     }
     return Py_BuildValue("(NsNNKKKKKN)",
-                         PyUnicode_DecodeUTF8(ti.name, (Py_ssize_t)strlen(ti.name),
-                                              "surrogateescape"),
+                         text(ti.name),
                          ck_dtype_name(ti.dtype), shape, strides,
                          (unsigned long long)ti.storage_offset, (unsigned long long)ti.numel,
                          (unsigned long long)ti.nbytes, (unsigned long long)ti.storage_id,
@@ -429,8 +436,8 @@ static PyObject *Model_metadata(ModelObject *self, PyObject *unused)
         const char *k, *v;
         PyObject *ko, *vo;
         ck_model_meta(self->m, i, &k, &v);
-        ko = PyUnicode_DecodeUTF8(k, (Py_ssize_t)strlen(k), "surrogateescape");
-        vo = PyUnicode_DecodeUTF8(v, (Py_ssize_t)strlen(v), "surrogateescape");
+        ko = text(k);
+        vo = text(v);
         if (!ko || !vo || PyDict_SetItem(d, ko, vo) < 0) {
             Py_XDECREF(ko);
             Py_XDECREF(vo);
@@ -448,7 +455,7 @@ static PyObject *Model_values_json(ModelObject *self, PyObject *unused)
     const char *j;
     if (model_check(self)) return NULL;
     j = ck_model_values_json(self->m);
-    return PyUnicode_DecodeUTF8(j, (Py_ssize_t)strlen(j), "surrogateescape");
+    return text(j);
 }
 
 /* ---- Buffer: one tensor's bytes in the mapping -------------------------------- */
@@ -530,8 +537,7 @@ static PyObject *Model_entries(ModelObject *self, PyObject *unused)
         PyObject *e;
         ck_model_tensor(self->m, i, &ti);
         e = Py_BuildValue("(NsNNK)",
-                          PyUnicode_DecodeUTF8(ti.name, (Py_ssize_t)strlen(ti.name),
-                                               "surrogateescape"),
+                          text(ti.name),
                           ck_dtype_name(ti.dtype), shape_tuple(ti.ndim, ti.shape),
                           make_view(self, i),
                           (unsigned long long)(ti.file_offset +

@@ -39,42 +39,55 @@ void cki_arena_free(cki_arena *a)
     a->used = a->size = 0;
 }
 
+/* A block of SZ payload bytes, not linked yet. */
+static cki_arena_blk *new_block(cki_arena *a, size_t sz)
+{
+    size_t total;
+    cki_arena_blk *b;
+    if (cki_add_size(&total, sizeof *b, sz)) {
+        cki_fail(a->ctx, CK_ENOMEM, "arena allocation of %zu bytes overflows", sz);
+        return NULL;
+    }
+    b = cki_malloc(a->ctx, total);
+    if (!b) return NULL;
+    b->next = NULL;
+    b->size = sz;
+    b->own = 0;
+    return b;
+}
+
+/* B becomes the block that small pieces are bumped from. */
+static void make_current(cki_arena *a, cki_arena_blk *b)
+{
+    b->next = a->head;
+    a->head = b;
+    a->used = 0;
+    a->size = b->size;
+}
+
 /* N bytes at an offset that is a multiple of ALIGN (a power of two, at most
  * 16) within the current block; a new block when the rest is too small. */
 static void *bump(cki_arena *a, size_t n, size_t align)
 {
-    size_t need = n, at = (a->used + align - 1) & ~(align - 1);
-    if (a->head && at <= a->size && a->size - at >= need) {
-        a->used = at + need;
+    size_t at = (a->used + align - 1) & ~(align - 1);
+    cki_arena_blk *b;
+    if (a->head && at <= a->size && a->size - at >= n) {
+        a->used = at + n;
         return a->head->data + at;
     }
-    {
-        size_t sz = need > BLOCK_MIN ? need : BLOCK_MIN, total;
-        cki_arena_blk *b;
-        if (cki_add_size(&total, sizeof *b, sz)) {
-            cki_fail(a->ctx, CK_ENOMEM, "arena allocation of %zu bytes overflows", n);
-            return NULL;
-        }
-        b = cki_malloc(a->ctx, total);
-        if (!b) return NULL;
-        if (a->head && need > BLOCK_MIN / 2) {
-            /* a large piece gets a block of its own behind the current one,
-             * whose free room stays in use for the small pieces */
-            b->size = sz;
-            b->own = 1;
-            b->next = a->head->next;
-            a->head->next = b;
-            return b->data;
-        }
-        b->next = a->head;
-        b->size = sz;
-        b->own = 0;
-        a->head = b;
-        a->used = 0;
-        a->size = sz;
+    b = new_block(a, n > BLOCK_MIN ? n : BLOCK_MIN);
+    if (!b) return NULL;
+    if (a->head && n > BLOCK_MIN / 2) {
+        /* a large piece gets a block of its own behind the current one,
+         * whose free room stays in use for the small pieces */
+        b->own = 1;
+        b->next = a->head->next;
+        a->head->next = b;
+        return b->data;
     }
-    a->used = need;
-    return a->head->data;
+    make_current(a, b);
+    a->used = n;
+    return b->data;
 }
 
 void *cki_arena_alloc(cki_arena *a, size_t n)
@@ -90,17 +103,9 @@ void *cki_arena_alloc_ptrs(cki_arena *a, size_t n)
 int cki_arena_reserve(cki_arena *a, size_t n)
 {
     cki_arena_blk *b;
-    size_t total;
     if (n <= BLOCK_MIN || (a->head && a->size - a->used >= n)) return 0;
-    if (cki_add_size(&total, sizeof *b, n)) return -1;
-    b = cki_malloc(a->ctx, total);
-    if (!b) return -1;
-    b->next = a->head;
-    b->size = n;
-    b->own = 0;
-    a->head = b;
-    a->used = 0;
-    a->size = n;
+    if (!(b = new_block(a, n))) return -1;
+    make_current(a, b);
     return 0;
 }
 

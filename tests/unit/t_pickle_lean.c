@@ -14,12 +14,12 @@
 #include "container/zip.h"
 #include "pickle/torch_objects.h"
 #include "t.h"
+#include "t_torchbuild.h"
 
 /* ---- building pickles ------------------------------------------------------ */
 
 typedef struct pb {
-    uint8_t *p;
-    size_t n, cap;
+    tb_bytes s; /* the pickle */
     uint32_t next_key;
     /* memo keys of the shared values, 0 until written once */
     uint32_t k_rebuild, k_storage, k_class, k_cpu, k_od;
@@ -27,14 +27,7 @@ typedef struct pb {
 
 static void put(pb *b, const void *s, size_t n)
 {
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n) cap *= 2;
-        b->p = realloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
+    tbb_put(&b->s, s, n);
 }
 
 static void op(pb *b, uint8_t c)
@@ -246,9 +239,9 @@ static void do_run(run *r, const pb *b, int lean, uint64_t depth_limit, uint64_t
     cki_arena_init(&r->ar, r->ctx);
     cki_arena_init(&r->obj, r->ctx);
     cki_arena_init(&r->txt, r->ctx);
-    r->st = lean ? cki_pickle_run_lean(r->ctx, &r->ar, &r->txt, b->p, b->n, "t.pth", "data.pkl", 0,
-                                       &r->pk)
-                 : cki_pickle_run(r->ctx, &r->ar, b->p, b->n, "t.pth", "data.pkl", 0, &r->pk);
+    r->st = lean ? cki_pickle_run_lean(r->ctx, &r->ar, &r->txt, b->s.p, b->s.n, "t.pth",
+                                       "data.pkl", 0, &r->pk)
+                 : cki_pickle_run(r->ctx, &r->ar, b->s.p, b->s.n, "t.pth", "data.pkl", 0, &r->pk);
     snprintf(r->msg, sizeof r->msg, "%s", r->st ? ck_errmsg(r->ctx) : "");
     cki_trec_init(&r->rec, r->ctx, &r->obj, "t.pth", "data.pkl");
     r->rec.copy_strings = 1; /* as the streaming reader converts */
@@ -383,7 +376,7 @@ TEST(pickle_lean_torch_state_dict)
     pb b;
     build(&b, 2500, all_canon);
     CHECK(compare(&b, 0, 0) == 2500);
-    free(b.p);
+    free(b.s.p);
 }
 
 TEST(pickle_lean_non_canonical_stays_a_call)
@@ -393,7 +386,7 @@ TEST(pickle_lean_non_canonical_stays_a_call)
     pb b;
     build(&b, 300, every_third_meta);
     CHECK(compare(&b, 0, 0) == 200);
-    free(b.p);
+    free(b.s.p);
 }
 
 TEST(pickle_lean_shared_nodes_not_recycled)
@@ -432,7 +425,7 @@ TEST(pickle_lean_shared_nodes_not_recycled)
         }
     }
     run_free(&y);
-    free(b.p);
+    free(b.s.p);
 }
 
 TEST(pickle_lean_messages_from_records)
@@ -446,7 +439,7 @@ TEST(pickle_lean_messages_from_records)
     CHECK(!y.st && y.cst == CK_EFORMAT && strstr(y.cmsg, "storage '1500' at byte") &&
           strstr(y.cmsg, "is not a torch storage class"));
     run_free(&y);
-    free(b.p);
+    free(b.s.p);
 }
 
 TEST(pickle_lean_depth_limit)
@@ -473,7 +466,7 @@ TEST(pickle_lean_depth_limit)
             CHECK((y.st == CK_OK) == (extra >= 5));
             run_free(&y);
         }
-        free(b.p);
+        free(b.s.p);
     }
 }
 
@@ -483,13 +476,13 @@ TEST(pickle_lean_memo_filter_fallback)
      * decides, the message is the exact one */
     pb b;
     build(&b, 50, all_canon);
-    b.n--; /* drop STOP */
+    b.s.n--; /* drop STOP */
     op(&b, 'j');
     le32(&b, 4000);
     op(&b, '0');
     op(&b, '.');
     compare(&b, 0, 0);
-    free(b.p);
+    free(b.s.p);
     /* a key the filter drops, fetched by a text GET (which the first pass
      * does not follow: the filter is off) and by MEMOIZE numbering */
     memset(&b, 0, sizeof b);
@@ -499,7 +492,7 @@ TEST(pickle_lean_memo_filter_fallback)
         put(&b, prog, sizeof prog - 1);
     }
     compare(&b, 0, 0);
-    free(b.p);
+    free(b.s.p);
     memset(&b, 0, sizeof b);
     {
         /* protocol 4: MEMOIZE after the list and the string, BINGET 1 */
@@ -507,7 +500,7 @@ TEST(pickle_lean_memo_filter_fallback)
         put(&b, prog, sizeof prog - 1);
     }
     compare(&b, 0, 0);
-    free(b.p);
+    free(b.s.p);
 }
 
 TEST(pickle_lean_memo_limit_counts_dropped_puts)
@@ -525,7 +518,7 @@ TEST(pickle_lean_memo_limit_counts_dropped_puts)
         run_free(&x);
         run_free(&y);
     }
-    free(b.p);
+    free(b.s.p);
     /* the same key stored twice counts once */
     memset(&b, 0, sizeof b);
     {
@@ -534,7 +527,7 @@ TEST(pickle_lean_memo_limit_counts_dropped_puts)
     }
     compare(&b, 0, 2);
     compare(&b, 0, 1);
-    free(b.p);
+    free(b.s.p);
 }
 
 TEST(pickle_lean_truncations)
@@ -542,12 +535,12 @@ TEST(pickle_lean_truncations)
     /* every prefix of a small state dict: same status and message */
     pb b;
     build(&b, 3, every_third_meta);
-    for (size_t n = 0; n <= b.n; n++) {
+    for (size_t n = 0; n <= b.s.n; n++) {
         pb c = b;
-        c.n = n;
+        c.s.n = n;
         compare(&c, 0, 0);
     }
-    free(b.p);
+    free(b.s.p);
 }
 
 TEST(arena_give_back_large_pieces)
